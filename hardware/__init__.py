@@ -1,0 +1,1 @@
+"""Device interfaces, real drivers (``hardware.drivers``) and the simulated rig (``hardware.sim``)."""

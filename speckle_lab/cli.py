@@ -1,0 +1,95 @@
+"""The ``speckle-lab`` console command (DESIGN.md, "CLI").
+
+Each area registers its own commands: ``hardware.cli`` (devices), ``acquisition.cli`` (plan,
+acquire, inspect), ``reconstruction.cli`` (train, evaluate, predict) and ``speckle_lab.demo``.
+Those modules import only click at load time, so ``speckle-lab --help`` stays fast and never
+imports torch. Exit codes: 0 success, 2 bad input (one line), 1 anything else, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from speckle_lab import __version__
+from speckle_lab.errors import NotAvailableError, UserError
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="speckle-lab")
+def cli() -> None:
+    """Acquisition and SpT UNet reconstruction for imaging through scattering media."""
+
+
+def _register() -> None:
+    from acquisition.cli import acquire, inspect, plan
+    from hardware.cli import devices
+    from reconstruction.cli import evaluate, predict, train
+    from speckle_lab.demo import demo
+
+    for command in (devices, plan, acquire, inspect, train, evaluate, predict, demo):
+        cli.add_command(command)
+
+
+_register()
+
+
+def _error(prefix: str, message: str) -> None:
+    line = " ".join(str(message).split())  # exactly one line
+    click.echo(f"speckle-lab: {prefix}{line}", err=True)
+
+
+def _crash_log(exc: BaseException) -> Path | None:
+    """Writes the traceback of an unexpected error to a file, so the terminal gets one line."""
+    try:
+        path = Path(os.environ.get("SPECKLE_LAB_CRASH_LOG", Path.home() / ".speckle-lab-crash.log"))
+        path.write_text("".join(traceback.format_exception(exc)))
+        return path
+    except OSError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns (and exits with) the DESIGN.md exit code."""
+    code = run(argv)
+    sys.exit(code)
+
+
+def run(argv: list[str] | None = None) -> int:
+    try:
+        result = cli.main(args=argv, prog_name="speckle-lab", standalone_mode=False)
+        return int(result) if isinstance(result, int) else EXIT_OK
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        _error("", "interrupted")
+        return EXIT_INTERRUPTED
+    except click.ClickException as e:  # usage errors: bad option, missing argument, no such file
+        e.show()
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _error("", "interrupted")
+        return EXIT_INTERRUPTED
+    except UserError as e:
+        _error("error: ", str(e))
+        return EXIT_BAD_INPUT
+    except NotAvailableError as e:
+        _error("", str(e))
+        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, details in a file
+        if os.environ.get("SPECKLE_LAB_DEBUG"):
+            raise
+        where = _crash_log(e)
+        tail = f" (traceback in {where})" if where else ""
+        _error("error: ", f"{type(e).__name__}: {e}{tail}")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    main()

@@ -1,35 +1,47 @@
-"""``speckle-lab plan | acquire | inspect``. Imports only click at load time."""
+"""``speckle-lab plan | acquire | inspect``. Imports only click at load time.
+
+The work is in ``acquisition.plan``, ``acquisition.engine`` and ``acquisition.inspect``.
+"""
 
 from __future__ import annotations
 
 import click
 
-from speckle_lab.errors import NotAvailableError
+RIG_HELP = "rig TOML file (default: the simulated rig)"
 
 
 @click.command()
 @click.argument("protocol")
-@click.option("--rig", "rig_path", default=None, help="rig TOML file (default: the simulated rig)")
-def plan(protocol: str, rig_path: str | None) -> None:
-    """Dry run: pairs, device moves, manual steps, duration and disk need."""
-    raise NotAvailableError("plan: not built yet")
+@click.option("--rig", "rig_path", default=None, help=RIG_HELP)
+@click.option("--out", "out_path", default=None, help="where the dataset would go (checks its free disk)")
+def plan(protocol: str, rig_path: str | None, out_path: str | None) -> int:
+    """Dry run: pairs and their order, device moves, manual steps, duration and disk need."""
+    from acquisition.plan import plan_command
+
+    return plan_command(protocol, rig_path, out_path)
 
 
 @click.command()
 @click.argument("protocol")
 @click.option("--out", "out_path", required=True, help="the dataset file to write (RUN.h5)")
-@click.option("--rig", "rig_path", default=None, help="rig TOML file (default: the simulated rig)")
+@click.option("--rig", "rig_path", default=None, help=RIG_HELP)
 @click.option("--resume", is_flag=True, help="continue a stopped run from its file")
-def acquire(protocol: str, out_path: str, rig_path: str | None, resume: bool) -> None:
-    """Run PROTOCOL on the rig and write the dataset."""
-    from protocols import load_protocol
+@click.option("--unattended", is_flag=True, help="never prompt; refuse protocols that need a person")
+@click.option("--progress/--no-progress", default=True, help="show the live progress bar")
+def acquire(protocol: str, out_path: str, rig_path: str | None, resume: bool, unattended: bool,
+            progress: bool) -> int:
+    """Run PROTOCOL on the rig and write the dataset (the simulated rig by default)."""
+    from acquisition.engine import acquire_command
 
-    load_protocol(protocol)  # bad input exits 2 even before the engine exists
-    raise NotAvailableError("acquire: the acquisition engine is not built yet")
+    return acquire_command(protocol, out_path, rig_path, resume=resume, unattended=unattended,
+                           progress=progress)
 
 
 @click.command()
 @click.argument("run")
-def inspect(run: str) -> None:
-    """Summarise a dataset and write its contact-sheet PNG."""
-    raise NotAvailableError("inspect: not built yet")
+@click.option("--sheet", "sheet_path", default=None, help="contact-sheet PNG (default: RUN.contact.png)")
+def inspect(run: str, sheet_path: str | None) -> int:
+    """Summarise a dataset (counts, exposure, saturation, stability) and write its contact sheet."""
+    from acquisition.inspect import inspect_command
+
+    return inspect_command(run, sheet_path)

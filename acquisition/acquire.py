@@ -1,0 +1,301 @@
+"""Set-up around the engine for ``speckle-lab acquire``: plan, preflight, file, log, progress, Ctrl-C.
+
+Order of a run:
+
+1. read and validate the protocol and rig (one-line errors, exit 2) and make the plan;
+2. the output: without ``--resume`` an existing file is an error (captured data is never
+   overwritten); with ``--resume`` the file's ``protocol`` and ``rig`` texts must equal the files
+   given (or exit 2); a run killed while its file was being created (only ``RUN.h5.creating``
+   exists) starts afresh;
+3. preflight, before any device moves: a protocol needing a person (manual stage or changer, dark
+   frames on a real rig) with a non-interactive operator is refused (exit 2); then the rig is
+   opened and the SLM's stroke mode and window size are checked against the protocol (exit 2);
+4. the file is laid out (fresh run) and the engine runs with a live progress bar (pairs/s, ETA,
+   current block) and a log beside the dataset (``RUN.log``); Ctrl-C finishes the current pair and
+   exits 130; a device that keeps failing stops the run cleanly (exit 1, naming the device).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from acquisition.dataset import CREATING_SUFFIX, BlockSpec, RunLayout, RunWriter, create_run, open_run
+from acquisition.engine import Engine, EngineSettings, RunOutcome
+from acquisition.exposure import AutoExposureSettings
+from speckle_lab.errors import UserError
+
+log = logging.getLogger("speckle_lab.acquire")
+
+REFERENCE_SEED = 20230  # the stability monitor's reference pattern: a fixed random binary pattern
+
+
+# -- plan → file layout ---------------------------------------------------------------------------
+
+def layout_from_plan(plan, objects, protocol_text: str, rig_text: str, frame_dtype,
+                     settings_src) -> RunLayout:
+    """The file layout of a fresh run: objects, pair rows (plan order), blocks, darks, references."""
+    patterns, names, splits, skipped = objects
+    rows = list(plan.rows)
+    blocks: list[BlockSpec] = []
+    index: dict[BlockSpec, int] = {}
+    pair_block, pair_object, pair_repeat = [], [], []
+    for r in rows:
+        spec = BlockSpec(str(r.diffuser), float(r.distance_mm), str(r.role))
+        if spec not in index or pair_block[-1] != index[spec]:
+            index[spec] = len(blocks)
+            blocks.append(spec)
+        pair_block.append(index[spec])
+        pair_object.append(int(r.object_index))
+        pair_repeat.append(int(r.repeat))
+    every = int(settings_src.reference_every)
+    ref_before, ref_block = [], []
+    if every > 0:
+        for b in range(len(blocks)):
+            members = [i for i, pb in enumerate(pair_block) if pb == b]
+            for k in range(0, len(members), every):
+                ref_before.append(members[k])
+                ref_block.append(b)
+            ref_before.append(members[-1] + 1)  # and once more at the block's end
+            ref_block.append(b)
+    window = patterns.shape[1:] if len(patterns) else tuple(settings_src.window_px)
+    reference = None
+    if every > 0:
+        reference = (np.random.default_rng(REFERENCE_SEED).random(window) > 0.5).astype(np.uint8)
+    return RunLayout(
+        protocol_text=protocol_text, rig_text=rig_text, patterns=np.asarray(patterns, dtype=np.uint8),
+        names=list(names), splits=list(splits), skipped=list(skipped), blocks=blocks,
+        pair_block=np.array(pair_block, dtype=np.int64), pair_object=np.array(pair_object, dtype=np.int64),
+        pair_repeat=np.array(pair_repeat, dtype=np.int64), frame_shape=tuple(settings_src.roi_px),
+        frame_dtype=np.dtype(frame_dtype), dark_frames=int(settings_src.dark_frames),
+        reference_pattern=reference, reference_before_row=ref_before, reference_block=ref_block)
+
+
+# -- output file checks ------------------------------------------------------------------------------
+
+def check_output(out: Path, resume: bool, protocol_text: str, rig_text: str, protocol_path: str,
+                 rig_name: str) -> bool:
+    """Returns True when a fresh file must be laid out; raises UserError for every conflict."""
+    creating = out.with_name(out.name + CREATING_SUFFIX)
+    if not resume:
+        if out.exists():
+            raise UserError(f"{out}: already exists; add --resume to continue that run, "
+                            "or choose another --out")
+        return True
+    if not out.exists():
+        if creating.exists():
+            return True  # killed while laying out the file: nothing was captured, start afresh
+        raise UserError(f"{out}: no such run to resume (drop --resume to start a new run)")
+    with open_run(out) as f:
+        if f.attrs["protocol"] != protocol_text:
+            raise UserError(f"{out}: was started with a different protocol than {protocol_path}; "
+                            "resume with the same protocol file")
+        if f.attrs["rig"] != rig_text:
+            raise UserError(f"{out}: was started with a different rig than {rig_name}; "
+                            "resume with the same rig file")
+    return False
+
+
+# -- live progress, log file, Ctrl-C ----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def run_log(out: Path):
+    """Appends this run's log to RUN.log beside the dataset."""
+    path = out.with_suffix(".log")
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("speckle_lab")
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+
+@contextlib.contextmanager
+def stop_on_sigint(stop: threading.Event):
+    """First Ctrl-C: finish the current pair and stop cleanly. A second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after the current pair (Ctrl-C again to abort at once)", file=sys.stderr)
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, total: int, already: int):
+    """Yields a callback ``(done, total, block_label)`` driving a rich bar (pairs/s, ETA, block)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    class Rate(TextColumn):
+        def __init__(self):
+            super().__init__("")
+
+        def render(self, task):
+            from rich.text import Text
+
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f} pairs/s" if speed else "- pairs/s")
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TaskProgressColumn(), Rate(), TextColumn("ETA"), TimeRemainingColumn(),
+                  TimeElapsedColumn(), transient=False) as bar:
+        task = bar.add_task("starting", total=total, completed=already)
+
+        def update(done: int, total_: int, label: str) -> None:
+            bar.update(task, completed=done, description=label)
+
+        yield update
+
+
+# -- the command ----------------------------------------------------------------------------------------
+
+def run_acquire(protocol_path: str, out_path: str, rig_path: str | None, *, resume: bool, unattended: bool,
+                progress: bool) -> int:
+    from acquisition.plan import build_objects, make_plan
+    from hardware.rig import build_rig, load_rig
+    from speckle_lab.config import read_text
+
+    out = Path(out_path)
+    protocol_text = read_text(protocol_path, "protocol")
+    rig_file = load_rig(rig_path)
+    plan = make_plan(protocol_path, rig_path)
+    src = settings_source(plan, rig_file)
+    fresh = check_output(out, resume, protocol_text, rig_file.text, protocol_path,
+                         rig_path or "the default simulated rig")
+    if not out.parent.exists():
+        raise UserError(f"{out}: folder {out.parent} does not exist")
+    operator = make_operator(unattended)
+    preflight_people(src, rig_file, operator)
+    rig = build_rig(rig_file, operator)
+    try:
+        preflight_devices(rig, src)
+        settings = engine_settings(src, rig_file)
+        with run_log(out) as log_path:
+            log.info("acquire %s -> %s (%s)", protocol_path, out, "resume" if not fresh else "new run")
+            if fresh:
+                t0 = time.perf_counter()
+                objects = build_objects(plan)
+                dtype = np.uint8 if rig.camera.max_value <= 255 else np.uint16
+                create_run(out, layout_from_plan(plan, objects, protocol_text, rig_file.text, dtype, src))
+                log.info("laid out %s in %.1f s", out, time.perf_counter() - t0)
+            outcome = _run_engine(rig, out, settings, progress)
+    finally:
+        with contextlib.suppress(Exception):
+            rig.close()
+    stream = sys.stdout if outcome.exit_code == 0 else sys.stderr
+    print(f"{out}: {outcome.message} ({outcome.pairs_done}/{outcome.pairs_total} pairs done; log {log_path})",
+          file=stream)
+    return outcome.exit_code
+
+
+def _run_engine(rig, out: Path, settings: EngineSettings, progress: bool) -> RunOutcome:
+    writer = RunWriter(out, settings.sync_interval_s)
+    try:
+        engine = Engine(rig, writer, settings)
+    except BaseException:
+        writer.close()
+        raise
+    total = len(engine.done)
+    with stop_on_sigint(engine.stop_requested), progress_bar(progress, total, int(engine.done.sum())) as cb:
+        engine.progress = cb
+        return engine.run()
+
+
+# -- protocol → settings, and preflight ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a run needs from its protocol (and rig), gathered in one place."""
+
+    roi_px: tuple[int, int]
+    window_px: tuple[int, int]
+    settle_ms: float
+    gray_pi: int | None
+    stroke_mode: str | None  # required SLM phase-stroke mode, None: any
+    exposure_us: float | None  # fixed; None: auto
+    auto: AutoExposureSettings
+    start_exposure_us: float
+    average: int
+    dark_frames: int
+    reference_every: int  # 0: no stability monitor
+    stability_threshold: float
+    manual_steps: tuple[str, ...]  # what a person must do, from the plan
+
+
+def engine_settings(src: RunSettings, rig_file) -> EngineSettings:
+    rig = rig_file.config
+    return EngineSettings(
+        roi_px=src.roi_px, settle_ms=max(src.settle_ms, rig.slm.settle_ms), gray_pi=src.gray_pi,
+        exposure_us=src.exposure_us, auto=src.auto, start_exposure_us=src.start_exposure_us,
+        average=src.average, stability_threshold=src.stability_threshold, timeout_ms=rig.camera.timeout_ms,
+        laser_blocked_for_dark=rig.simulated)
+
+
+def make_operator(unattended: bool):
+    """The person at the rig: the console, or nobody (``--unattended`` or no terminal)."""
+    from hardware.drivers.manual import ConsoleOperator, UnattendedOperator
+
+    if unattended or not sys.stdin.isatty():
+        return UnattendedOperator()
+    return ConsoleOperator()
+
+
+def preflight_people(src: RunSettings, rig_file, operator) -> None:
+    """Refuses, before anything moves, a run that needs a person when nobody will answer."""
+    if getattr(operator, "interactive", False):
+        return
+    steps = list(src.manual_steps)
+    if src.dark_frames > 0 and not rig_file.config.simulated:
+        steps.append("block and unblock the laser for dark frames")
+    if steps:
+        raise UserError(f"this protocol needs a person ({steps[0]}{' ...' if len(steps) > 1 else ''}) "
+                        "but the run is unattended or has no terminal; run it attended, or use a "
+                        "motorised stage and filter wheel")
+
+
+def preflight_devices(rig, src: RunSettings) -> None:
+    """Checks the opened rig against the protocol before the first frame."""
+    if src.stroke_mode is not None:
+        mode = rig.slm.stroke_mode()
+        if mode != src.stroke_mode:
+            raise UserError(f"SLM phase-stroke mode is {mode!r} but the protocol requires "
+                            f"{src.stroke_mode!r}; "
+                            "set it on the EXULUS (or in the rig file's slm.stroke_mode)")
+    window = tuple(rig.slm.window_shape)
+    if window != tuple(src.window_px):
+        raise UserError(f"SLM window is {window[0]}x{window[1]} px but the protocol's patterns are "
+                        f"{src.window_px[0]}x{src.window_px[1]} (rig file slm.window_px)")

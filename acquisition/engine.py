@@ -1,0 +1,432 @@
+"""The acquisition engine: runs a laid-out run file on a rig, resumably, pipelined, with retries.
+
+The run file (``acquisition.dataset``) is the single source of truth: the engine reads the plan
+(pair rows, blocks, reference schedule) and what is already done from it, so a fresh run and a
+resumed one execute the same code. Per block (one diffuser and distance) it moves the slow devices
+once, decides the exposure once (stored: a resume reuses it), takes the dark frame, then shows each
+object, waits ``settle_ms`` from the SLM flip, captures, and hands the frame to a writer thread
+through a bounded queue — so the next pattern is shown and settles while the last frame is written.
+
+Failure policy:
+
+- a ``DeviceError`` (timeouts, dropped frames, display loss, stage and wheel errors) is retried with
+  exponential backoff; after ``retries`` the run stops cleanly (every finished pair kept) with a
+  message naming the device (exit 1). ``DriverMissing`` / ``DeviceNotFound`` are not retried;
+- a reference correlation below the threshold pauses and asks the operator, or stops cleanly when
+  unattended (exit 1);
+- Ctrl-C (SIGINT) finishes the current pair, flushes and closes the file (exit 130);
+- a write failure (a full disk) stops the run; the file stays valid and ``--resume`` continues it.
+
+``acquire_command`` (the CLI entry) is at the end; its set-up (plan, preflight, file, progress bar,
+SIGINT, RUN.log) is in ``acquisition.acquire``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from acquisition.dataset import RunWriter, read_strings
+from acquisition.exposure import AutoExposureSettings, auto_expose, mean_dark
+from acquisition.stability import StabilityMonitor
+from hardware.errors import DeviceError, DeviceNotFound, DriverMissing
+
+log = logging.getLogger("speckle_lab.acquire")
+
+EXIT_OK, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the engine needs from the protocol and rig (units in the names)."""
+
+    roi_px: tuple[int, int]
+    settle_ms: float = 0.0
+    gray_pi: int | None = None  # None: the rig LUT's π level
+    exposure_us: float | None = None  # fixed exposure; None: auto exposure per block
+    auto: AutoExposureSettings = AutoExposureSettings()
+    start_exposure_us: float = 1000.0  # auto exposure's first trial
+    probe_objects: int = 3  # objects of a block probed by auto exposure
+    average: int = 1  # frames averaged per capture
+    stability_threshold: float = 0.9
+    timeout_ms: float = 2000.0
+    retries: int = 4  # retries per device operation before the run stops
+    backoff_s: float = 0.05  # first retry delay, doubled each retry ...
+    backoff_max_s: float = 5.0  # ... up to this
+    sync_interval_s: float = 1.0  # see acquisition.dataset: done flags follow an fsync
+    queue_frames: int = 8  # frames the writer thread may lag behind
+    pipelined: bool = True  # False: each capture waits for its write (only to measure the gain)
+    laser_blocked_for_dark: bool = False  # the rig makes darks itself (sim); else the operator blocks it
+
+
+@dataclass
+class RunOutcome:
+    exit_code: int
+    message: str
+    pairs_done: int
+    pairs_total: int
+    device: str | None = None
+
+
+class StopRun(Exception):
+    """Stops the run cleanly: finished pairs are kept. ``device`` names the culprit, if any."""
+
+    def __init__(self, message: str, device: str | None = None):
+        super().__init__(message)
+        self.device = device
+
+
+class _Writer:
+    """The writer thread: owns the RunWriter once started; jobs come through a bounded queue."""
+
+    def __init__(self, writer: RunWriter, maxsize: int):
+        self.writer = writer
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="run-writer", daemon=True)
+        self.busy_s = 0.0  # time spent writing (for the benchmark)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._q.get()
+            try:
+                if job is None:
+                    return
+                if self._error is not None:
+                    continue  # drain: after a failure nothing more is written
+                t0 = time.perf_counter()
+                try:
+                    job(self.writer)
+                except BaseException as e:  # noqa: BLE001 - handed to the capture thread
+                    self._error = e
+                self.busy_s += time.perf_counter() - t0
+            finally:
+                self._q.task_done()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise _write_failure(self._error, self.writer.path)
+
+    def put(self, job: Callable[[RunWriter], None], wait: bool = False) -> None:
+        self.check()
+        self._q.put(job)
+        if wait:  # not pipelined: the capture waits for the write (benchmark comparison)
+            self._q.join()
+            self.check()
+
+    def close(self) -> None:
+        """Drains the queue, syncs the last done flags and closes the file."""
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join()
+        if self._error is None:
+            try:
+                self.writer.close()
+            except OSError as e:
+                self._error = e
+                self.writer.abandon()
+        else:
+            self.writer.abandon()
+        self.check()
+
+
+def _write_failure(e: BaseException, path) -> StopRun:
+    detail = " ".join(str(e).split())[:160]
+    return StopRun(f"{path}: writing failed ({detail}); the file keeps every finished pair — "
+                   "free space or fix the cause, then run again with --resume", device="disk")
+
+
+@dataclass
+class _Event:
+    kind: str  # "pair" | "reference"
+    index: int  # pair row or reference index
+    block: int
+
+
+@dataclass
+class Engine:
+    rig: object  # hardware.rig.Rig (slm, camera, stage, changer, operator, lut)
+    writer: RunWriter
+    settings: EngineSettings
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    progress: Callable[[int, int, str], None] | None = None
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
+        f = self.writer.file
+        self._objects = _PackedPatterns(f["objects/pattern"])
+        self._pair_block = f["pairs/block"][...]
+        self._pair_object = f["pairs/object_index"][...]
+        self._pair_repeat = f["pairs/repeat"][...]
+        self._distance = f["blocks/distance_mm"][...]
+        self._diffuser = read_strings(f["blocks/diffuser"])
+        self._block_exposure = f["blocks/exposure_us"][...]
+        self._block_done = f["blocks/done"][...]
+        self._dark_n = int(f["dark"].attrs["n_frames"])
+        self._dark_done = f["dark/done"][...]
+        self._ref_block = f["stability/block"][...]
+        self._ref_before = f["stability/before_row"][...]
+        self._ref_done = f["stability/done"][...]
+        self._ref_pattern = f["stability/pattern"][...]
+        self.done = f["pairs/done"][...]
+        self._frame_shape = tuple(f["pairs/speckle"].shape[1:])
+        self.monitor = StabilityMonitor(self.settings.stability_threshold)
+        for i in np.flatnonzero(self._ref_done):  # baselines of a resumed run, from the file
+            b = int(self._ref_block[i])
+            if not self.monitor.has_baseline(b):
+                self.monitor.set_baseline(b, f["stability/frame"][i])
+        self._gray_pi = np.uint8(self.settings.gray_pi if self.settings.gray_pi is not None
+                                 else self.rig.lut.gray_pi)
+        self._block: int | None = None
+        self._exposure_us = float("nan")
+        self._pairs_written = int(self.done.sum())
+        self.capture_s = 0.0  # time in show+settle+capture, for the benchmark
+
+    # -- the plan as a sequence of events --------------------------------------------------
+    def _events(self) -> list[_Event]:
+        m = len(self._pair_block)
+        refs: dict[int, list[int]] = {}
+        for i, r in enumerate(self._ref_before):
+            refs.setdefault(int(r), []).append(i)
+        out: list[_Event] = []
+        for row in range(m + 1):
+            out += [_Event("reference", i, int(self._ref_block[i])) for i in refs.get(row, [])]
+            if row < m:
+                out.append(_Event("pair", row, int(self._pair_block[row])))
+        return out
+
+    def block_label(self, b: int) -> str:
+        return f"diffuser {self._diffuser[b]} at {self._distance[b]:g} mm"
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self) -> RunOutcome:
+        total = len(self.done)
+        w = _Writer(self.writer, self.settings.queue_frames)
+        self.writer_thread = w
+        w.start()
+        code, message, device = EXIT_OK, "", None
+        try:
+            for ev in self._events():
+                if self.stop_requested.is_set():
+                    code = EXIT_INTERRUPTED
+                    message = "interrupted: finished the current pair and closed the file"
+                    break
+                if ev.kind == "pair" and self.done[ev.index]:
+                    continue
+                if ev.kind == "reference" and self._ref_done[ev.index]:
+                    continue
+                w.check()
+                if ev.block != self._block:
+                    self._enter_block(ev.block, w)
+                if ev.kind == "pair":
+                    self._pair(ev.index, w)
+                else:
+                    self._reference(ev.index, w)
+        except StopRun as e:
+            code, message, device = EXIT_STOPPED, str(e), e.device
+        finally:
+            try:
+                w.close()
+            except StopRun as e:
+                code, message, device = EXIT_STOPPED, str(e), e.device
+        done = self.writer_done_count()
+        if code == EXIT_OK:
+            message = f"complete: {done}/{total} pairs"
+        log.info("run ended (exit %d): %s", code, message)
+        return RunOutcome(code, message, done, total, device)
+
+    def writer_done_count(self) -> int:
+        return int(self._pairs_written)
+
+    # -- device operations with retries -------------------------------------------------------
+    def _retry(self, what: str, fn: Callable[[], object], device: str, before_retry=None):
+        s = self.settings
+        delay = s.backoff_s
+        for attempt in range(s.retries + 1):
+            try:
+                return fn()
+            except (DriverMissing, DeviceNotFound) as e:
+                raise StopRun(f"{e} (while {what}; not retried)", device=e.device) from None
+            except DeviceError as e:
+                if attempt == s.retries:
+                    raise StopRun(f"{e.device}: {what} failed {attempt + 1} times ({e}); stopped cleanly, "
+                                  "finished pairs kept — fix the device and run again with --resume",
+                                  device=e.device) from None
+                log.warning("%s: %s (attempt %d/%d), retrying in %.2f s", what, e, attempt + 1,
+                            s.retries + 1, delay)
+                self.sleep(delay)
+                delay = min(delay * 2, s.backoff_max_s)
+                if before_retry is not None:
+                    before_retry()
+        raise AssertionError("unreachable")
+
+    def _show_and_capture(self, pattern01: np.ndarray, key: tuple, what: str):
+        """Shows the pattern, waits settle_ms after the flip, captures; retried as one step."""
+        s, rig = self.settings, self.rig
+        gray = np.multiply(pattern01, self._gray_pi, dtype=np.uint8)  # 0 → gray 0, 1 → the π level
+
+        def step():
+            t0 = time.perf_counter()
+            flip = rig.slm.show_gray(gray)
+            wait = flip + s.settle_ms / 1000.0 - time.monotonic()
+            if wait > 0:
+                self.sleep(wait)
+            frame = rig.camera.capture(s.timeout_ms, s.average, key=key)
+            self.capture_s += time.perf_counter() - t0
+            if frame.image.shape != self._frame_shape:
+                raise StopRun(f"camera: delivered a {frame.image.shape} frame but the run's frames are "
+                              f"{self._frame_shape} (camera ROI); check the rig and protocol", device="camera")
+            return frame
+
+        return self._retry(what, step, device="camera")
+
+    def _configure(self, exposure_us: float) -> float:
+        return float(self._retry("setting the camera exposure",
+                                 lambda: self.rig.camera.configure(self.settings.roi_px, exposure_us),
+                                 device="camera"))
+
+    # -- blocks --------------------------------------------------------------------------------
+    def _enter_block(self, b: int, w: _Writer) -> None:
+        rig, diffuser, distance = self.rig, self._diffuser[b], float(self._distance[b])
+        log.info("block %d: %s", b, self.block_label(b))
+        if rig.changer.current() != diffuser:
+            self._retry(f"selecting diffuser {diffuser}", lambda: rig.changer.select(diffuser),
+                        device="changer")
+        here = rig.stage.distance_mm()
+        if here is None or abs(here - distance) > 1e-3:
+            self._retry(f"moving to {distance:g} mm", lambda: rig.stage.move_to_mm(distance), device="stage")
+        if self._block_done[b]:
+            self._exposure_us = self._configure(float(self._block_exposure[b]))
+            log.info("block %d: exposure %.1f us (stored)", b, self._exposure_us)
+        else:
+            self._exposure_us, sat = self._decide_exposure(b)
+            exp = self._exposure_us
+            w.put(lambda wr: wr.write_block_exposure(b, exp, sat))
+            self._block_done[b] = True
+        if self._dark_n > 0 and not self._dark_done[b]:
+            dark = self._dark(b)
+            w.put(lambda wr: wr.write_dark(b, dark))
+            self._dark_done[b] = True
+        self._block = b
+
+    def _decide_exposure(self, b: int) -> tuple[float, float]:
+        s = self.settings
+        if s.exposure_us is not None:
+            applied = self._configure(s.exposure_us)
+            log.info("block %d: exposure %.1f us (fixed)", b, applied)
+            return applied, float("nan")
+        rows = np.flatnonzero(self._pair_block == b)
+        probe_objs = list(dict.fromkeys(int(self._pair_object[r]) for r in rows))[: s.probe_objects]
+        if not probe_objs and len(self._ref_pattern):
+            probe_objs = [-1]
+        patterns = [self._ref_pattern if o < 0 else self._objects[o] for o in probe_objs]
+        diffuser, distance = self._diffuser[b], float(self._distance[b])
+
+        def probe(exposure_us: float, iteration: int):
+            applied = self._configure(exposure_us)
+            frames = [self._show_and_capture(p, ("exposure", diffuser, distance, o, iteration),
+                                             "capturing an exposure probe").image
+                      for p, o in zip(patterns, probe_objs, strict=True)]
+            return applied, frames
+
+        res = auto_expose(probe, s.start_exposure_us, self.rig.camera.max_value, s.auto)
+        applied = self._configure(res.exposure_us)
+        log.info("block %d: auto exposure %.1f us, p%g = %.0f counts, %.4f%% saturated, %d iterations%s",
+                 b, applied, s.auto.target_percentile, res.statistic, 100 * res.saturated_fraction,
+                 res.iterations, "" if res.converged else " (NOT converged: kept the best)")
+        return applied, res.saturated_fraction
+
+    def _dark(self, b: int) -> np.ndarray:
+        rig, diffuser, distance = self.rig, self._diffuser[b], float(self._distance[b])
+        if not self.settings.laser_blocked_for_dark:
+            rig.operator.request("Block the laser for dark frames, then press Enter")
+        cam, s = rig.camera, self.settings
+        frames = [self._retry("capturing a dark frame",
+                              lambda i=i: cam.capture(s.timeout_ms, 1, key=("dark", diffuser, distance, i)),
+                              device="camera").image
+                  for i in range(self._dark_n)]
+        if not self.settings.laser_blocked_for_dark:
+            rig.operator.request("Unblock the laser, then press Enter")
+        dark = mean_dark(frames)
+        log.info("block %d: dark frame, mean of %d: %.2f counts", b, self._dark_n, float(dark.mean()))
+        return dark
+
+    # -- pairs and references ----------------------------------------------------------------------
+    def _pair(self, row: int, w: _Writer) -> None:
+        b, obj, rep = int(self._pair_block[row]), int(self._pair_object[row]), int(self._pair_repeat[row])
+        key = ("pair", self._diffuser[b], float(self._distance[b]), obj, rep)
+        frame = self._show_and_capture(self._objects[obj], key, f"capturing pair {row}")
+        image, sat = frame.image, _saturated(frame, self.rig.camera.max_value)
+        w.put(lambda wr: wr.write_pair(row, image, frame.exposure_us, frame.timestamp_s, sat,
+                                       frame.frame_index, frame.device_timestamp_s),
+              wait=not self.settings.pipelined)
+        self.done[row] = True
+        self._pairs_written += 1
+        if self.progress is not None:
+            self.progress(self._pairs_written, len(self.done), self.block_label(b))
+
+    def _reference(self, i: int, w: _Writer) -> None:
+        b = int(self._ref_block[i])
+        key = ("reference", self._diffuser[b], float(self._distance[b]), i)
+        frame = self._show_and_capture(self._ref_pattern, key, "capturing the reference pattern")
+        corr, ok = self.monitor.check(b, frame.image)
+        image, ts = frame.image, frame.timestamp_s
+        w.put(lambda wr: wr.write_reference(i, image, corr, ts))
+        self._ref_done[i] = True
+        log.info("reference %d (%s): correlation %.4f", i, self.block_label(b), corr)
+        if ok:
+            return
+        threshold = self.settings.stability_threshold
+        msg = (f"stability: reference correlation {corr:.3f} < threshold {threshold:g} "
+               f"({self.block_label(b)}, before pair {int(self._ref_before[i])})")
+        log.warning(msg)
+        op = self.rig.operator
+        if getattr(op, "interactive", False) and op.ask_yes_no(f"{msg}. Continue anyway?", False):
+            log.warning("operator chose to continue despite drift")
+            return
+        raise StopRun(f"{msg}; stopped cleanly — check the rig, then run again with --resume",
+                      device="stability")
+
+
+class _PackedPatterns:
+    """The run's binary objects held in memory as bits (1500 faces of 800×800: 120 MB), so showing
+    a pattern never touches the file the writer thread is writing."""
+
+    def __init__(self, ds, batch: int = 64):
+        self.shape = ds.shape
+        self._bits = np.empty((ds.shape[0], ds.shape[1], (ds.shape[2] + 7) // 8), np.uint8)
+        for a in range(0, ds.shape[0], batch):
+            self._bits[a:a + batch] = np.packbits(ds[a:a + batch] != 0, axis=-1)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return np.unpackbits(self._bits[i], axis=-1, count=self.shape[2])
+
+
+def _saturated(frame, max_value: int) -> float:
+    sat = getattr(frame, "saturated_fraction", None)
+    if sat is None:
+        return float(np.count_nonzero(frame.image >= max_value)) / frame.image.size
+    return float(sat)
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+def acquire_command(protocol_path: str, out_path: str, rig_path: str | None, *, resume: bool,
+                    unattended: bool, progress: bool) -> int:
+    """``speckle-lab acquire``: plan, preflight, lay out (or reopen) the file, run, report."""
+    from acquisition.acquire import run_acquire
+
+    return run_acquire(protocol_path, out_path, rig_path, resume=resume, unattended=unattended,
+                       progress=progress)

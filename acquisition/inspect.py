@@ -1,0 +1,181 @@
+"""``speckle-lab inspect RUN.h5``: what a run holds, and a contact sheet of faces and their speckle.
+
+The summary lists, per block (diffuser and distance): pairs done and missing, the exposure, the
+saturated share of pixels, and the stability monitor's reference correlations; then skipped faces.
+Only the DESIGN.md contract is required; the writer's extras (``/blocks``, ``/stability``,
+``/pairs/saturated_fraction``) are used when present. The contact sheet shows, per diffuser, a
+handful of faces: the binary object, then its speckle at each distance (each frame stretched to its
+own 99.5th percentile for display).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from acquisition.dataset import open_run, read_strings
+from speckle_lab.errors import UserError
+
+TILE_PX = 160
+GAP_PX = 4  # white space between tiles
+FACES_PER_DIFFUSER = 3
+
+
+@dataclass
+class BlockSummary:
+    diffuser: str
+    distance_mm: float
+    role: str
+    total: int
+    done: int
+    exposure_us: float
+    saturated_mean: float
+    saturated_max: float
+    references: int
+    min_correlation: float
+
+
+def summarise(f) -> list[BlockSummary]:
+    diff = np.array(read_strings(f["pairs/diffuser"]), dtype=object)
+    dist = f["pairs/distance_mm"][...]
+    done = f["pairs/done"][...].astype(bool)
+    expo = f["pairs/exposure_us"][...]
+    roles = read_strings(f["pairs/role"]) if "pairs/role" in f else ["?"] * len(done)
+    sat = (f["pairs/saturated_fraction"][...] if "pairs/saturated_fraction" in f
+           else np.full(len(done), np.nan))
+    ref_corr, ref_key = np.zeros(0), []
+    if "stability/done" in f and "blocks/diffuser" in f:
+        rdone = f["stability/done"][...].astype(bool)
+        ref_corr = f["stability/correlation"][...][rdone]
+        bd, bz = read_strings(f["blocks/diffuser"]), f["blocks/distance_mm"][...]
+        ref_key = [(bd[b], float(bz[b])) for b in f["stability/block"][...][rdone]]
+    keys = list(dict.fromkeys(zip(diff, dist.astype(float), strict=True)))
+    out = []
+    for d, z in keys:
+        sel = (diff == d) & (dist == z)
+        sd = sel & done
+        corr = [c for c, k in zip(ref_corr, ref_key, strict=True) if k == (d, z)]
+        out.append(BlockSummary(
+            d, z, roles[int(np.argmax(sel))], int(sel.sum()), int(sd.sum()),
+            float(np.nanmedian(expo[sd])) if sd.any() else float("nan"),
+            float(np.nanmean(sat[sd])) if sd.any() and np.isfinite(sat[sd]).any() else float("nan"),
+            float(np.nanmax(sat[sd])) if sd.any() and np.isfinite(sat[sd]).any() else float("nan"),
+            len(corr), float(min(corr)) if corr else float("nan")))
+    return out
+
+
+def _fmt(x: float, spec: str) -> str:
+    return "-" if not np.isfinite(x) else format(x, spec)
+
+
+def print_summary(f, path: Path, blocks: list[BlockSummary]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    n_obj = f["objects/pattern"].shape[0]
+    splits = read_strings(f["objects/split"])
+    m = f["pairs/speckle"].shape
+    total = sum(b.total for b in blocks)
+    done = sum(b.done for b in blocks)
+    console.print(f"[bold]{path}[/bold]  created {f.attrs.get('created', '?')}  format {f.attrs['format']}")
+    console.print(f"objects: {n_obj} ({splits.count('holdout')} holdout)  frames: {m[1]}x{m[2]} "
+                  f"{f['pairs/speckle'].dtype}  pairs: {done}/{total} done, {total - done} missing")
+    t = Table(title="blocks")
+    for col in ("diffuser", "z mm", "role", "done", "missing", "exposure µs", "sat. mean", "sat. max",
+                "refs", "min corr"):
+        t.add_column(col, justify="right")
+    for b in blocks:
+        t.add_row(b.diffuser, f"{b.distance_mm:g}", b.role, str(b.done), str(b.total - b.done),
+                  _fmt(b.exposure_us, ".1f"), _fmt(100 * b.saturated_mean, ".3f") + ("%" if np.isfinite(
+                      b.saturated_mean) else ""), _fmt(100 * b.saturated_max, ".3f") + (
+                      "%" if np.isfinite(b.saturated_max) else ""),
+                  str(b.references), _fmt(b.min_correlation, ".4f"))
+    console.print(t)
+    skipped = read_strings(f["objects/skipped"]) if "objects/skipped" in f else []
+    n_skipped = int(f.attrs.get("skipped_faces", len(skipped)))
+    shown = "; ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+    console.print(f"skipped faces: {n_skipped}" + (f" ({shown})" if skipped else ""))
+
+
+def _tile(img: np.ndarray | None, stretch: bool):
+    from PIL import Image
+
+    if img is None:
+        return Image.new("L", (TILE_PX, TILE_PX), 40)
+    a = img.astype(np.float32)
+    if stretch:
+        hi = float(np.percentile(a, 99.5)) or 1.0
+        a = np.clip(a / hi, 0, 1) * 255
+    else:
+        a = a * 255 / max(float(a.max()), 1.0)
+    resample = Image.Resampling.BOX if stretch else Image.Resampling.NEAREST  # speckle: average down
+    return Image.fromarray(a.astype(np.uint8)).resize((TILE_PX, TILE_PX), resample)
+
+
+def contact_sheet(f, sheet_path: Path) -> int:
+    """Writes the sheet; returns the number of rows (face × diffuser)."""
+    from PIL import Image, ImageDraw
+
+    diff = np.array(read_strings(f["pairs/diffuser"]), dtype=object)
+    dist = f["pairs/distance_mm"][...].astype(float)
+    obj = f["pairs/object_index"][...]
+    done = f["pairs/done"][...].astype(bool)
+    names = read_strings(f["objects/name"])
+    distances = sorted(set(dist.tolist()))
+    rows = []  # (diffuser, object, {distance: row})
+    for d in dict.fromkeys(diff):
+        sel = np.flatnonzero((diff == d) & done)
+        objs = list(dict.fromkeys(int(o) for o in obj[sel]))
+        # prefer the faces captured at the most distances
+        objs.sort(key=lambda o: -len({dist[r] for r in sel if obj[r] == o}))
+        for o in objs[:FACES_PER_DIFFUSER]:
+            at = {}
+            for r in sel:
+                if obj[r] == o and dist[r] not in at:
+                    at[dist[r]] = int(r)
+            rows.append((d, o, at))
+    label_w, head_h = 150, 24
+    step = TILE_PX + GAP_PX
+    size = (label_w + step * (1 + len(distances)), head_h + step * max(len(rows), 1))
+    sheet = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(sheet)
+    draw.text((label_w + 4, 6), "object", fill=0)
+    for j, z in enumerate(distances):
+        draw.text((label_w + step * (j + 1) + 4, 6), f"{z:g} mm", fill=0)
+    if not rows:
+        draw.text((8, head_h + 8), "no finished pairs yet", fill=0)
+    for i, (d, o, at) in enumerate(rows):
+        y = head_h + i * step
+        draw.text((6, y + 6), f"diffuser {d}", fill=0)
+        draw.text((6, y + 22), names[o][:22], fill=0)
+        sheet.paste(_tile(f["objects/pattern"][o], stretch=False), (label_w, y))
+        for j, z in enumerate(distances):
+            img = f["pairs/speckle"][at[z]] if z in at else None
+            sheet.paste(_tile(img, stretch=True), (label_w + step * (j + 1), y))
+    sheet_path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(sheet_path)
+    return len(rows)
+
+
+def inspect_command(run_path: str, sheet_path: str | None) -> int:
+    path = Path(run_path)
+    sheet = Path(sheet_path) if sheet_path else path.with_name(path.stem + ".contact.png")
+    f = open_run(path)
+    try:
+        try:
+            blocks = summarise(f)
+            print_summary(f, path, blocks)
+            n = contact_sheet(f, sheet)
+        except (OSError, KeyError, ValueError, IndexError) as e:
+            if isinstance(e, OSError) and getattr(e, "filename", None) == str(sheet):
+                raise UserError(f"{sheet}: cannot write the contact sheet ({e.strerror or e})") from None
+            detail = " ".join(str(e).split())[:160]
+            raise UserError(f"{path}: damaged or truncated run file ({detail})") from None
+    finally:
+        f.close()
+    print(f"contact sheet: {sheet} ({n} faces)")
+    return 0

@@ -1,0 +1,76 @@
+"""speckle-lab checkpoints: plain ``.pt`` files that load with ``torch.load(weights_only=True)``.
+
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts only (no pickled classes):
+
+- ``format``: ``"speckle-lab-checkpoint/1"``;
+- ``model_config``: the model's ``config`` dict (``reconstruction.models.model_from_config`` rebuilds it);
+- ``model``: the state dict;
+- ``optimizer``, ``scheduler``, ``scaler``: their state dicts (``scaler`` may be empty);
+- ``epoch``: epochs completed; ``history``: per-epoch lists (``train_loss``, ``test_loss``, ...);
+- ``train_config``: the options the run was started with (loss, schedule, selection, seed, test faces);
+- ``rng``: the torch CPU (and CUDA) generator states and Python's ``random`` state.
+
+Writes are atomic (temp file in the same folder, fsync, rename), so a kill never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from speckle_lab.errors import UserError
+
+FORMAT = "speckle-lab-checkpoint/1"
+REQUIRED_KEYS = ("format", "model_config", "model", "epoch", "history", "train_config")
+
+
+def save_checkpoint(state: dict, path: str | Path) -> None:
+    import torch
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        torch.save({"format": FORMAT, **state}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Loads and checks a checkpoint; anything else is a one-line :class:`UserError`."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
+            AttributeError, TypeError, IndexError, UnicodeDecodeError, OSError) as e:
+        reason = " ".join(str(e).split())[:160] or type(e).__name__
+        raise UserError(f"{path}: not a speckle-lab checkpoint ({reason})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"{path}: not a speckle-lab checkpoint (no format {FORMAT!r})")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise UserError(f"{path}: not a speckle-lab checkpoint (missing keys: {', '.join(missing)})")
+    cfg = state["model_config"]
+    if not isinstance(cfg, dict) or "name" not in cfg or "image_size" not in cfg:
+        raise UserError(f"{path}: model_config: must hold name and image_size (got {cfg!r})"[:300])
+    return state
+
+
+def model_from_checkpoint(state: dict, path: str | Path = "checkpoint"):
+    """The model of a loaded checkpoint, weights in place, in eval mode."""
+    from reconstruction.models import model_from_config
+
+    try:
+        model = model_from_config(state["model_config"])
+        model.load_state_dict(state["model"])
+    except (ValueError, RuntimeError, TypeError, KeyError, ImportError) as e:
+        reason = " ".join(str(e).split())[:200]
+        raise UserError(f"{path}: model does not match its config ({reason})") from None
+    return model.eval()

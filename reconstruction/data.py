@@ -1,0 +1,269 @@
+"""Data loading: selects pairs from a run dataset (DESIGN.md, "Dataset") and prepares model tensors.
+
+Decisions (the paper, "Data processing", says only "normalised between 0 and 1", "binary labels" and
+"downsampled from 800x800 to 200x200 using bilinear interpolation"):
+
+- **Input**: the frame is centre-cropped to a square (the smaller of H, W), downsampled bilinearly to
+  N x N with antialiasing (``F.interpolate(mode="bilinear", antialias=True)``: plain bilinear at 4x
+  would alias the speckle grain), then normalised per frame to [0, 1] by its own min and max, so the
+  model does not depend on the exposure chosen for each block.
+- **Label**: ``/objects/pattern`` (0/1) area-averaged to N x N (``mode="area"``), then thresholded at
+  0.5, so labels stay binary as in the paper.
+- **Selection**: only ``done`` rows. The role comes from ``/pairs/role`` when present, otherwise the
+  largest distance of the run is "validation" and the others "train" (the paper: 0/20 mm train,
+  40 mm validation). Held-out faces (``/objects/split == "holdout"``) never enter training.
+- **Train/test split** of the training role: by face. A seeded ``test_fraction`` (default 10%) of the
+  training faces is kept out as the test set, with all its pairs at the training distances. The
+  validation set is the validation role on the seen (training-split) faces, as in the paper.
+- **Cache**: the downsampled inputs (float16) and labels (uint8) of every done row are written once to
+  ``.speckle-cache/`` beside the dataset (or under the output folder when that is read-only), keyed on
+  the file's path, size, mtime and N; training reads them memory-mapped (``bench/bench_train.py``
+  measures it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from speckle_lab.errors import UserError
+
+CACHE_VERSION = 1
+CHUNK_ROWS = 16
+FORMAT = "speckle-lab/1"
+REQUIRED = ("objects/pattern", "objects/split", "pairs/speckle", "pairs/object_index", "pairs/diffuser",
+            "pairs/distance_mm", "pairs/done")
+
+
+@dataclass
+class PairIndex:
+    """The done rows of a run: one entry per pair row that holds a frame."""
+
+    path: Path
+    rows: np.ndarray  # (K,) row in /pairs
+    object_index: np.ndarray  # (K,)
+    diffuser: np.ndarray  # (K,) str
+    distance_mm: np.ndarray  # (K,) float
+    role: np.ndarray  # (K,) "train" | "validation"
+    face_split: np.ndarray  # (K,) "train" | "holdout" (of the pair's object)
+    n_objects: int
+    object_split: np.ndarray  # (N,) str
+    frame_shape: tuple[int, int]
+
+    def select(self, roles=None, diffusers=None, distances_mm=None, faces=None, objects=None) -> np.ndarray:
+        """Positions (into this index) of the rows matching every given filter."""
+        keep = np.ones(len(self.rows), dtype=bool)
+        if roles is not None:
+            keep &= np.isin(self.role, list(roles))
+        if diffusers is not None:
+            keep &= np.isin(self.diffuser, [str(d) for d in diffusers])
+        if distances_mm is not None:
+            keep &= np.isclose(self.distance_mm[:, None], np.asarray(distances_mm, float)[None]).any(axis=1)
+        if faces is not None:
+            keep &= np.isin(self.face_split, list(faces))
+        if objects is not None:
+            keep &= np.isin(self.object_index, np.asarray(list(objects), dtype=int))
+        return np.flatnonzero(keep)
+
+
+def _open(path: str | Path):
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such dataset file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise UserError(f"{path}: not an HDF5 file ({e})") from None
+    fmt = f.attrs.get("format")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    if fmt != FORMAT:
+        f.close()
+        raise UserError(f"{path}: attribute format: expected {FORMAT!r} (got {fmt!r})")
+    for key in REQUIRED:
+        if key not in f:
+            f.close()
+            raise UserError(f"{path}: /{key}: missing; not a speckle-lab dataset")
+    return f
+
+
+def _strings(ds) -> np.ndarray:
+    return np.array(ds.asstr()[()], dtype=object).astype(str)
+
+
+def read_index(path: str | Path) -> PairIndex:
+    """Reads the pair table of a run (no frames) and checks it against the contract."""
+    path = Path(path)
+    with _open(path) as f:
+        p = f["pairs"]
+        done = np.asarray(p["done"][()], dtype=bool)
+        rows = np.flatnonzero(done)
+        obj = np.asarray(p["object_index"][()], dtype=np.int64)
+        diffuser = _strings(p["diffuser"])
+        distance = np.asarray(p["distance_mm"][()], dtype=np.float64)
+        if "role" in p:
+            role = _strings(p["role"])
+        else:  # the largest distance is the validation distance (the paper: 40 mm)
+            uniq = np.unique(distance)
+            role = np.where(np.isclose(distance, uniq.max()) & (len(uniq) > 1), "validation", "train")
+        split = _strings(f["objects/split"])
+        n_obj = len(split)
+        if f["objects/pattern"].shape[0] != n_obj:
+            raise UserError(f"{path}: /objects/pattern has {f['objects/pattern'].shape[0]} rows but "
+                            f"/objects/split has {n_obj}")
+        shape = tuple(p["speckle"].shape[1:3])
+        if len(p["speckle"].shape) != 3:
+            raise UserError(f"{path}: /pairs/speckle: expected (M, H, W) (got {p['speckle'].shape})")
+    if len(rows) and (obj[rows].min() < 0 or obj[rows].max() >= n_obj):
+        raise UserError(f"{path}: /pairs/object_index: out of range 0..{n_obj - 1}")
+    return PairIndex(path=path, rows=rows, object_index=obj[rows], diffuser=diffuser[rows],
+                     distance_mm=distance[rows], role=np.asarray(role)[rows].astype(str),
+                     face_split=split[obj[rows]] if len(rows) else np.array([], dtype=str),
+                     n_objects=n_obj, object_split=split, frame_shape=shape)
+
+
+def split_test_objects(index: PairIndex, test_fraction: float, seed: int) -> list[int]:
+    """The training faces kept out as the test set (seeded; at least one when there are two or more)."""
+    train_objs = np.unique(index.object_index[index.select(roles=["train"], faces=["train"])])
+    if len(train_objs) < 2 or test_fraction <= 0:
+        return []
+    n_test = min(len(train_objs) - 1, max(1, round(test_fraction * len(train_objs))))
+    rng = np.random.default_rng(seed)
+    return sorted(int(o) for o in rng.choice(train_objs, size=n_test, replace=False))
+
+
+# --- preprocessing ----------------------------------------------------------------------------
+
+def preprocess_frames(frames: np.ndarray, image_size: int):
+    """Raw frames (B, H, W) of any integer or float type → float32 tensor (B, N, N) in [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
+    if x.ndim == 2:
+        x = x[None]
+    h, w = x.shape[-2:]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    x = x[:, top:top + s, left:left + s]
+    x = F.interpolate(x[:, None], size=(image_size, image_size), mode="bilinear", antialias=True,
+                      align_corners=False)[:, 0]
+    lo = x.amin(dim=(1, 2), keepdim=True)
+    hi = x.amax(dim=(1, 2), keepdim=True)
+    return ((x - lo) / torch.clamp(hi - lo, min=1e-12)).clamp_(0, 1)
+
+
+def preprocess_labels(patterns: np.ndarray, image_size: int) -> np.ndarray:
+    """Binary objects (B, h, w) → uint8 (B, N, N) 0/1: area average, then threshold at 0.5."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(patterns, dtype=np.float32))[:, None]
+    t = F.interpolate(t, size=(image_size, image_size), mode="area")[:, 0]
+    return (t >= 0.5).numpy().astype(np.uint8)
+
+
+# --- the cache --------------------------------------------------------------------------------
+
+@dataclass
+class Cache:
+    """Prepared tensors of every done row (row order of ``index.rows``) and of every object."""
+
+    index: PairIndex
+    image_size: int
+    inputs: np.ndarray  # (K, N, N) float16, memory-mapped
+    labels: np.ndarray  # (N_obj, N, N) uint8
+    folder: Path
+
+    def batch(self, positions):
+        """(x, y) float32 tensors (B, 1, N, N) for positions into ``index``."""
+        import torch
+
+        pos = np.asarray(positions, dtype=np.int64)
+        order = np.argsort(pos, kind="stable")  # memory-mapped reads go faster in file order
+        x = np.empty((len(pos), self.image_size, self.image_size), dtype=np.float16)
+        x[order] = self.inputs[pos[order]]
+        y = self.labels[self.index.object_index[pos]]
+        return (torch.from_numpy(x).float()[:, None], torch.from_numpy(y).float()[:, None])
+
+
+def _cache_key(path: Path, image_size: int) -> str:
+    st = path.stat()
+    ident = json.dumps([str(path.resolve()), st.st_size, st.st_mtime_ns, image_size, CACHE_VERSION])
+    return hashlib.sha1(ident.encode()).hexdigest()[:12]
+
+
+def _cache_folder(path: Path, image_size: int, fallback: Path | None) -> Path:
+    name = f"{path.stem}-N{image_size}-{_cache_key(path, image_size)}"
+    beside = path.resolve().parent / ".speckle-cache"
+    if os.access(path.resolve().parent, os.W_OK) or fallback is None:
+        return beside / name
+    return Path(fallback) / ".speckle-cache" / name
+
+
+def _build_cache(index: PairIndex, image_size: int, folder: Path, progress=None) -> None:
+    import h5py
+
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    k = len(index.rows)
+    inputs = np.lib.format.open_memmap(tmp / "inputs.npy", mode="w+", dtype=np.float16,
+                                       shape=(k, image_size, image_size))
+    with h5py.File(index.path, "r") as f:
+        speckle = f["pairs/speckle"]
+        pos = 0
+        while pos < k:  # read contiguous slices of /pairs, keep their done rows
+            first = index.rows[pos]
+            stop = min(first + CHUNK_ROWS * 4, speckle.shape[0])
+            take = index.rows[pos:][index.rows[pos:] < stop][:CHUNK_ROWS]
+            block = speckle[first:take[-1] + 1]
+            frames = block[take - first]
+            inputs[pos:pos + len(take)] = preprocess_frames(frames, image_size).numpy().astype(np.float16)
+            pos += len(take)
+            if progress:
+                progress(pos, k)
+        labels = np.zeros((index.n_objects, image_size, image_size), dtype=np.uint8)
+        pat = f["objects/pattern"]
+        for i in range(0, index.n_objects, CHUNK_ROWS):
+            labels[i:i + CHUNK_ROWS] = preprocess_labels(pat[i:i + CHUNK_ROWS], image_size)
+    inputs.flush()
+    del inputs
+    np.save(tmp / "labels.npy", labels)
+    np.save(tmp / "rows.npy", index.rows)
+    try:
+        tmp.rename(folder)  # atomic: a cache folder is complete or absent
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def prepare_cache(path: str | Path, image_size: int, fallback_dir: Path | None = None,
+                  build: bool = True, progress=None) -> Cache:
+    """The prepared cache of a run at N = ``image_size``, built on first use."""
+    if image_size < 16:
+        raise UserError(f"--image-size: must be at least 16 (got {image_size})")
+    index = read_index(path)
+    if len(index.rows) == 0:
+        raise UserError(f"{index.path}: no finished pairs (every /pairs/done is False)")
+    folder = _cache_folder(index.path, image_size, fallback_dir)
+    if not (folder / "rows.npy").is_file():
+        if not build:
+            raise RuntimeError(f"cache {folder} is not built")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        _build_cache(index, image_size, folder, progress)
+    rows = np.load(folder / "rows.npy")
+    if not np.array_equal(rows, index.rows):  # the file changed under the same mtime: rebuild
+        shutil.rmtree(folder, ignore_errors=True)
+        return prepare_cache(path, image_size, fallback_dir, build, progress)
+    inputs = np.load(folder / "inputs.npy", mmap_mode="r")
+    labels = np.load(folder / "labels.npy")
+    return Cache(index=index, image_size=image_size, inputs=inputs, labels=labels, folder=folder)
+

@@ -1,0 +1,30 @@
+"""Shared contract of every speckle-lab reconstruction model.
+
+Input (B, 1, N, N) float in [0, 1]; ``model(x)`` returns the sigmoid output (B, 1, N, N) in [0, 1];
+``model.forward_logits(x)`` returns the pre-sigmoid logits (for BCE-with-logits under mixed precision);
+``model.config`` is a plain dict (name, image_size, hyper-parameters) from which ``build_model`` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ReconstructionModel(nn.Module):
+    """Base class: subclasses implement ``forward_logits``; ``forward`` applies the sigmoid (paper: Sigmoid output)."""
+
+    config: dict
+
+    def forward_logits(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.forward_logits(x, label))
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        n = self.config["image_size"]
+        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != n or x.shape[3] != n:
+            raise ValueError(
+                f"{self.config['name']}: expected input of shape (B, 1, {n}, {n}), got {tuple(x.shape)}"
+            )

@@ -1,0 +1,137 @@
+"""The engine on a fake rig: order, exposure, darks, references, retries, clean stops."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+
+from acquisition.dataset import RunWriter, create_run
+from acquisition.engine import Engine, EngineSettings
+from tests._fake_rig import FakeOperator, FakeStage, fake_rig
+from tests._run_factory import tiny_layout
+
+SETTINGS = EngineSettings(roi_px=(16, 16), backoff_s=0.0, laser_blocked_for_dark=True, start_exposure_us=50.0,
+                          sync_interval_s=0.0, stability_threshold=0.5)
+
+
+def run_engine(path, rig, settings=SETTINGS, layout=None, stop_after=None):
+    if not path.exists():
+        create_run(path, layout or tiny_layout())
+    eng = Engine(rig, RunWriter(path, settings.sync_interval_s), settings, sleep=lambda s: None)
+    if stop_after is not None:
+        eng.progress = lambda done, total, label: eng.stop_requested.set() if done >= stop_after else None
+    return eng.run()
+
+
+def test_complete_run_marks_every_pair_done(tmp_path):
+    out = run_engine(tmp_path / "r.h5", fake_rig())
+    assert out.exit_code == 0 and out.pairs_done == out.pairs_total == 12
+    with h5py.File(tmp_path / "r.h5") as f:
+        assert f["pairs/done"][...].all()
+        assert np.isfinite(f["pairs/exposure_us"][...]).all() and np.isfinite(f["pairs/timestamp"][...]).all()
+        assert f["pairs/speckle"][...].reshape(12, -1).std(axis=1).min() > 0  # real frames, not zeros
+        assert f["blocks/done"][...].all() and f["dark/done"][...].all() and f["stability/done"][...].all()
+
+
+def test_each_diffuser_is_selected_once_and_each_distance_visited_once_per_diffuser(tmp_path):
+    rig = fake_rig()
+    run_engine(tmp_path / "r.h5", rig)
+    assert rig.changer.selects == 2  # 120, 220
+    assert rig.stage.moves == 4  # 0, 20 for each diffuser
+
+
+def test_auto_exposure_keeps_saturation_under_the_limit(tmp_path):
+    run_engine(tmp_path / "r.h5", fake_rig())
+    with h5py.File(tmp_path / "r.h5") as f:
+        assert (f["blocks/saturated_fraction"][...] <= SETTINGS.auto.max_saturated_fraction).all()
+        assert (f["pairs/exposure_us"][...] != SETTINGS.start_exposure_us).all()  # it did adjust
+
+
+def test_fixed_exposure_is_used_for_every_pair(tmp_path):
+    settings = EngineSettings(**{**SETTINGS.__dict__, "exposure_us": 77.0})
+    run_engine(tmp_path / "r.h5", fake_rig(), settings)
+    with h5py.File(tmp_path / "r.h5") as f:
+        assert (f["pairs/exposure_us"][...] == 77.0).all()
+
+
+def test_dark_frames_are_mean_of_laser_off_frames(tmp_path):
+    run_engine(tmp_path / "r.h5", fake_rig())
+    with h5py.File(tmp_path / "r.h5") as f:
+        assert 1.0 < f["dark/frame"][...].mean() < 3.0  # the fake's offset is 2 counts
+
+
+def test_real_rig_darks_ask_the_operator_to_block_the_laser(tmp_path):
+    op = FakeOperator(interactive=True)
+    run_engine(tmp_path / "r.h5", fake_rig(operator=op),
+               EngineSettings(**{**SETTINGS.__dict__, "laser_blocked_for_dark": False}))
+    assert sum("Block the laser" in a for a in op.asked) == 4
+
+
+def test_camera_timeouts_are_retried_and_the_run_completes(tmp_path, caplog):
+    out = run_engine(tmp_path / "r.h5", fake_rig(fail_calls={5, 6, 20}))
+    assert out.exit_code == 0 and out.pairs_done == 12
+    assert "retrying" in caplog.text
+
+
+def test_persistent_camera_failure_stops_cleanly_naming_the_camera(tmp_path):
+    out = run_engine(tmp_path / "r.h5", fake_rig(fail_always_from=40))
+    assert out.exit_code == 1 and out.device == "camera"
+    assert out.message.startswith("camera:") and "--resume" in out.message
+    with h5py.File(tmp_path / "r.h5") as f:
+        done = f["pairs/done"][...]
+        assert 0 < done.sum() < 12 and done.sum() == out.pairs_done
+        assert not done[int(np.argmin(done)):].any()  # finished pairs are a prefix, all kept
+
+
+def test_stage_errors_are_retried(tmp_path):
+    rig = fake_rig()
+    rig.stage = FakeStage(fail_moves=2)
+    assert run_engine(tmp_path / "r.h5", rig).exit_code == 0
+
+
+def test_drift_stops_an_unattended_run_cleanly(tmp_path):
+    out = run_engine(tmp_path / "r.h5", fake_rig(drift_after=2))
+    assert out.exit_code == 1 and out.device == "stability" and "correlation" in out.message
+    with h5py.File(tmp_path / "r.h5") as f:
+        corr = f["stability/correlation"][...]
+        assert np.nanmin(corr) < 0.5 and corr[0] == 1.0
+
+
+def test_drift_asks_an_attended_operator_who_may_continue(tmp_path):
+    op = FakeOperator(interactive=True, yes=True)
+    out = run_engine(tmp_path / "r.h5", fake_rig(operator=op, drift_after=2),
+                     EngineSettings(**{**SETTINGS.__dict__, "laser_blocked_for_dark": True}))
+    assert out.exit_code == 0
+    assert any("Continue anyway" in a for a in op.asked)
+
+
+def test_stop_request_finishes_the_current_pair_and_exits_130(tmp_path):
+    out = run_engine(tmp_path / "r.h5", fake_rig(), stop_after=5)
+    assert out.exit_code == 130 and out.pairs_done == 5
+    with h5py.File(tmp_path / "r.h5") as f:
+        assert f["pairs/done"][...].sum() == 5
+
+
+def test_write_failure_stops_cleanly_and_keeps_the_file_valid(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    orig = RunWriter.write_pair
+
+    def failing(self, row, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError(28, "No space left on device")
+        return orig(self, row, *a, **k)
+
+    monkeypatch.setattr(RunWriter, "write_pair", failing)
+    out = run_engine(tmp_path / "r.h5", fake_rig())
+    assert out.exit_code == 1 and out.device == "disk" and "No space left" in out.message
+    with h5py.File(tmp_path / "r.h5") as f:
+        assert f["pairs/done"][...].sum() == 3
+
+
+def test_a_frame_of_the_wrong_size_stops_the_run_naming_the_camera(tmp_path):
+    rig = fake_rig()
+    rig.camera.configure = lambda roi_px, exposure_us: 100.0  # ignores the ROI: stays 16x16
+    out = run_engine(tmp_path / "r.h5", rig, EngineSettings(**{**SETTINGS.__dict__, "roi_px": (8, 8)}),
+                     tiny_layout(frame_shape=(8, 8)))
+    assert out.exit_code == 1 and out.device == "camera" and "frame" in out.message

@@ -1,12 +1,41 @@
-"""Protocol files: format, validation, and the shipped protocols (paper-2023.toml, quick.toml)."""
+"""Protocol files: format, validation, and the shipped protocols (paper-2023.toml, quick.toml).
+
+``load_protocol(path)`` reads and validates one (``protocols.schema``); every error is a one-line
+``UserError`` naming the file and key (exit 2). ``shipped(name)`` is the path of a shipped one.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from protocols.schema import ProtocolConfig
 
-def load_protocol(path: str | Path):
-    """PLACEHOLDER until the protocol schema lands: reads the file so bad paths exit 2."""
-    from speckle_lab.config import read_text
+SHIPPED_DIR = Path(__file__).resolve().parent
 
-    return read_text(path, "protocol")
+
+@dataclass(frozen=True)
+class ProtocolFile:
+    """A validated protocol, the file's text (stored verbatim in the dataset) and its path."""
+
+    model: ProtocolConfig
+    text: str
+    path: Path
+
+    @property
+    def folder(self) -> Path:
+        """Relative paths in the protocol (faces.source) are taken from here."""
+        return self.path.resolve().parent
+
+
+def load_protocol(path: str | Path) -> ProtocolFile:
+    """Reads and validates a protocol file; raises a one-line UserError on any problem."""
+    from speckle_lab.config import load_toml_model
+
+    model, text = load_toml_model(path, ProtocolConfig, "protocol")
+    return ProtocolFile(model, text, Path(path))
+
+
+def shipped(name: str) -> Path:
+    """The path of a shipped protocol, e.g. ``shipped("quick")`` → protocols/quick.toml."""
+    return SHIPPED_DIR / (name if name.endswith(".toml") else f"{name}.toml")

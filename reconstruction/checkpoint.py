@@ -46,11 +46,16 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise UserError(f"{path}: not a speckle-lab checkpoint (not a PyTorch .pt archive)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
             AttributeError, TypeError, IndexError, UnicodeDecodeError, OSError) as e:
-        reason = " ".join(str(e).split())[:160] or type(e).__name__
+        msg = " ".join(str(e).split())
+        if "Weights only load failed" in msg:  # a pickle of arbitrary Python objects: refused, not run
+            msg = "it holds Python objects other than tensors and plain data; refused by weights_only"
+        reason = msg[:160] or type(e).__name__
         raise UserError(f"{path}: not a speckle-lab checkpoint ({reason})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path}: not a speckle-lab checkpoint (no format {FORMAT!r})")

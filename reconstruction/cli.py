@@ -2,31 +2,96 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
-from speckle_lab.errors import NotAvailableError
+from speckle_lab.errors import UserError
+
+
+def _model_args(pairs: tuple[str, ...]) -> dict:
+    out = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UserError(f"--model-arg: expected KEY=VALUE (got {item!r})")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 @click.command()
 @click.argument("run")
-@click.option("--out", "out_dir", required=True)
-def train(run: str, out_dir: str) -> None:
-    """Train a model on a dataset."""
-    raise NotAvailableError("train: not built yet")
+@click.option("--out", "out_dir", required=True, help="Output folder: last.pt, best.pt, history.json.")
+@click.option("--model", default="spt-unet", show_default=True, help="spt-unet, spt-unet-b or unet.")
+@click.option("--model-arg", "model_arg", multiple=True, metavar="KEY=VALUE",
+              help="Override a model hyper-parameter (as in model.config), e.g. base_channels=16.")
+@click.option("--image-size", default=200, show_default=True, type=int, help="Model input N (N x N).")
+@click.option("--epochs", default=200, show_default=True, type=int,
+              help="Epochs; the learning-rate schedule 1e-4/1e-5/1e-6 scales as 50%/25%/25%.")
+@click.option("--batch-size", default=2, show_default=True, type=int, help="Per process.")
+@click.option("--loss", type=click.Choice(["bce", "npcc", "bce+npcc"]), default="bce", show_default=True)
+@click.option("--lr", default=1e-4, show_default=True, type=float, help="Initial learning rate.")
+@click.option("--weight-decay", default=1e-5, show_default=True, type=float, help="Adam L2 weight.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--resume", is_flag=True, help="Continue OUT/last.pt exactly where it stopped.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--diffuser", "diffusers", multiple=True, help="Train on these diffusers only (repeatable).")
+@click.option("--max-pairs", type=int, default=None, help="Use at most this many training pairs.")
+@click.option("--test-fraction", default=0.1, show_default=True, type=float,
+              help="Fraction of the training faces kept out as the test set.")
+@click.option("--eval-max", default=256, show_default=True, type=int,
+              help="Test/validation pairs scored after each epoch (a fixed subset).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(run: str, out_dir: str, model: str, model_arg: tuple[str, ...], image_size: int, epochs: int,
+          batch_size: int, loss: str, lr: float, weight_decay: float, device: str, resume: bool, seed: int,
+          diffusers: tuple[str, ...], max_pairs: int | None, test_fraction: float, eval_max: int,
+          quiet: bool) -> None:
+    """Train a model on RUN.h5 (works the same under torchrun for DDP)."""
+    from reconstruction.train import TrainConfig
+    from reconstruction.train import train as run_training
+
+    cfg = TrainConfig(run=run, out_dir=out_dir, model=model, model_args=_model_args(model_arg),
+                      image_size=image_size, epochs=epochs, batch_size=batch_size, loss=loss, lr=lr,
+                      weight_decay=weight_decay, seed=seed, diffusers=list(diffusers) or None,
+                      max_pairs=max_pairs, test_fraction=test_fraction, eval_max=eval_max, device=device)
+    run_training(cfg, resume=resume, progress=not quiet, log=click.echo)
 
 
 @click.command()
 @click.argument("checkpoint")
 @click.argument("run")
-@click.option("--out", "out_dir", required=True)
-def evaluate(checkpoint: str, run: str, out_dir: str) -> None:
-    """Evaluate a checkpoint on a dataset."""
-    raise NotAvailableError("evaluate: not built yet")
+@click.option("--out", "out_dir", required=True, help="Output folder: metrics.json, report.html.")
+@click.option("--baseline", default=None, help="A second checkpoint to compare with (e.g. the CNN UNet).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--batch-size", default=16, show_default=True, type=int)
+def evaluate(checkpoint: str, run: str, out_dir: str, baseline: str | None, device: str,
+             batch_size: int) -> None:
+    """Evaluate a checkpoint on RUN.h5: metrics.json and a self-contained report.html."""
+    from reconstruction.evaluate import evaluate_checkpoints
+
+    ckpts = {"model": checkpoint}
+    if baseline:
+        ckpts["baseline"] = baseline
+    result = evaluate_checkpoints(ckpts, run, out_dir, device=device, batch_size=batch_size)
+    for name, res in result["models"].items():
+        overall = res["summary"]
+        click.echo(f"{name} ({res['model_name']}): " + ", ".join(
+            f"{group} PCC {m['pcc']:.4f} SSIM {m['ssim']:.4f} JI {m['jaccard']:.4f} PSNR {m['psnr']:.2f}"
+            for group, m in overall.items()))
+    click.echo(f"wrote {result['files']['metrics']} and {result['files']['report']}")
 
 
 @click.command()
 @click.argument("checkpoint")
 @click.argument("inputs", nargs=-1, required=True)
-def predict(checkpoint: str, inputs: tuple[str, ...]) -> None:
-    """Reconstruct objects from speckle frames."""
-    raise NotAvailableError("predict: not built yet")
+@click.option("--out", "out_dir", default="predictions", show_default=True, help="Folder for the PNGs.")
+@click.option("--device", default="auto", show_default=True)
+def predict(checkpoint: str, inputs: tuple[str, ...], out_dir: str, device: str) -> None:
+    """Reconstruct objects from speckle frames (PNG, TIFF, npy) or dataset rows (RUN.h5:ROWS)."""
+    from reconstruction.predict import predict_inputs
+
+    written = predict_inputs(checkpoint, list(inputs), out_dir, device=device)
+    click.echo(f"wrote {len(written)} reconstruction(s) to {out_dir}")

@@ -209,7 +209,8 @@ def select_sets(cache, cfg: TrainConfig) -> dict[str, np.ndarray]:
                         - set(cfg.test_objects))
     sets = {
         "train": idx.select(roles=["train"], faces=["train"], diffusers=cfg.diffusers, objects=train_objs),
-        "test": idx.select(roles=["train"], faces=["train"], diffusers=cfg.diffusers, objects=cfg.test_objects),
+        "test": idx.select(roles=["train"], faces=["train"], diffusers=cfg.diffusers,
+                           objects=cfg.test_objects),
         "validation": idx.select(roles=["validation"], faces=["train"], diffusers=cfg.diffusers),
     }
     rng = np.random.default_rng(cfg.seed + 1)
@@ -219,7 +220,8 @@ def select_sets(cache, cfg: TrainConfig) -> dict[str, np.ndarray]:
         if len(sets[name]) > cfg.eval_max:
             sets[name] = np.sort(rng.choice(sets[name], size=cfg.eval_max, replace=False))
     if len(sets["train"]) == 0:
-        raise UserError(f"{idx.path}: no training pairs (role 'train', training faces, done) for this selection")
+        raise UserError(f"{idx.path}: no training pairs (role 'train', training faces, done) "
+                        "for this selection")
     return sets
 
 
@@ -273,7 +275,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     elif last.exists():
         raise UserError(f"{last}: already exists; use --resume to continue, or choose another --out")
 
-    dist = _init_dist(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    dist = _init_dist(cfg.device if cfg.device != "auto" else auto)
     device = pick_device(cfg.device, dist.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -312,11 +315,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         history = {k: list(v) for k, v in state["history"].items()}
         start_epoch = int(state["epoch"])
         _set_rng_state(state["rng"], device)
-    net = model
+    net = _Logits.wrap(model)
     if dist.on:
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
     from torch.utils.data.distributed import DistributedSampler
 
@@ -342,14 +345,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                 x, y = cache.batch(b)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    logits = net.module.forward_logits(x) if False else _forward_logits(net, x)
+                    logits = net(x)
                 loss = compute_loss(logits, y, cfg.loss)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 batch_ssim = float(ssim_torch(logits.detach().float().sigmoid(), y).mean())
-                loss_sum += float(loss) * len(x)
+                loss_sum += float(loss.detach()) * len(x)
                 ssim_sum += batch_ssim * len(x)
                 n_seen += len(x)
                 bar.advance(loss_sum / n_seen, ssim_sum / n_seen)
@@ -376,7 +379,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                 best = score
                 save_checkpoint(ckpt, out / "best.pt")
             _write_json(out / "history.json", history)
-            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f} SSIM {record['train_ssim']:.4f}"
+            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f} "
+                f"SSIM {record['train_ssim']:.4f}"
                 f" | test loss {test_loss:.4f} SSIM {test_ssim:.4f} | validation SSIM {val_ssim:.4f}"
                 f" | lr {lr_now:.0e} | {record['epoch_s']:.1f} s")
         if dist.on:
@@ -386,13 +390,22 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     return history
 
 
-def _forward_logits(net, x):
-    """``forward_logits`` through DDP: DDP wraps ``forward`` only, so route the call through it."""
-    from torch.nn.parallel import DistributedDataParallel
+class _Logits:
+    """Wraps a model so ``forward`` returns logits: DDP synchronises gradients only through ``forward``."""
 
-    if isinstance(net, DistributedDataParallel):
-        return net(x, _logits=True)
-    return net.forward_logits(x)
+    @staticmethod
+    def wrap(model):
+        import torch
+
+        class Logits(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                return self.inner.forward_logits(x)
+
+        return Logits(model)
 
 
 class _Bar:

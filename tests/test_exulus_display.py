@@ -279,10 +279,11 @@ def fake_control_module(monkeypatch):
 
 
 @needs_xvfb
-def test_stroke_mode_is_read_from_the_device_when_controlled(xserver, fake_control_module):
+def test_stroke_mode_is_read_from_the_device_when_controlled(xserver, fake_control_module, caplog):
     cfg = SlmConfig(kind="exulus", control="exulus-dll", control_port="COM5", control_library="C:/lib")
-    with ExulusSLM.from_config(cfg, PhaseLUT.linear()) as slm:
+    with caplog.at_level(logging.WARNING), ExulusSLM.from_config(cfg, PhaseLUT.linear()) as slm:
         assert slm.stroke_mode() == "half-wave"
+    assert "rig file declares slm.stroke_mode = 'full-wave'" in caplog.text
     assert fake_control_module.opened == [("COM5", "C:/lib", pytest.approx(3.0))]
     assert fake_control_module.last.closed
 

@@ -18,8 +18,8 @@ def _images(seed=0, shape=(3, 32, 40)):
 
 def test_ssim_matches_scikit_image_gaussian_window():
     p, t = _images()
-    ref = np.mean([structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
-                                         use_sample_covariance=False, data_range=1) for a, b in zip(p, t)])
+    ref = np.mean([structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                         data_range=1) for a, b in zip(p, t, strict=True)])
     assert metrics.ssim(p, t) == pytest.approx(ref, abs=1e-6)
 
 
@@ -30,13 +30,13 @@ def test_ssim_of_an_image_with_itself_is_one():
 
 def test_psnr_matches_scikit_image():
     p, t = _images(1)
-    ref = np.mean([peak_signal_noise_ratio(b, a, data_range=1) for a, b in zip(p, t)])
+    ref = np.mean([peak_signal_noise_ratio(b, a, data_range=1) for a, b in zip(p, t, strict=True)])
     assert metrics.psnr(p, t) == pytest.approx(ref, abs=1e-6)
 
 
 def test_pcc_is_per_image_pearson_averaged():
     p, t = _images(2)
-    ref = np.mean([pearsonr(a.ravel(), b.ravel())[0] for a, b in zip(p, t)])
+    ref = np.mean([pearsonr(a.ravel(), b.ravel())[0] for a, b in zip(p, t, strict=True)])
     assert metrics.pcc(p, t) == pytest.approx(ref, abs=1e-6)
 
 
@@ -49,7 +49,7 @@ def test_jaccard_thresholds_prediction_at_half():
 def test_jaccard_matches_set_arithmetic_on_random_masks():
     p, t = _images(3)
     pb, tb = p >= 0.5, t >= 0.5
-    ref = np.mean([(a & b).sum() / (a | b).sum() for a, b in zip(pb, tb)])
+    ref = np.mean([(a & b).sum() / (a | b).sum() for a, b in zip(pb, tb, strict=True)])
     assert metrics.jaccard(p, t) == pytest.approx(ref, abs=1e-12)
 
 

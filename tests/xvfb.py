@@ -15,6 +15,7 @@ import ctypes.util
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -128,6 +129,16 @@ def _set_monitors(display_name: str, heads: list[Head]) -> None:
         x11.XCloseDisplay(dpy)
 
 
+def _die_with_parent() -> None:
+    """Runs in the Xvfb child before exec: a killed test run must not leave the server behind.
+
+    The signal comes when the *thread* that started Xvfb ends, so start it on a long-lived one.
+    """
+    libc = ctypes.CDLL(None)
+    pr_set_pdeathsig = 1  # linux/prctl.h
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class XvfbServer:
     """A running Xvfb with one screen of ``width``×``height`` split into ``heads``."""
 
@@ -142,6 +153,7 @@ class XvfbServer:
                 ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x{depth}",
                  "-nolisten", "tcp", "-noreset", "+extension", "GLX", "+extension", "RANDR"],
                 pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=self._log,
+                preexec_fn=_die_with_parent if os.uname().sysname == "Linux" else None,
             )
             os.close(write_fd)
             write_fd = -1

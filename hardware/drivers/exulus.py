@@ -59,7 +59,13 @@ class ExulusSLM:
                 with contextlib.suppress(Exception):  # already failing: keep the first error
                     control.close()
             raise
-        return cls(display, control, slm_cfg.stroke_mode, lut)
+        slm = cls(display, control, slm_cfg.stroke_mode, lut)
+        if control is not None:
+            device_mode = slm.stroke_mode()
+            if device_mode != slm_cfg.stroke_mode:
+                log.warning("slm: the device is in %s mode but the rig file declares slm.stroke_mode = %r; "
+                            "the phase LUT may be wrong", device_mode, slm_cfg.stroke_mode)
+        return slm
 
     @property
     def window_shape(self) -> tuple[int, int]:

@@ -17,12 +17,14 @@ Xvfb returns black for it, and some Intel drivers return stale data (libavg issu
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +51,14 @@ PLACEMENT_TIMEOUT_S = 2.0  # a window manager may take a moment to place a full-
 
 # One window per process: pyglet keeps its current GL context in a module global.
 _OPEN_LOCK = threading.Lock()
+_OPEN_DISPLAYS: weakref.WeakSet[ExulusDisplay] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_displays() -> None:  # a window left open must not die mid-GL call at exit
+    for display in list(_OPEN_DISPLAYS):
+        with contextlib.suppress(Exception):
+            display.close()
 
 
 def window_origin_px(panel_px: tuple[int, int], window_px: tuple[int, int],
@@ -131,6 +141,7 @@ class ExulusDisplay:
             err = self._fatal
             self._abandon()
             raise _as_device_error(err, "cannot open the SLM window") from err
+        _OPEN_DISPLAYS.add(self)
         log.info("SLM window open on monitor %s, pattern at row %d col %d",
                  self.monitor.describe(), *self._origin_px)
 
@@ -237,6 +248,18 @@ class ExulusDisplay:
         finally:
             with contextlib.suppress(Exception):
                 window.close()
+            self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        """Answers requests queued behind a stop, so that no caller waits for its timeout."""
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            reason = _one_line(self._fatal)
+            request.error = DeviceError("slm", f"the SLM display thread has stopped ({reason})")
+            request.done.set()
 
 
 def _one_line(e: BaseException | None) -> str:
@@ -271,7 +294,7 @@ class _Window:
         rows, cols = window_px
         row0, col0 = origin_px
         # GL's window origin is the bottom-left pixel; the pattern's row 0 is the top one.
-        self._gl_x0, self._gl_y0 = col0, row0
+        self._gl_x0, self._gl_y0 = col0, panel_px[0] - row0 - rows
         self._display = None
         self._window = None
         self._displayed = np.zeros(window_px, np.uint8)

@@ -1,16 +1,110 @@
-"""Parameters of the simulated rig (the ``[sim]`` table of a rig file).
+"""Parameters of the simulated rig: the ``[sim]`` table of a rig file.
 
-PLACEHOLDER SCHEMA: the simulated-rig work extends this with every physical constant, each
-cited where it comes from (see docs/simulation.md).
+Every physical constant of the model is stated here once, with its source; docs/simulation.md
+gives what each implies (speckle grain in pixels, share of light in the camera window, exposure).
+Geometry that the rig file already holds elsewhere is read from there: the SLM window
+(``[slm].window_px``), the LUT, the camera pixel pitch, sensor size and colour mode (``[camera]``),
+the stage travel (``[stage]``) and the diffuser names (``[changer].slots``).
 """
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from speckle_lab.config import StrictModel
 
 
+class DiffuserSpec(StrictModel):
+    """A ground-glass diffuser as a thin, Gaussian-correlated random phase screen.
+
+    Surface height h(x, y): Gaussian statistics, rms ``rms_height_um`` and correlation
+    ⟨h(r)h(0)⟩ = σ_h²·exp(−r²/w²) with w = ``corr_length_um``. Phase φ = 2π(n−1)h/λ. ASSUMED
+    values (no grit→roughness data from Thorlabs); see docs/simulation.md, "Diffusers".
+    """
+
+    rms_height_um: float = Field(gt=0, le=20)
+    corr_length_um: float = Field(gt=0, le=500)
+
+
+def _default_diffusers() -> dict[str, DiffuserSpec]:
+    # ASSUMED (docs/simulation.md): rougher and coarser for lower grit numbers, chosen within
+    # ground-glass ranges (rms heights 0.2–2 µm, lateral scales 8–30 µm) and so that every
+    # screen is resolved by the 3.33 µm diffuser-plane grid. rms scatter angles θ0 ≈ 49 / 44 /
+    # 30 / 23 mrad; unscattered (ballistic) share exp(−σφ²) ≈ 0 / 0 / 0.15 % / 19 %.
+    return {
+        "120": DiffuserSpec(rms_height_um=2.0, corr_length_um=30.0),
+        "220": DiffuserSpec(rms_height_um=1.2, corr_length_um=20.0),
+        "600": DiffuserSpec(rms_height_um=0.5, corr_length_um=12.0),
+        "1500": DiffuserSpec(rms_height_um=0.25, corr_length_um=8.0),
+    }
+
+
+class SensorSpec(StrictModel):
+    """The DCC1645C sensor's photometry. Pitch, size and colour mode come from ``[camera]``."""
+
+    # Photo-electrons per µs in a pixel that receives the light of one illuminated SLM pixel
+    # (laser power × optics transmission × QE, folded into one number). ASSUMED: chosen so that
+    # a few ms fills the ADC behind the 600-grit diffuser (docs/simulation.md, "Exposure").
+    flux_e_per_us: float = Field(25.0, gt=0)
+    full_well_e: float = Field(6000.0, gt=0)  # ASSUMED: typical of a 3.6 µm CMOS pixel
+    read_noise_e: float = Field(8.0, ge=0)  # ASSUMED rms; typical uc480-class CMOS
+    dark_current_e_per_s: float = Field(20.0, ge=0)  # ASSUMED, room temperature
+    adc_bits: int = Field(10, ge=8, le=16)  # DCC1645C: 10-bit ADC (Thorlabs spec sheet)
+    black_level_adu: int = Field(8, ge=0, le=255)  # offset in ADC counts (ASSUMED)
+    exposure_min_us: float = Field(40.0, gt=0)  # ASSUMED DCC1645C range
+    exposure_max_us: float = Field(10_000_000.0, gt=0)
+    exposure_step_us: float = Field(1.0, gt=0)  # the applied exposure is quantised to this
+    # Bayer RGGB filter transmittance at 632.8 nm relative to red (raw8 mode only). ASSUMED from
+    # typical colour-CMOS dye curves: green and blue leak little at 633 nm.
+    bayer_rgb_at_633nm: tuple[float, float, float] = (1.0, 0.12, 0.04)
+
+    @model_validator(mode="after")
+    def _check(self) -> SensorSpec:
+        if self.exposure_max_us <= self.exposure_min_us:
+            raise ValueError("exposure_max_us must be larger than exposure_min_us")
+        if any(not 0 <= c <= 1 for c in self.bayer_rgb_at_633nm):
+            raise ValueError("bayer_rgb_at_633nm: each transmittance must be within 0..1")
+        return self
+
+
+class FaultRates(StrictModel):
+    """Probability per operation of an injected fault (0 = never). For the engine's tests."""
+
+    camera_timeout: float = Field(0.0, ge=0, le=1)  # capture raises DeviceTimeout("camera")
+    dropped_frame: float = Field(0.0, ge=0, le=1)  # capture raises DeviceError("camera")
+    stage_error: float = Field(0.0, ge=0, le=1)  # move_to_mm raises DeviceError("stage")
+    wheel_error: float = Field(0.0, ge=0, le=1)  # select raises DeviceError("wheel")
+    display_error: float = Field(0.0, ge=0, le=1)  # show_gray raises DeviceError("slm")
+
+
 class SimConfig(StrictModel):
     seed: int = Field(0, ge=0, description="fixes every diffuser's phase screen and all noise")
-    noise: bool = True
+    noise: bool = True  # False: noiseless frames (the irradiance, quantised by the ADC only)
+
+    # -- optics (paper, "Optical imaging system"; DESIGN.md "The rig") ------------------------------
+    wavelength_nm: float = Field(632.8, gt=300, lt=2000)  # HeNe (paper)
+    slm_pixel_um: float = Field(8.0, gt=0)  # EXULUS-HD2 pitch (paper)
+    relay_f1_mm: float = Field(300.0, gt=0)  # 4F relay L1 (paper)
+    relay_f2_mm: float = Field(125.0, gt=0)  # 4F relay L2 (paper): SLM → diffuser ×125/300
+    relay_pupil_mm: float = Field(25.4, gt=0)  # ASSUMED: Ø1" optics; the stop sits in L1's focal plane
+    # Diffuser-side numerical aperture of the iris in the Fourier plane of the L3–L4 relay that
+    # images the diffuser onto L4's focal plane (z = 0). ASSUMED (the paper does not say): 0.0075
+    # = an iris of Ø1.9 mm behind f3 = 125 mm. It sets the speckle grain: 12.5 camera pixels, one
+    # grain per pixel of the 64×64 network input (docs/simulation.md, "Why this iris").
+    imaging_na: float = Field(0.0075, gt=0, le=0.5)
+    glass_index: float = Field(1.515, gt=1, lt=3)  # N-BK7 at 633 nm (Schott): DG10 substrates
+    diffusers: dict[str, DiffuserSpec] = Field(default_factory=_default_diffusers)
+
+    sensor: SensorSpec = SensorSpec()
+
+    # -- optional effects, all off by default (docs/simulation.md, "Optional effects") -----------
+    slm_response_ms: float = Field(0.0, ge=0, le=10_000)  # LC settling: blend old→new phase
+    drift_rad_per_kcapture: float = Field(0.0, ge=0, le=100)  # diffuser phase drift rate
+    faults: FaultRates = FaultRates()
+
+    @model_validator(mode="after")
+    def _check(self) -> SimConfig:
+        for name in self.diffusers:
+            if not name.strip():
+                raise ValueError("diffusers: a diffuser name is empty")
+        return self

@@ -5,8 +5,8 @@ Order of a run:
 1. read and validate the protocol and rig (one-line errors, exit 2) and make the plan;
 2. the output: without ``--resume`` an existing file is an error (captured data is never
    overwritten); with ``--resume`` the file's ``protocol`` and ``rig`` texts must equal the files
-   given (or exit 2); a run killed while its file was being created (only ``RUN.h5.creating``
-   exists) starts afresh;
+   given (or exit 2); with ``--resume`` and no file yet (never started, or killed while the file
+   was laid out: only ``RUN.h5.creating`` exists) a new run starts;
 3. preflight, before any device moves: a protocol needing a person (manual stage or changer, dark
    frames on a real rig) with a non-interactive operator is refused (exit 2); then the rig is
    opened and the SLM's stroke mode and window size are checked against the protocol (exit 2);
@@ -35,48 +35,25 @@ from speckle_lab.errors import UserError
 
 log = logging.getLogger("speckle_lab.acquire")
 
-REFERENCE_SEED = 20230  # the stability monitor's reference pattern: a fixed random binary pattern
-
 
 # -- plan → file layout ---------------------------------------------------------------------------
 
-def layout_from_plan(plan, objects, protocol_text: str, rig_text: str, frame_dtype,
-                     settings_src) -> RunLayout:
-    """The file layout of a fresh run: objects, pair rows (plan order), blocks, darks, references."""
+def layout_from_plan(plan, objects, frame_dtype) -> RunLayout:
+    """The file layout of a fresh run from ``acquisition.plan.RunPlan`` and ``build_objects(plan)``."""
     patterns, names, splits, skipped = objects
-    rows = list(plan.rows)
-    blocks: list[BlockSpec] = []
-    index: dict[BlockSpec, int] = {}
-    pair_block, pair_object, pair_repeat = [], [], []
-    for r in rows:
-        spec = BlockSpec(str(r.diffuser), float(r.distance_mm), str(r.role))
-        if spec not in index or pair_block[-1] != index[spec]:
-            index[spec] = len(blocks)
-            blocks.append(spec)
-        pair_block.append(index[spec])
-        pair_object.append(int(r.object_index))
-        pair_repeat.append(int(r.repeat))
-    every = int(settings_src.reference_every)
-    ref_before, ref_block = [], []
-    if every > 0:
-        for b in range(len(blocks)):
-            members = [i for i, pb in enumerate(pair_block) if pb == b]
-            for k in range(0, len(members), every):
-                ref_before.append(members[k])
-                ref_block.append(b)
-            ref_before.append(members[-1] + 1)  # and once more at the block's end
-            ref_block.append(b)
-    window = patterns.shape[1:] if len(patterns) else tuple(settings_src.window_px)
-    reference = None
-    if every > 0:
-        reference = (np.random.default_rng(REFERENCE_SEED).random(window) > 0.5).astype(np.uint8)
+    blocks = [BlockSpec(b.diffuser, float(b.distance_mm), b.role) for b in plan.blocks]
+    rows = plan.rows
+    # The reference pattern is the first object: a face scatters into the camera window as the run's
+    # objects do (a pixel-scale random pattern diffracts outside the relay pupil: a black frame).
+    reference = np.asarray(patterns[0], dtype=np.uint8) if plan.reference_before_rows and len(patterns) else None
     return RunLayout(
-        protocol_text=protocol_text, rig_text=rig_text, patterns=np.asarray(patterns, dtype=np.uint8),
+        protocol_text=plan.protocol.text, rig_text=plan.rig.text, patterns=np.asarray(patterns, dtype=np.uint8),
         names=list(names), splits=list(splits), skipped=list(skipped), blocks=blocks,
-        pair_block=np.array(pair_block, dtype=np.int64), pair_object=np.array(pair_object, dtype=np.int64),
-        pair_repeat=np.array(pair_repeat, dtype=np.int64), frame_shape=tuple(settings_src.roi_px),
-        frame_dtype=np.dtype(frame_dtype), dark_frames=int(settings_src.dark_frames),
-        reference_pattern=reference, reference_before_row=ref_before, reference_block=ref_block)
+        pair_block=np.array([r.block for r in rows], dtype=np.int64),
+        pair_object=np.array([r.object_index for r in rows], dtype=np.int64),
+        pair_repeat=np.array([r.repeat for r in rows], dtype=np.int64), frame_shape=tuple(plan.roi_px),
+        frame_dtype=np.dtype(frame_dtype), dark_frames=int(plan.dark_frames), reference_pattern=reference,
+        reference_before_row=list(plan.reference_before_rows), reference_block=list(plan.reference_blocks))
 
 
 # -- output file checks ------------------------------------------------------------------------------
@@ -91,9 +68,11 @@ def check_output(out: Path, resume: bool, protocol_text: str, rig_text: str, pro
                             "or choose another --out")
         return True
     if not out.exists():
-        if creating.exists():
-            return True  # killed while laying out the file: nothing was captured, start afresh
-        raise UserError(f"{out}: no such run to resume (drop --resume to start a new run)")
+        # Nothing captured yet (never started, or killed while laying out the file, leaving only
+        # RUN.h5.creating): start afresh, so `--resume` can always be given, e.g. by a night script.
+        log.info("%s: no run to resume%s: starting a new run", out,
+                 " (only a half-made file from a kill during creation)" if creating.exists() else "")
+        return True
     with open_run(out) as f:
         if f.attrs["protocol"] != protocol_text:
             raise UserError(f"{out}: was started with a different protocol than {protocol_path}; "
@@ -187,14 +166,14 @@ def run_acquire(protocol_path: str, out_path: str, rig_path: str | None, *, resu
                 progress: bool) -> int:
     from acquisition.plan import build_objects, make_plan
     from hardware.rig import build_rig, load_rig
-    from speckle_lab.config import read_text
+    from protocols import load_protocol
 
     out = Path(out_path)
-    protocol_text = read_text(protocol_path, "protocol")
+    protocol = load_protocol(protocol_path)
     rig_file = load_rig(rig_path)
-    plan = make_plan(protocol_path, rig_path)
-    src = settings_source(plan, rig_file)
-    fresh = check_output(out, resume, protocol_text, rig_file.text, protocol_path,
+    plan = make_plan(protocol, rig_file)
+    src = settings_source(protocol.model, rig_file, plan)
+    fresh = check_output(out, resume, protocol.text, rig_file.text, protocol_path,
                          rig_path or "the default simulated rig")
     if not out.parent.exists():
         raise UserError(f"{out}: folder {out.parent} does not exist")
@@ -205,20 +184,22 @@ def run_acquire(protocol_path: str, out_path: str, rig_path: str | None, *, resu
         preflight_devices(rig, src)
         settings = engine_settings(src, rig_file)
         with run_log(out) as log_path:
-            log.info("acquire %s -> %s (%s)", protocol_path, out, "resume" if not fresh else "new run")
+            log.info("acquire %s -> %s (%s), %d pairs", protocol_path, out, "new run" if fresh else "resume",
+                     plan.pairs_total)
             if fresh:
                 t0 = time.perf_counter()
                 objects = build_objects(plan)
+                for skipped in objects[3]:
+                    log.warning("face skipped: %s", skipped)
                 dtype = np.uint8 if rig.camera.max_value <= 255 else np.uint16
-                create_run(out, layout_from_plan(plan, objects, protocol_text, rig_file.text, dtype, src))
+                create_run(out, layout_from_plan(plan, objects, dtype))
                 log.info("laid out %s in %.1f s", out, time.perf_counter() - t0)
             outcome = _run_engine(rig, out, settings, progress)
     finally:
         with contextlib.suppress(Exception):
             rig.close()
     stream = sys.stdout if outcome.exit_code == 0 else sys.stderr
-    print(f"{out}: {outcome.message} ({outcome.pairs_done}/{outcome.pairs_total} pairs done; log {log_path})",
-          file=stream)
+    print(f"{out}: {outcome.message} (log: {log_path})", file=stream)
     return outcome.exit_code
 
 
@@ -253,7 +234,32 @@ class RunSettings:
     dark_frames: int
     reference_every: int  # 0: no stability monitor
     stability_threshold: float
+    on_drift: str
+    timeout_ms: float
+    max_retries: int
+    backoff_s: float
+    backoff_max_s: float
     manual_steps: tuple[str, ...]  # what a person must do, from the plan
+
+
+def settings_source(protocol, rig_file, plan) -> RunSettings:
+    """Gathers the run's settings from a validated protocol model (``protocols.schema``), the rig and
+    the plan (which resolves the π gray level and the settle time, and lists the manual steps)."""
+    cam, slm, auto = protocol.camera, protocol.slm, protocol.camera.auto_exposure
+    return RunSettings(
+        roi_px=tuple(cam.roi_px), window_px=tuple(protocol.faces.target_px), settle_ms=plan.settle_ms,
+        gray_pi=int(plan.gray_pi),
+        stroke_mode=None if slm.stroke_mode == "any" else slm.stroke_mode,
+        exposure_us=None if cam.auto else float(cam.exposure_us),
+        auto=AutoExposureSettings(target_percentile=auto.target_percentile, target_fraction=auto.target_level,
+                                  max_saturated_fraction=auto.max_saturated_fraction,
+                                  min_exposure_us=auto.min_us, max_exposure_us=auto.max_us),
+        start_exposure_us=auto.start_us, average=cam.average, dark_frames=protocol.dark.frames,
+        reference_every=protocol.stability.reference_every, stability_threshold=protocol.stability.threshold,
+        on_drift=protocol.stability.on_drift,
+        timeout_ms=cam.timeout_ms if cam.timeout_ms is not None else rig_file.config.camera.timeout_ms,
+        max_retries=protocol.retry.max_retries, backoff_s=protocol.retry.backoff_s,
+        backoff_max_s=protocol.retry.backoff_max_s, manual_steps=tuple(plan.manual_steps))
 
 
 def engine_settings(src: RunSettings, rig_file) -> EngineSettings:
@@ -261,8 +267,9 @@ def engine_settings(src: RunSettings, rig_file) -> EngineSettings:
     return EngineSettings(
         roi_px=src.roi_px, settle_ms=max(src.settle_ms, rig.slm.settle_ms), gray_pi=src.gray_pi,
         exposure_us=src.exposure_us, auto=src.auto, start_exposure_us=src.start_exposure_us,
-        average=src.average, stability_threshold=src.stability_threshold, timeout_ms=rig.camera.timeout_ms,
-        laser_blocked_for_dark=rig.simulated)
+        average=src.average, stability_threshold=src.stability_threshold, on_drift=src.on_drift,
+        timeout_ms=src.timeout_ms, retries=src.max_retries, backoff_s=src.backoff_s,
+        backoff_max_s=src.backoff_max_s, laser_blocked_for_dark=rig.simulated)
 
 
 def make_operator(unattended: bool):
@@ -279,7 +286,7 @@ def preflight_people(src: RunSettings, rig_file, operator) -> None:
     if getattr(operator, "interactive", False):
         return
     steps = list(src.manual_steps)
-    if src.dark_frames > 0 and not rig_file.config.simulated:
+    if not steps and src.dark_frames > 0 and not rig_file.config.simulated:
         steps.append("block and unblock the laser for dark frames")
     if steps:
         raise UserError(f"this protocol needs a person ({steps[0]}{' ...' if len(steps) > 1 else ''}) "

@@ -14,9 +14,11 @@ Extras (allowed by the contract; documented here):
 - ``/objects/skipped`` (K,) str: faces the source could not read ("name: reason"); the root
   attribute ``skipped_faces`` holds K.
 - ``/pairs/role`` (M,) str ("train" | "validation"), ``/pairs/repeat`` (M,) int32,
-  ``/pairs/block`` (M,) int32 (row in ``/blocks``), ``/pairs/saturated_fraction`` (M,) float32,
-  ``/pairs/frame_index`` (M,) int64 (camera counter, -1 unknown),
-  ``/pairs/device_timestamp`` (M,) float64 (camera clock, NaN unknown).
+  ``/pairs/block`` (M,) int32 (row in ``/blocks``), ``/pairs/saturated_fraction`` (M,) float32.
+  Everything in ``/pairs`` but ``timestamp`` is the same bytes in a resumed run as in one that never
+  stopped; what legitimately differs between processes is kept apart, in ``/capture``:
+  ``/capture/frame_index`` (M,) int64 (the camera's counter, -1 unknown) and
+  ``/capture/device_timestamp`` (M,) float64 (the camera's clock, NaN unknown).
 - ``/blocks/{diffuser, distance_mm, role, first_row, n_rows}``: the runs of pairs sharing one
   diffuser and distance; ``/blocks/exposure_us`` (B,) float32 — the exposure decided for the block
   (auto exposure runs once per block and is stored, so a resumed run reuses it);
@@ -222,8 +224,9 @@ def create_run(path: str | Path, layout: RunLayout) -> None:
         _alloc(p, "repeat", (m,), np.int32, fill=np.asarray(layout.pair_repeat, dtype=np.int32))
         _alloc(p, "block", (m,), np.int32, fill=pb.astype(np.int32))
         _alloc(p, "saturated_fraction", (m,), np.float32, fill=np.nan)
-        _alloc(p, "frame_index", (m,), np.int64, fill=-1)
-        _alloc(p, "device_timestamp", (m,), np.float64, fill=np.nan)
+        c = f.create_group("capture")
+        _alloc(c, "frame_index", (m,), np.int64, fill=-1)
+        _alloc(c, "device_timestamp", (m,), np.float64, fill=np.nan)
 
         nb = len(blocks)
         first = np.full(nb, -1, dtype=np.int64)
@@ -324,7 +327,7 @@ class RunWriter:
         for a, b in _runs([p[0] for p in pending]):
             chunk = [p for p in pending if a <= p[0] < b]
             for k, name in enumerate(_PAIR_META, start=1):
-                f[f"pairs/{name}"][a:b] = [p[k] for p in chunk]
+                f[name][a:b] = [p[k] for p in chunk]
         f.flush()
         os.fsync(self._fd)
         self._last_sync = time.monotonic()
@@ -374,7 +377,8 @@ class RunWriter:
                 self._f.close()
 
 
-_PAIR_META = ("exposure_us", "timestamp", "saturated_fraction", "frame_index", "device_timestamp")
+_PAIR_META = ("pairs/exposure_us", "pairs/timestamp", "pairs/saturated_fraction", "capture/frame_index",
+              "capture/device_timestamp")
 
 
 def _runs(rows: list[int]):

@@ -55,6 +55,7 @@ class EngineSettings:
     probe_objects: int = 3  # objects of a block probed by auto exposure
     average: int = 1  # frames averaged per capture
     stability_threshold: float = 0.9
+    on_drift: str = "ask"  # below threshold: "ask" (stop when unattended), "stop", or "log" (warn, go on)
     timeout_ms: float = 2000.0
     retries: int = 4  # retries per device operation before the run stops
     backoff_s: float = 0.05  # first retry delay, doubled each retry ...
@@ -248,7 +249,7 @@ class Engine:
         return int(self._pairs_written)
 
     # -- device operations with retries -------------------------------------------------------
-    def _retry(self, what: str, fn: Callable[[], object], device: str, before_retry=None):
+    def _retry(self, what: str, fn: Callable[[], object], device: str):
         s = self.settings
         delay = s.backoff_s
         for attempt in range(s.retries + 1):
@@ -265,8 +266,6 @@ class Engine:
                             s.retries + 1, delay)
                 self.sleep(delay)
                 delay = min(delay * 2, s.backoff_max_s)
-                if before_retry is not None:
-                    before_retry()
         raise AssertionError("unreachable")
 
     def _show_and_capture(self, pattern01: np.ndarray, key: tuple, what: str):
@@ -284,7 +283,8 @@ class Engine:
             self.capture_s += time.perf_counter() - t0
             if frame.image.shape != self._frame_shape:
                 raise StopRun(f"camera: delivered a {frame.image.shape} frame but the run's frames are "
-                              f"{self._frame_shape} (camera ROI); check the rig and protocol", device="camera")
+                              f"{self._frame_shape} (camera ROI); check the rig and protocol",
+                              device="camera")
             return frame
 
         return self._retry(what, step, device="camera")
@@ -389,8 +389,11 @@ class Engine:
         msg = (f"stability: reference correlation {corr:.3f} < threshold {threshold:g} "
                f"({self.block_label(b)}, before pair {int(self._ref_before[i])})")
         log.warning(msg)
+        if self.settings.on_drift == "log":
+            return
         op = self.rig.operator
-        if getattr(op, "interactive", False) and op.ask_yes_no(f"{msg}. Continue anyway?", False):
+        if (self.settings.on_drift == "ask" and getattr(op, "interactive", False)
+                and op.ask_yes_no(f"{msg}. Continue anyway?", False)):
             log.warning("operator chose to continue despite drift")
             return
         raise StopRun(f"{msg}; stopped cleanly — check the rig, then run again with --resume",

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import click
 
-from speckle_lab.errors import NotAvailableError
-
 
 @click.command()
-def devices() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def devices(as_json: bool) -> int:
     """List the devices each backend finds, and what is missing (driver, DLL, package)."""
-    raise NotAvailableError("devices: device discovery is not built yet")
+    from hardware.drivers.discovery import format_results, run_probes
+
+    results = run_probes()
+    if as_json:
+        import json
+
+        click.echo(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        click.echo(format_results(results))
+    return 0

@@ -24,8 +24,14 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from speckle_lab.config import StrictModel
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    """A validation error whose message is shown as is (no "Value error, " prefix)."""
+    return PydanticCustomError("value_error", message)
 
 MAX_FACES = 20_000  # LFW holds 13,233 images; more is a typo
 MAX_TARGET_PX = 4096  # larger than any SLM window we drive (EXULUS-HD2: 1920×1200)
@@ -69,7 +75,7 @@ class FacesConfig(StrictModel):
     @classmethod
     def _source_nonempty(cls, v: str) -> str:
         if not v.strip():
-            raise ValueError('must be "embedded" or a path to an LFW folder or lfw.tgz')
+            raise _invalid('must be "embedded" or a path to an LFW folder or lfw.tgz')
         return v
 
     @field_validator("crop_px")
@@ -79,20 +85,20 @@ class FacesConfig(StrictModel):
             return v
         top, left, h, w = v
         if top < 0 or left < 0 or h < 1 or w < 1 or max(v) > 100_000:
-            raise ValueError("must be [top, left, height, width] with top, left >= 0 and height, width >= 1")
+            raise _invalid("must be [top, left, height, width] with top, left >= 0 and height, width >= 1")
         return v
 
     @field_validator("target_px")
     @classmethod
     def _target_bounds(cls, v):
         if not all(8 <= x <= MAX_TARGET_PX for x in v):
-            raise ValueError(f"each side must be 8..{MAX_TARGET_PX} px")
+            raise _invalid(f"each side must be 8..{MAX_TARGET_PX} px")
         return v
 
     @model_validator(mode="after")
     def _holdout_below_count(self) -> FacesConfig:
         if self.holdout >= self.count:
-            raise ValueError(f"faces.holdout ({self.holdout}) must be less than faces.count ({self.count}): "
+            raise _invalid(f"faces.holdout ({self.holdout}) must be less than faces.count ({self.count}): "
                              "some faces must remain for training")
         return self
 
@@ -110,20 +116,23 @@ class SlmConfig(StrictModel):
         0.0, ge=0.0, le=10_000.0,
         description="wait after each flip before capturing (the larger of this and the rig's settle_ms)")
     stroke_mode: Literal["full-wave", "half-wave", "any"] = Field(
-        "full-wave", description="the SLM phase-stroke mode the run requires (checked before the first frame)")
+        "full-wave", description="the SLM phase-stroke mode the run requires (checked before any frame)")
 
-    @field_validator("gray_pi")
+    @field_validator("gray_pi", mode="before")
     @classmethod
     def _gray_range(cls, v):
-        if v != "auto" and not 1 <= v <= 4095:
-            raise ValueError('must be "auto" or a gray level 1..4095')
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 255:
+            raise _invalid('must be "auto" or a gray level 1..255 (the SLM is 8-bit)')
         return v
 
 
 class AutoExposureConfig(StrictModel):
     """Auto exposure, once per block: place a percentile of the frame at a level, few pixels saturated."""
 
-    target_percentile: float = Field(99.0, gt=0.0, le=100.0, description="the pixel statistic placed (percent)")
+    target_percentile: float = Field(
+        99.0, gt=0.0, le=100.0, description="the pixel statistic placed (percent)")
     target_level: float = Field(
         0.75, gt=0.0, le=1.0, description="... at this fraction of the camera's maximum value")
     max_saturated_fraction: float = Field(
@@ -135,7 +144,7 @@ class AutoExposureConfig(StrictModel):
     @model_validator(mode="after")
     def _ordered(self) -> AutoExposureConfig:
         if not self.min_us <= self.start_us <= self.max_us:
-            raise ValueError(f"auto exposure needs min_us <= start_us <= max_us "
+            raise _invalid(f"auto exposure needs min_us <= start_us <= max_us "
                              f"(got {self.min_us}, {self.start_us}, {self.max_us})")
         return self
 
@@ -150,21 +159,23 @@ class CameraConfig(StrictModel):
         default_factory=AutoExposureConfig, description="used when exposure_us = 'auto'")
     average: int = Field(1, ge=1, le=256, description="frames averaged into each stored frame")
     timeout_ms: float | None = Field(
-        None, gt=0.0, le=600_000.0, description="per-frame capture timeout; none: the rig's camera.timeout_ms")
+        None, gt=0.0, le=600_000.0, description="per-frame capture timeout; unset: the rig's timeout_ms")
 
     @field_validator("roi_px")
     @classmethod
     def _roi_bounds(cls, v):
         if not all(1 <= x <= 16_384 for x in v):
-            raise ValueError("each side must be 1..16384 px")
+            raise _invalid("each side must be 1..16384 px")
         return v
 
-    @field_validator("exposure_us")
+    @field_validator("exposure_us", mode="before")
     @classmethod
     def _exposure_bounds(cls, v):
-        if v != "auto" and not 0.0 < v <= 10_000_000.0:
-            raise ValueError('must be "auto" or an exposure in µs, > 0 and <= 10 s')
-        return v
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 < v <= 10_000_000.0:
+            raise _invalid('must be "auto" or an exposure in µs, > 0 and <= 10 s')
+        return float(v)
 
     @property
     def auto(self) -> bool:
@@ -187,21 +198,21 @@ class BlockConfig(StrictModel):
         if isinstance(v, int) and not isinstance(v, bool):
             v = str(v)  # `diffuser = 120` means the diffuser named "120"
         if not isinstance(v, str) or not v.strip():
-            raise ValueError('must be a diffuser name, e.g. "120"')
+            raise _invalid('must be a diffuser name, e.g. "120"')
         return v
 
     @field_validator("distances_mm")
     @classmethod
     def _distances(cls, v: list[float]) -> list[float]:
         if not v:
-            raise ValueError("needs at least one distance")
+            raise _invalid("needs at least one distance")
         if len(v) > 100:
-            raise ValueError("at most 100 distances per block")
+            raise _invalid("at most 100 distances per block")
         for d in v:
             if not -1000.0 <= d <= 1000.0:
-                raise ValueError(f"distance {d} mm is outside -1000..1000 mm")
+                raise _invalid(f"distance {d} mm is outside -1000..1000 mm")
         if len(set(v)) != len(v):
-            raise ValueError(f"a distance appears twice ({v})")
+            raise _invalid(f"a distance appears twice ({v})")
         return v
 
 
@@ -248,15 +259,15 @@ class ProtocolConfig(StrictModel):
     @classmethod
     def _blocks(cls, v: list[BlockConfig]) -> list[BlockConfig]:
         if not v:
-            raise ValueError("needs at least one [[blocks]] table")
+            raise _invalid("needs at least one [[blocks]] table")
         if len(v) > 1000:
-            raise ValueError("at most 1000 blocks")
+            raise _invalid("at most 1000 blocks")
         seen: dict[tuple[str, float], int] = {}
         for i, b in enumerate(v):
             for d in b.distances_mm:
                 key = (b.diffuser, float(d))
                 if key in seen:
-                    raise ValueError(f"blocks[{i}]: diffuser {b.diffuser!r} at {d:g} mm is already in "
+                    raise _invalid(f"blocks[{i}]: diffuser {b.diffuser!r} at {d:g} mm is already in "
                                      f"blocks[{seen[key]}]")
                 seen[key] = i
         return v
@@ -264,7 +275,7 @@ class ProtocolConfig(StrictModel):
     @model_validator(mode="after")
     def _pair_count(self) -> ProtocolConfig:
         if self.pairs_total > MAX_PAIRS:
-            raise ValueError(f"{self.pairs_total} pairs is more than {MAX_PAIRS}; "
+            raise _invalid(f"{self.pairs_total} pairs is more than {MAX_PAIRS}; "
                              "reduce faces.count, distances or repeats")
         return self
 

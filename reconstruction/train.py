@@ -252,8 +252,12 @@ def _write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> dict:
-    """Trains per ``cfg``; returns the history. Under torchrun, call it in every process."""
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print, stop_when=None) -> dict:
+    """Trains per ``cfg``; returns the history. Under torchrun, call it in every process.
+
+    ``stop_when(record) -> bool`` (optional, single process) ends training after an epoch whose
+    history record satisfies it (the benchmark's "time to SSIM 0.9").
+    """
     import torch
 
     from reconstruction.checkpoint import load_checkpoint, save_checkpoint
@@ -385,6 +389,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                 f" | lr {lr_now:.0e} | {record['epoch_s']:.1f} s")
         if dist.on:
             torch.distributed.barrier()
+        if stop_when is not None and stop_when(record):
+            break
     if dist.on:
         torch.distributed.destroy_process_group()
     return history

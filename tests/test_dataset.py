@@ -82,7 +82,7 @@ def test_done_is_set_only_by_sync_after_the_frame(tmp_path):
     w.sync()
     with h5py.File(path, "r") as f:
         assert list(np.flatnonzero(f["pairs/done"][...])) == [4]
-        assert f["pairs/exposure_us"][4] == 250.0 and f["pairs/frame_index"][4] == 7
+        assert f["pairs/exposure_us"][4] == 250.0 and f["capture/frame_index"][4] == 7
     w.close()
 
 

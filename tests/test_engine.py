@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import h5py
 import numpy as np
+import pytest
 
+from acquisition.acquire import RunSettings, preflight_devices, preflight_people
 from acquisition.dataset import RunWriter, create_run
 from acquisition.engine import Engine, EngineSettings
+from acquisition.exposure import AutoExposureSettings
+from speckle_lab.errors import UserError
 from tests._fake_rig import FakeOperator, FakeStage, fake_rig
 from tests._run_factory import tiny_layout
 
@@ -135,3 +141,42 @@ def test_a_frame_of_the_wrong_size_stops_the_run_naming_the_camera(tmp_path):
     out = run_engine(tmp_path / "r.h5", rig, EngineSettings(**{**SETTINGS.__dict__, "roi_px": (8, 8)}),
                      tiny_layout(frame_shape=(8, 8)))
     assert out.exit_code == 1 and out.device == "camera" and "frame" in out.message
+
+
+def test_drift_policy_log_warns_and_goes_on(tmp_path, caplog):
+    out = run_engine(tmp_path / "r.h5", fake_rig(drift_after=2),
+                     EngineSettings(**{**SETTINGS.__dict__, "on_drift": "log"}))
+    assert out.exit_code == 0 and "stability: reference correlation" in caplog.text
+
+
+def test_drift_policy_stop_stops_even_an_attended_run(tmp_path):
+    op = FakeOperator(interactive=True, yes=True)
+    out = run_engine(tmp_path / "r.h5", fake_rig(operator=op, drift_after=2),
+                     EngineSettings(**{**SETTINGS.__dict__, "on_drift": "stop"}))
+    assert out.exit_code == 1 and not op.asked
+
+
+def _run_settings(**kw):
+    base = dict(roi_px=(16, 16), window_px=(8, 8), settle_ms=0.0, gray_pi=None, stroke_mode="full-wave",
+                exposure_us=None, auto=AutoExposureSettings(), start_exposure_us=50.0, average=1,
+                dark_frames=0, reference_every=2, stability_threshold=0.9, on_drift="ask", timeout_ms=100.0,
+                max_retries=1, backoff_s=0.0, backoff_max_s=0.0, manual_steps=())
+    return RunSettings(**{**base, **kw})
+
+
+def test_preflight_refuses_manual_steps_when_nobody_answers():
+    rig_file = SimpleNamespace(config=SimpleNamespace(simulated=False))
+    with pytest.raises(UserError, match="needs a person .*Put the 220"):
+        preflight_people(_run_settings(manual_steps=("Put the 220 diffuser in",)), rig_file, FakeOperator())
+    with pytest.raises(UserError, match="dark frames"):
+        preflight_people(_run_settings(dark_frames=4), rig_file, FakeOperator())
+    preflight_people(_run_settings(manual_steps=("x",)), rig_file, FakeOperator(interactive=True))
+
+
+def test_preflight_refuses_the_wrong_stroke_mode_before_any_frame():
+    rig = fake_rig()
+    rig.slm._stroke = "half-wave"
+    with pytest.raises(UserError, match="stroke mode is 'half-wave' but the protocol requires 'full-wave'"):
+        preflight_devices(rig, _run_settings())
+    assert rig.camera.captures == 0 and rig.slm.shows == 0
+    preflight_devices(rig, _run_settings(stroke_mode=None))  # "any"

@@ -72,3 +72,14 @@ def write_tiny_dataset(path: str | Path, n_objects: int = 6, pattern_px: int = 3
             p.create_dataset("role", data=np.array(["validation" if r[1] >= 40 else "train" for r in rows],
                                                    dtype=object), dtype=sdt)
     return path
+
+
+TINY_MODEL = {"model": "unet", "model_args": {"base_channels": 4}, "image_size": 16}
+
+
+def train_tiny(run: str | Path, out_dir: str | Path, epochs: int = 1, **overrides):
+    """Trains the tiny CNN on ``run`` (seconds on a CPU); returns the history."""
+    from reconstruction.train import TrainConfig, train
+
+    cfg = TrainConfig(run=str(run), out_dir=str(out_dir), epochs=epochs, **{**TINY_MODEL, **overrides})
+    return train(cfg, progress=False, log=lambda *_: None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import time
 from collections.abc import Iterator
 
@@ -50,7 +51,7 @@ class CameraDriverBase:
     def configure(self, roi_px: tuple[int, int], exposure_us: float) -> float:
         """Sets a centred ROI of (rows, cols) pixels and the exposure; returns the exposure applied (µs)."""
         rows, cols = _check_roi(roi_px)
-        if not (isinstance(exposure_us, int | float) and math.isfinite(exposure_us) and exposure_us > 0):
+        if not (isinstance(exposure_us, numbers.Real) and math.isfinite(exposure_us) and exposure_us > 0):
             raise UserError(f"camera exposure_us must be a positive number (got {exposure_us!r})")
         with self._translate_errors("configuring"):
             sensor_rows, sensor_cols = self._sensor_px_hw()
@@ -68,7 +69,7 @@ class CameraDriverBase:
                 raise DeviceError(self.device, f"asked for ROI (row0, col0, rows, cols) = "
                                   f"{(row0, col0, rows, cols)} but the camera applied {applied}")
             self._roi = applied
-            self._exposure_us = float(self._set_exposure_hw(exposure_us * 1e-6)) * 1e6
+            self._exposure_us = float(self._set_exposure_hw(float(exposure_us) * 1e-6)) * 1e6
         return self._exposure_us
 
     def capture(self, timeout_ms: float, average: int = 1, key: FrameKey | None = None) -> Frame:
@@ -81,7 +82,7 @@ class CameraDriverBase:
         """
         if self._roi is None:
             raise DeviceError(self.device, "capture before configure(): set the ROI and exposure first")
-        if not (isinstance(timeout_ms, int | float) and timeout_ms > 0):
+        if not (isinstance(timeout_ms, numbers.Real) and timeout_ms > 0):
             raise ValueError(f"timeout_ms must be > 0 (got {timeout_ms!r})")
         if isinstance(average, bool) or not isinstance(average, int) or not 1 <= average <= MAX_AVERAGE:
             raise ValueError(f"average must be an integer 1..{MAX_AVERAGE} (got {average!r})")

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from hardware.drivers.camera_base import PylablibCameraDriver
 from hardware.errors import DeviceError, DeviceNotFound, DeviceTimeout, DriverMissing
 
-# Single-channel output modes and their bit depth. uc480 10/12-bit modes arrive in 16-bit words.
+# Single-channel output modes and their bit depth. uc480 10/12-bit modes arrive in 16-bit words;
+# mono16/raw16 are taken as full-scale 16-bit (check max_value against a saturated frame on the rig).
 COLOR_MODE_BITS = {"mono8": 8, "raw8": 8, "mono10": 10, "raw10": 10, "mono12": 12, "raw12": 12,
                    "mono16": 16, "raw16": 16}
 
@@ -114,7 +115,8 @@ class UC480CameraDriver(PylablibCameraDriver):
                                            f"(single-channel modes it has: {offered})")
         applied = cam.set_color_mode(color_mode)
         if applied != color_mode:
-            raise DeviceError(self.device, f"asked for colour mode {color_mode!r}, camera reports {applied!r}")
+            raise DeviceError(self.device, f"asked for colour mode {color_mode!r}, camera reports "
+                                           f"{applied!r}")
         cam.set_trigger_mode("int")
         cam.set_gains(master=1.0)  # pylablib: 1.0 = unity gain
         cam.set_gain_boost(False)

@@ -27,14 +27,14 @@ class DiffuserSpec(StrictModel):
 
 
 def _default_diffusers() -> dict[str, DiffuserSpec]:
-    # ASSUMED (docs/simulation.md): rougher and coarser for lower grit numbers, chosen within
-    # ground-glass ranges (rms heights 0.2–2 µm, lateral scales 8–30 µm) and so that every
-    # screen is resolved by the 3.33 µm diffuser-plane grid. rms scatter angles θ0 ≈ 49 / 44 /
-    # 30 / 23 mrad; unscattered (ballistic) share exp(−σφ²) ≈ 0 / 0 / 0.15 % / 19 %.
+    # ASSUMED (docs/simulation.md): rougher for lower grit numbers, within ground-glass ranges
+    # (rms heights 0.25–1 µm, lateral scales 8–15 µm), each resolved by the 3.33 µm diffuser-plane
+    # grid. rms scatter angles θ0 ≈ 49 / 42 / 33 / 23 mrad; unscattered (ballistic) share
+    # exp(−σφ²) ≈ 0 / 0 / 0.5 % / 19 %.
     return {
-        "120": DiffuserSpec(rms_height_um=2.0, corr_length_um=30.0),
-        "220": DiffuserSpec(rms_height_um=1.2, corr_length_um=20.0),
-        "600": DiffuserSpec(rms_height_um=0.5, corr_length_um=12.0),
+        "120": DiffuserSpec(rms_height_um=1.0, corr_length_um=15.0),
+        "220": DiffuserSpec(rms_height_um=0.7, corr_length_um=12.0),
+        "600": DiffuserSpec(rms_height_um=0.45, corr_length_um=10.0),
         "1500": DiffuserSpec(rms_height_um=0.25, corr_length_um=8.0),
     }
 
@@ -87,11 +87,18 @@ class SimConfig(StrictModel):
     relay_f1_mm: float = Field(300.0, gt=0)  # 4F relay L1 (paper)
     relay_f2_mm: float = Field(125.0, gt=0)  # 4F relay L2 (paper): SLM → diffuser ×125/300
     relay_pupil_mm: float = Field(25.4, gt=0)  # ASSUMED: Ø1" optics; the stop sits in L1's focal plane
+    # The default pupil (66.9 cycles/mm at the SLM) lies beyond the SLM's Nyquist frequency
+    # (62.5 cycles/mm) along both axes and clips only the corners of the sampled band, which changes
+    # frames by < 1e-3 of full scale (measured, docs/simulation.md). Those corners are clipped
+    # (2 more FFTs per frame) only when this is true; a pupil cutting inside the band always is.
+    relay_pupil_corners: bool = False
     # Diffuser-side numerical aperture of the iris in the Fourier plane of the L3–L4 relay that
-    # images the diffuser onto L4's focal plane (z = 0). ASSUMED (the paper does not say): 0.0075
-    # = an iris of Ø1.9 mm behind f3 = 125 mm. It sets the speckle grain: 12.5 camera pixels, one
-    # grain per pixel of the 64×64 network input (docs/simulation.md, "Why this iris").
-    imaging_na: float = Field(0.0075, gt=0, le=0.5)
+    # images the diffuser onto L4's focal plane (z = 0). ASSUMED (the paper does not say): 0.0038
+    # = an iris of Ø0.95 mm behind f3 = 125 mm. It sets the speckle grain, λ/(2·NA) = 25 camera
+    # pixels, so that the demo's 64×64 network input (12.5 px per sample) samples the speckle at
+    # its Nyquist rate λ/(4·NA), and the axial speckle length 2λ/NA² ≈ 100 mm, so frames at 0, 20
+    # and 40 mm stay partly correlated (docs/simulation.md, "Why this iris").
+    imaging_na: float = Field(0.0038, gt=0, le=0.5)
     glass_index: float = Field(1.515, gt=1, lt=3)  # N-BK7 at 633 nm (Schott): DG10 substrates
     diffusers: dict[str, DiffuserSpec] = Field(default_factory=_default_diffusers)
 

@@ -16,7 +16,9 @@ def _check(name: str, image_size: int) -> None:
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16 or image_size % 8:
-        raise ValueError(f"image_size must be an integer >= 16 divisible by {SIZE_MULTIPLE} (got {image_size!r})")
+        raise ValueError(
+            f"image_size must be an integer >= 16 divisible by {SIZE_MULTIPLE} (got {image_size!r})"
+        )
 
 
 def build_model(name: str, image_size: int, **overrides) -> nn.Module:

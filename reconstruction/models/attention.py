@@ -1,9 +1,9 @@
 """Multi-head attention (paper eqs. 1–2) and multi-head cross-attention (eq. 3) on (B, C, H, W) feature maps,
 and the pre-batch-norm transformer encoder/decoder blocks built from them (paper Fig. 1 b–d).
 
-Tokens are the H·W pixels of a feature map, d_model = C channels. Eq. 1 prints softmax(QKᵀ / d_k), with d_k the
-side of the feature map; we use the usual 1/√d_head scale (Vaswani et al. 2017): 1/d_k would make the logits
-depend on the image size, and with d_k = 100 it flattens the softmax to near-uniform at initialisation.
+Tokens are the H·W pixels of a feature map, d_model = C channels. Eq. 1 prints softmax(QKᵀ / d_k), with d_k
+the side of the feature map; we use the usual 1/√d_head scale (Vaswani et al. 2017): 1/d_k would make the
+logits depend on the image size, and with d_k = 100 it flattens the softmax to near-uniform at initialisation.
 Each head has a fixed width ``head_dim``; SpT UNet-B halves the head count (paper: "the number of heads or
 parallel attention layers ... decreased by 50%"), which halves the projection width and the attention cost.
 """

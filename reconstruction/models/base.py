@@ -12,7 +12,7 @@ from torch import nn
 
 
 class ReconstructionModel(nn.Module):
-    """Base class: subclasses implement ``forward_logits``; ``forward`` applies the sigmoid (paper: Sigmoid output)."""
+    """Subclasses implement ``forward_logits``; ``forward`` applies the sigmoid (paper: Sigmoid output)."""
 
     config: dict
 

@@ -9,7 +9,8 @@ Oddity: with the exponent k un-normalised, 1000^k overflows the useful range aft
 for t ≤ 100), so all channels k ≥ 2 are (nearly) constant 0 or 1 and only sin(t) carries position, which
 aliases every 2π pixels. ``mode="eq4"`` computes the formula literally (tested against it); the model default
 ``mode="eq4-scaled"`` keeps eq. 4's base 1000 and its per-channel sin/cos parity but normalises the exponent
-to k / d, so the wavelengths span 2π … 2π·1000^((d−1)/d) pixels, as in Vaswani et al. 2017 (base 10000^(2i/d)).
+to k / d, so the wavelengths span 2π … 2π·1000^((d−1)/d) pixels, as in Vaswani et al. 2017
+(base 10000^(2i/d)).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ smaller" is read as half of the expanded 4C).
 Leaky: a bottleneck with bilinear interpolation in the middle — Conv-BN-ReLU ×2 compressing (C → C/4 → C/4),
 ×2 bilinear interpolation, Conv-BN-ReLU ×2 (C/4 → C/4 → C/2). Output C/2 channels at twice the resolution.
 SpT UNet-B ("bottleneck for the first and third convolution layers"): layers 1 and 3 of both modules become
-1×1 → 3×3 → 1×1 bottlenecks at a quarter of their output width (He et al. 2016).
+1×1 → 3×3 → 1×1 bottlenecks at half their output width (He et al. 2016).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ class ConvBNReLU(nn.Sequential):
 
 
 class BottleneckConv(nn.Sequential):
-    """1×1 (→ c_out/4) → 3×3 → 1×1 (→ c_out), each Conv-BN-ReLU: a cheaper stand-in for one 3×3 layer."""
+    """1×1 (→ c_out/2) → 3×3 → 1×1 (→ c_out), each Conv-BN-ReLU: a cheaper stand-in for one 3×3 layer."""
 
     def __init__(self, c_in: int, c_out: int):
-        mid = max(c_out // 4, 1)
+        mid = max(c_out // 2, 1)
         super().__init__(ConvBNReLU(c_in, mid, 1), ConvBNReLU(mid, mid, 3), ConvBNReLU(mid, c_out, 1))
 
 
@@ -37,12 +37,12 @@ def _layer(c_in: int, c_out: int, bottleneck: bool) -> nn.Module:
 class PuffedDown(nn.Module):
     """(B, C, H, W) → (B, 2C, H/2, W/2) through C → 4C → 4C → pool → 4C → 2C (Fig. 2)."""
 
-    def __init__(self, c_in: int, bottleneck: bool = False, expand: int = 4):
+    def __init__(self, c_in: int, bottleneck: bool = False, widths=(2, 4, 4, 2)):
         super().__init__()
-        wide = expand * c_in
-        self.expand = nn.Sequential(_layer(c_in, wide, bottleneck), ConvBNReLU(wide, wide))
+        w = [c_in] + [round(m * c_in) for m in widths]
+        self.expand = nn.Sequential(_layer(w[0], w[1], bottleneck), ConvBNReLU(w[1], w[2]))
         self.pool = nn.MaxPool2d(2)
-        self.compress = nn.Sequential(_layer(wide, wide, bottleneck), ConvBNReLU(wide, 2 * c_in))
+        self.compress = nn.Sequential(_layer(w[2], w[3], bottleneck), ConvBNReLU(w[3], w[4]))
 
     def forward(self, x):
         return self.compress(self.pool(self.expand(x)))

@@ -13,10 +13,11 @@ Layout for an N×N input (N divisible by 8), channels C0 = ``base_channels``:
 
 Attention never runs at full resolution (N² = 40 000 tokens at N = 200); the level-1 blocks at N/2
 (10 000 tokens) use few, narrow heads, so their T²-cost stays within the paper's MAC budget.
-The first decoder block's query: the paper feeds the "embedded label" (f(Q*) of eq. 3), which does not exist at
-inference. ``forward_logits(x)`` uses a learned query map (one parameter per channel and position at N/8);
-``forward_logits(x, label)`` embeds the label instead (8×8 stride-8 patch convolution), for experiments only:
-a model trained with the label query sees the answer and cannot be used without it.
+The first decoder block's query: the paper feeds the "embedded label" (f(Q*) of eq. 3), which does not exist
+at inference. ``forward_logits(x)`` uses a learned query map (one parameter per channel and position at N/8);
+with ``label_query=True``, ``forward_logits(x, label)`` embeds the label instead (8×8 stride-8 patch
+convolution), for experiments only: a model trained with the label query sees the answer and cannot be used
+without it.
 """
 
 from __future__ import annotations
@@ -30,44 +31,51 @@ from reconstruction.models.position import POSITION_MODES
 from reconstruction.models.sampling import ConvBNReLU, LeakyUp, PuffedDown
 
 # Hyper-parameters chosen so the 200×200 counts match paper Table 2 (see docs/model.md for the measurements).
+_COMMON = {"base_channels": 24, "head_dim": (4, 8, 24), "pos_mode": "eq4-scaled", "puff_widths": (2, 4, 4, 2),
+           "label_query": False}
 VARIANTS: dict[str, dict] = {
-    "spt-unet": {"base_channels": 16, "heads": (2, 4, 8), "head_dim": 8, "ffn_ratio": (4, 4, 4),
-                 "bottleneck": False, "pos_mode": "eq4-scaled"},
-    # UNet-B: half the FFN width and half the heads (paper, "Performance" paragraph), bottleneck sampling convs.
-    "spt-unet-b": {"base_channels": 16, "heads": (1, 2, 4), "head_dim": 8, "ffn_ratio": (2, 2, 2),
-                   "bottleneck": True, "pos_mode": "eq4-scaled"},
+    "spt-unet": {**_COMMON, "heads": (2, 4, 8), "ffn_ratio": (4, 4, 12), "bottleneck": False},
+    # UNet-B: half the heads and half the FFN width (paper, Table 2 paragraph), bottleneck sampling convs.
+    "spt-unet-b": {**_COMMON, "heads": (1, 2, 4), "ffn_ratio": (2, 2, 6), "bottleneck": True},
 }
 LEVELS = 3
 
 
 class SpTUNet(ReconstructionModel):
-    def __init__(self, name: str, image_size: int, base_channels: int, heads, head_dim: int, ffn_ratio,
-                 bottleneck: bool, pos_mode: str):
+    def __init__(self, name: str, image_size: int, base_channels: int, heads, head_dim, ffn_ratio,
+                 bottleneck: bool, pos_mode: str, puff_widths=(2, 4, 4, 2), label_query: bool = False):
         super().__init__()
         heads, ffn_ratio = tuple(int(h) for h in heads), tuple(float(r) for r in ffn_ratio)
-        if len(heads) != LEVELS or len(ffn_ratio) != LEVELS:
-            raise ValueError(f"heads and ffn_ratio need {LEVELS} entries (got {heads}, {ffn_ratio})")
+        head_dim = tuple(int(d) for d in head_dim)
+        if not len(heads) == len(head_dim) == len(ffn_ratio) == LEVELS:
+            raise ValueError(f"heads, head_dim and ffn_ratio need {LEVELS} entries each "
+                             f"(got {heads}, {head_dim}, {ffn_ratio})")
         if pos_mode not in POSITION_MODES:
             raise ValueError(f"pos_mode must be one of {POSITION_MODES} (got {pos_mode!r})")
         self.config = {"name": name, "image_size": image_size, "base_channels": base_channels,
-                       "heads": list(heads), "head_dim": head_dim, "ffn_ratio": list(ffn_ratio),
-                       "bottleneck": bottleneck, "pos_mode": pos_mode}
+                       "heads": list(heads), "head_dim": list(head_dim), "ffn_ratio": list(ffn_ratio),
+                       "bottleneck": bottleneck, "pos_mode": pos_mode,
+                       "puff_widths": list(puff_widths), "label_query": bool(label_query)}
         chans = [base_channels * 2**i for i in range(LEVELS + 1)]
         sizes = [image_size // 2**i for i in range(LEVELS + 1)]
 
         def block_args(level: int) -> dict:  # level 1 … 3
             c = chans[level]
-            return {"d_model": c, "size": sizes[level], "heads": heads[level - 1], "head_dim": head_dim,
-                    "ffn_hidden": round(ffn_ratio[level - 1] * c), "pos_mode": pos_mode}
+            i = level - 1
+            return {"d_model": c, "size": sizes[level], "heads": heads[i], "head_dim": head_dim[i],
+                    "ffn_hidden": round(ffn_ratio[i] * c), "pos_mode": pos_mode}
 
         self.stem = ConvBNReLU(1, chans[0])
-        self.down = nn.ModuleList(PuffedDown(chans[i], bottleneck) for i in range(LEVELS))
+        self.down = nn.ModuleList(PuffedDown(chans[i], bottleneck, tuple(puff_widths)) for i in range(LEVELS))
         self.encoders = nn.ModuleList(EncoderBlock(**block_args(i + 1)) for i in range(LEVELS))
         # decoders[0] at level 3 (N/8), decoders[1] at level 2, decoders[2] at level 1
         self.decoders = nn.ModuleList(DecoderBlock(**block_args(LEVELS - i)) for i in range(LEVELS))
         self.up = nn.ModuleList(LeakyUp(chans[LEVELS - i], bottleneck) for i in range(LEVELS))
         self.query = nn.Parameter(torch.randn(1, chans[LEVELS], sizes[LEVELS], sizes[LEVELS]) * 0.02)
-        self.label_embed = nn.Conv2d(1, chans[LEVELS], kernel_size=2**LEVELS, stride=2**LEVELS)
+        # f(Q*) of eq. 3 for the label: only built on request, so the default model has no parameter that
+        # training leaves unused (DistributedDataParallel would otherwise need find_unused_parameters=True).
+        self.label_embed = (nn.Conv2d(1, chans[LEVELS], kernel_size=2**LEVELS, stride=2**LEVELS)
+                            if label_query else None)
         self.head = nn.Sequential(ConvBNReLU(2 * chans[0], chans[0]), nn.Conv2d(chans[0], 1, 1))
 
     @classmethod
@@ -83,16 +91,19 @@ class SpTUNet(ReconstructionModel):
         """Q* of the first decoder block: the embedded label if given, else the learned query."""
         if label is None:
             return self.query.expand(batch, -1, -1, -1)
+        if self.label_embed is None:
+            name = self.config["name"]
+            raise ValueError(f"{name}: a label query needs a model built with label_query=True")
         return self.label_embed(label)
 
     def forward_logits(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         self._check_input(x)
         s0 = self.stem(x)
         h, skips = s0, []
-        for down, enc in zip(self.down, self.encoders):
+        for down, enc in zip(self.down, self.encoders, strict=True):
             h = enc(down(h))
             skips.append(h)
         queries = [self.first_query(x.shape[0], label), skips[1], skips[0]]
-        for i, (dec, up) in enumerate(zip(self.decoders, self.up)):
+        for i, (dec, up) in enumerate(zip(self.decoders, self.up, strict=True)):
             h = up(dec(h, queries[i]))
         return self.head(torch.cat([s0, h], dim=1))

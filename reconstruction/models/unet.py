@@ -24,12 +24,15 @@ def double_conv(c_in: int, c_out: int) -> nn.Sequential:
 class UNet(ReconstructionModel):
     def __init__(self, image_size: int, base_channels: int = 60, depth: int = 3):
         super().__init__()
-        self.config = {"name": "unet", "image_size": image_size, "base_channels": base_channels, "depth": depth}
+        self.config = {"name": "unet", "image_size": image_size, "base_channels": base_channels,
+                       "depth": depth}
         chans = [base_channels * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList([double_conv(1, chans[0])])
         self.down.extend(double_conv(chans[i], chans[i + 1]) for i in range(depth))
         self.pool = nn.MaxPool2d(2)
-        self.up = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth)))
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth))
+        )
         self.dec = nn.ModuleList(double_conv(2 * chans[i], chans[i]) for i in reversed(range(depth)))
         self.head = nn.Conv2d(chans[0], 1, 1)
 
@@ -43,6 +46,6 @@ class UNet(ReconstructionModel):
             h = block(h)
             skips.append(h)
         skips.pop()
-        for up, dec in zip(self.up, self.dec):
+        for up, dec in zip(self.up, self.dec, strict=True):
             h = dec(torch.cat([skips.pop(), up(h)], dim=1))
         return self.head(h)

@@ -1,0 +1,483 @@
+"""The run plan: a protocol on a rig, laid out pair by pair, before anything moves.
+
+``make_plan(protocol, rig)`` validates the protocol against the rig (every diffuser in the changer's
+slots, every distance within the stage's travel, the ROI on the sensor, the objects the size of the
+SLM window, one-line ``UserError``s naming the value) and lays out:
+
+- **the pairs, ordered so slow moves are fewest**: all blocks of one diffuser together (one diffuser
+  change each: a swap disturbs the optics and, on a manual changer, needs a person), diffusers in the
+  order the protocol first names them; within a diffuser the distances snake (ascending, then
+  descending for the next diffuser, ...), so the stage does not return to its start at every
+  diffuser change; within a block the faces in object order, the repeats of a face adjacent (the SLM
+  is not reloaded in between). 4 diffusers × 3 distances: 4 diffuser selections and 9 stage moves.
+  One exception: a manual stage with a motorised changer nests the other way (distances outer,
+  diffusers snaking), because then the person's steps are the slowest moves: 3 instead of 9;
+- the device moves, and which of them a person must do (a rig's ``stage.kind`` / ``changer.kind``
+  = "manual"), plus dark frames on a real rig (a person blocks the laser);
+- the reference (stability) captures: before every ``reference_every``-th pair of a block and once
+  after its last pair; dark frames per block;
+- the estimated duration and disk need (the ``Timings`` below).
+
+``build_objects(plan)`` then reads and binarises the faces (slow: the engine calls it once when the
+run file is laid out). ``plan_command`` is ``speckle-lab plan``: it only lists the face names (it
+never decodes or binarises an image), so it is fast even for 1,500 faces in ``lfw.tgz``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protocols import ProtocolFile, load_protocol
+from speckle_lab.errors import UserError
+
+# -- timings for the estimate ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Per-device times for the duration estimate (nominal: measure yours, see bench/)."""
+
+    flip_ms: float  # SLM: from show to the panel changing (render + wait for the next vsync)
+    readout_ms: float  # camera: per frame on top of the exposure
+    overhead_ms: float  # software per pair (the engine's own time; bench/bench_acquire.py)
+    stage_mm_per_s: float  # stage travel speed
+    stage_fixed_s: float  # per stage move: acceleration, settling, read-back
+    wheel_s_per_slot: float  # filter wheel, per slot step
+    wheel_fixed_s: float  # per wheel move: settling and read-back
+    manual_s: float  # a person doing one step (swap a diffuser, move the camera, block the laser)
+    probe_captures: int  # auto exposure: captures per block (3 probe objects × ~4 iterations)
+    exposure_is_wall_time: bool = True  # False on the simulated rig: an exposure is computed, not waited
+
+
+# Real rig. SLM: EXULUS-HD2 over HDMI at 60 Hz: a flip lands on one of the next vsyncs, 1.5 frames
+# = 25 ms on average. Camera: DCC1645C, 25 fps at full frame (Thorlabs spec sheet) = 40 ms readout
+# per frame; an 800×800 ROI is faster, so this is an upper bound. Stage: MTS50-Z8 on a KDC101,
+# 2.4 mm/s maximum velocity (Thorlabs spec), plus ~1 s for acceleration, settling and the position
+# read-back. Wheel: FW102C, about 1 s between adjacent positions (Thorlabs manual, high-speed mode)
+# plus 0.5 s settling. A person: a minute per step (read the prompt, do it, confirm).
+REAL_TIMINGS = Timings(flip_ms=25.0, readout_ms=40.0, overhead_ms=5.0, stage_mm_per_s=2.4, stage_fixed_s=1.0,
+                       wheel_s_per_slot=1.0, wheel_fixed_s=0.5, manual_s=60.0, probe_captures=12)
+# Simulated rig: moves are instant, and the whole pair (model, capture, write) takes the issue's
+# required 1/30 s (>= 30 pairs/s on 2 cores); bench/bench_acquire.py measures the real figure.
+SIM_TIMINGS = Timings(flip_ms=0.0, readout_ms=0.0, overhead_ms=1000.0 / 30.0, stage_mm_per_s=float("inf"),
+                      stage_fixed_s=0.0, wheel_s_per_slot=0.0, wheel_fixed_s=0.0, manual_s=0.0,
+                      probe_captures=12, exposure_is_wall_time=False)
+
+# -- the plan ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One planned capture: a row of ``/pairs``, in plan order."""
+
+    row: int  # position in the plan (and in /pairs)
+    block: int  # index into RunPlan.blocks
+    role: str  # "train" | "validation"
+    diffuser: str  # e.g. "120"
+    distance_mm: float  # camera distance from the focal plane
+    object_index: int  # row in /objects
+    repeat: int  # 0 .. repeats-1
+
+
+@dataclass(frozen=True)
+class PlanBlock:
+    """Consecutive rows with one diffuser and one distance (one exposure, one dark frame)."""
+
+    index: int
+    diffuser: str
+    distance_mm: float
+    role: str
+    first_row: int
+    pairs: int  # rows in this block: faces × repeats
+    repeats: int
+
+
+@dataclass(frozen=True)
+class Move:
+    """A slow device move before ``before_row``: the changer to a diffuser, or the stage to a distance."""
+
+    before_row: int
+    device: str  # "changer" | "stage"
+    target: str  # diffuser name, or the distance in mm as text
+    origin: str | None  # where it was (None: unknown, at the start of the run)
+    manual: bool  # a person does it
+    estimate_s: float
+
+    def describe(self) -> str:
+        what = "diffuser" if self.device == "changer" else "distance"
+        unit = "" if self.device == "changer" else " mm"
+        frm = f"{self.origin}{unit} → " if self.origin is not None else ""
+        who = " (by hand)" if self.manual else ""
+        return f"{what} {frm}{self.target}{unit}{who}"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Duration (s) and disk (bytes), each with its parts for the printout."""
+
+    duration_s: float
+    duration_parts: dict[str, float]
+    disk_bytes: int
+    disk_parts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    protocol: ProtocolFile
+    rig: object  # hardware.rig.RigFile
+    source_label: str  # where the faces come from
+    faces_available: int  # images the source holds
+    rows: tuple[PlanRow, ...]
+    blocks: tuple[PlanBlock, ...]
+    moves: tuple[Move, ...]
+    manual_steps: tuple[str, ...]  # what a person must do, in order
+    reference_before_rows: tuple[int, ...]  # a reference capture before each of these rows ...
+    reference_blocks: tuple[int, ...]  # ... belonging to these blocks (len(rows) = after the last)
+    dark_frames: int  # per block
+    gray_pi: int  # resolved: the protocol's, or the rig LUT's π level
+    settle_ms: float  # the larger of the protocol's and the rig's
+    roi_px: tuple[int, int]
+    bytes_per_pixel: int
+    timings: Timings
+    estimate: Estimate
+    face_names: tuple[str, ...] = field(default=(), repr=False)  # every name the source holds, sorted
+
+    @property
+    def config(self):
+        return self.protocol.model
+
+    @property
+    def pairs_total(self) -> int:
+        return len(self.rows)
+
+
+def reference_schedule(blocks: tuple[PlanBlock, ...], every: int) -> tuple[list[int], list[int]]:
+    """(before_row, block) of each reference capture: every ``every`` pairs of a block and after its end."""
+    before, owner = [], []
+    if every <= 0:
+        return before, owner
+    for b in blocks:
+        for k in range(0, b.pairs, every):
+            before.append(b.first_row + k)
+            owner.append(b.index)
+        before.append(b.first_row + b.pairs)
+        owner.append(b.index)
+    return before, owner
+
+
+def _order_blocks(cfg, distance_major: bool = False) -> list[tuple[str, float, str, int]]:
+    """(diffuser, distance, role, repeats) in capture order.
+
+    Diffuser-major (the default): diffusers in the protocol's order, the distances of each snaking.
+    Distance-major (a manual stage with a motorised changer: the person's steps are the slowest):
+    distances ascending, the diffusers of each snaking."""
+    items: list[tuple[str, float, str, int]] = []
+    for b in cfg.blocks:
+        items.extend((b.diffuser, float(d), b.role, b.repeats) for d in b.distances_mm)
+    diff_rank = {d: i for i, d in enumerate(dict.fromkeys(b.diffuser for b in cfg.blocks))}
+    if distance_major:
+        outer = lambda it: it[1]  # noqa: E731
+        inner = lambda it: diff_rank[it[0]]  # noqa: E731
+    else:
+        outer = lambda it: diff_rank[it[0]]  # noqa: E731
+        inner = lambda it: it[1]  # noqa: E731
+    groups: dict[float, list] = {}
+    for it in sorted(items, key=lambda it: (outer(it), inner(it))):
+        groups.setdefault(outer(it), []).append(it)
+    out: list[tuple[str, float, str, int]] = []
+    at = None
+    for group in groups.values():
+        if at is not None and abs(inner(group[-1]) - at) < abs(inner(group[0]) - at):
+            group.reverse()  # start from the end nearer where the inner device is
+        out.extend(group)
+        at = inner(group[-1])
+    return out
+
+
+def _wheel_steps(slots: dict[str, str], a: str | None, b: str) -> int:
+    if a is None:
+        return 3  # unknown start: half a 6-position wheel
+    by_name = {v: int(k) for k, v in slots.items()}
+    n = 6 if max(by_name.values()) <= 6 else 12  # FW102C: 6 positions, FW212C: 12
+    d = abs(by_name[a] - by_name[b]) % n
+    return min(d, n - d)
+
+
+def _validate(pf: ProtocolFile, rig_file) -> None:
+    cfg, rig = pf.model, rig_file.config
+    src = pf.path
+    rig_name = str(rig_file.path) if rig_file.path else "the default simulated rig"
+    names = rig.changer.diffusers
+    for i, b in enumerate(cfg.blocks):
+        if b.diffuser not in names:
+            raise UserError(f"{src}: blocks[{i}].diffuser: {b.diffuser!r} is not in the changer slots of "
+                            f"{rig_name} ({', '.join(names)})")
+        lo, hi = rig.stage.travel_mm
+        for d in b.distances_mm:
+            pos = rig.stage.zero_mm + d
+            if not lo <= pos <= hi:
+                raise UserError(f"{src}: blocks[{i}].distances_mm: {d:g} mm puts the stage at {pos:g} mm, "
+                                f"outside its travel {lo:g}..{hi:g} mm "
+                                f"(stage.zero_mm = {rig.stage.zero_mm:g} in {rig_name})")
+    roi, sensor = cfg.camera.roi_px, rig.camera.sensor_px
+    if roi[0] > sensor[0] or roi[1] > sensor[1]:
+        raise UserError(f"{src}: camera.roi_px: {roi[0]}x{roi[1]} does not fit the {sensor[0]}x{sensor[1]} "
+                        f"sensor of {rig_name}")
+    if tuple(cfg.faces.target_px) != tuple(rig.slm.window_px):
+        raise UserError(f"{src}: faces.target_px: {list(cfg.faces.target_px)} differs from the SLM window "
+                        f"{list(rig.slm.window_px)} (slm.window_px in {rig_name})")
+    if cfg.slm.stroke_mode != "any" and cfg.slm.stroke_mode != rig.slm.stroke_mode:
+        raise UserError(f"{src}: slm.stroke_mode: the protocol requires {cfg.slm.stroke_mode!r} but "
+                        f"{rig_name} sets {rig.slm.stroke_mode!r} (slm.stroke_mode)")
+
+
+def _bytes_per_pixel(rig) -> int:
+    """8-bit output modes store 1 byte a pixel; 10/12/16-bit modes 2."""
+    mode = rig.camera.color_mode.lower()
+    return 1 if rig.camera.kind == "sim" or mode.endswith("8") or mode.endswith("8p") else 2
+
+
+def make_plan(protocol_file, rig_file=None) -> RunPlan:
+    """Lays out a protocol on a rig. ``protocol_file``: a path or ProtocolFile; ``rig_file``: a path,
+    a RigFile, or None (the default simulated rig). Lists the face names; decodes no image."""
+    from acquisition.faces import check_count, open_source
+    from hardware.rig import RigFile, load_rig
+
+    pf = protocol_file if isinstance(protocol_file, ProtocolFile) else load_protocol(protocol_file)
+    rf = rig_file if isinstance(rig_file, RigFile) else load_rig(rig_file)
+    _validate(pf, rf)
+    cfg, rig = pf.model, rf.config
+
+    source = open_source(cfg.faces.source, pf.folder, str(pf.path))
+    names = source.names()
+    check_count(source, names, cfg.faces.count)
+
+    manual_stage = rig.stage.kind == "manual"
+    manual_changer = rig.changer.kind == "manual"
+    rows: list[PlanRow] = []
+    blocks: list[PlanBlock] = []
+    order = _order_blocks(cfg, distance_major=manual_stage and not manual_changer)
+    for bi, (diffuser, dist, role, repeats) in enumerate(order):
+        first = len(rows)
+        for obj in range(cfg.faces.count):
+            for rep in range(repeats):
+                rows.append(PlanRow(len(rows), bi, role, diffuser, dist, obj, rep))
+        blocks.append(PlanBlock(bi, diffuser, dist, role, first, len(rows) - first, repeats))
+
+    timings = SIM_TIMINGS if rig.simulated else REAL_TIMINGS
+    moves: list[Move] = []
+    steps: list[str] = []
+    cur_diff: str | None = None
+    cur_dist: float | None = None
+    for b in blocks:
+        if b.diffuser != cur_diff:
+            t = (timings.manual_s if manual_changer else
+                 timings.wheel_fixed_s + timings.wheel_s_per_slot * _wheel_steps(rig.changer.slots, cur_diff,
+                                                                                   b.diffuser))
+            moves.append(Move(b.first_row, "changer", b.diffuser, cur_diff, manual_changer, t))
+            if manual_changer:
+                steps.append(f"before pair {b.first_row + 1}: put diffuser {b.diffuser} in the beam")
+            cur_diff = b.diffuser
+        if b.distance_mm != cur_dist:
+            span = 25.0 if cur_dist is None else abs(b.distance_mm - cur_dist)  # unknown start: half travel
+            t = timings.manual_s if manual_stage else timings.stage_fixed_s + span / timings.stage_mm_per_s
+            moves.append(Move(b.first_row, "stage", f"{b.distance_mm:g}",
+                              None if cur_dist is None else f"{cur_dist:g}", manual_stage, t))
+            if manual_stage:
+                steps.append(f"before pair {b.first_row + 1}: set the camera {b.distance_mm:g} mm from the "
+                             "focal plane")
+            cur_dist = b.distance_mm
+    dark = cfg.dark.frames
+    if dark > 0 and not rig.simulated:
+        steps.append(f"at each of the {len(blocks)} blocks: block the laser for {dark} dark frames, then "
+                     "unblock it")
+
+    ref_before, ref_block = reference_schedule(tuple(blocks), cfg.stability.reference_every)
+    gray_pi = rf.lut().gray_pi if cfg.slm.gray_pi == "auto" else int(cfg.slm.gray_pi)
+    settle_ms = max(cfg.slm.settle_ms, rig.slm.settle_ms)
+    bpp = _bytes_per_pixel(rig)
+    est = _estimate(cfg, rig, len(rows), blocks, moves, len(ref_before), timings, settle_ms, bpp)
+    return RunPlan(pf, rf, source.label, len(names), tuple(rows), tuple(blocks), tuple(moves), tuple(steps),
+                   tuple(ref_before), tuple(ref_block), dark, gray_pi, settle_ms, tuple(cfg.camera.roi_px),
+                   bpp, timings, est, tuple(names))
+
+
+def _estimate(cfg, rig, n_pairs: int, blocks, moves, n_refs: int, t: Timings, settle_ms: float,
+              bpp: int) -> Estimate:
+    cam = cfg.camera
+    exposure_us = cam.auto_exposure.start_us if cam.auto else float(cam.exposure_us)
+    exposure_s = exposure_us / 1e6 if t.exposure_is_wall_time else 0.0
+    frame_s = (exposure_s + t.readout_ms / 1e3) * cam.average
+    pair_s = t.flip_ms / 1e3 + settle_ms / 1e3 + frame_s + t.overhead_ms / 1e3
+    parts = {
+        "pairs": n_pairs * pair_s,
+        "references": n_refs * pair_s,
+        "moves": sum(m.estimate_s for m in moves),
+        "auto exposure": (len(blocks) * t.probe_captures * pair_s) if cam.auto else 0.0,
+        "dark frames": len(blocks) * (cfg.dark.frames * frame_s
+                                      + (2 * t.manual_s if cfg.dark.frames and not rig.simulated else 0.0)),
+    }
+    frame_bytes = cam.roi_px[0] * cam.roi_px[1] * bpp
+    h, w = cfg.faces.target_px
+    disk = {
+        "frames": n_pairs * frame_bytes,
+        "objects": cfg.faces.count * h * w,
+        "references and darks": (n_refs + len(blocks)) * frame_bytes + h * w,
+        "tables": n_pairs * 64 + 1_000_000,  # per-pair columns, names, attributes, HDF5 overhead
+    }
+    return Estimate(sum(parts.values()), parts, sum(disk.values()), disk)
+
+
+# -- objects -------------------------------------------------------------------------------------------
+
+
+def build_objects(plan: RunPlan):
+    """Reads and binarises the faces: (patterns uint8 (N, H, W) 0/1, names, splits, skipped).
+
+    ``skipped`` lists "name: reason" for every image that could not be read or binarised; each was
+    replaced by the next candidate of the selection, so N = faces.count.
+    """
+    import numpy as np
+
+    from acquisition.faces import load_faces, open_source
+
+    cfg = plan.config.faces
+    source = _BinarisingSource(open_source(cfg.source, plan.protocol.folder, str(plan.protocol.path)), cfg)
+    faces = load_faces(source, cfg.count, cfg.holdout, cfg.seed, list(plan.face_names) or None)
+    h, w = cfg.target_px
+    patterns = np.empty((len(faces.images), h, w), dtype=np.uint8)
+    for i, obj in enumerate(faces.images):
+        patterns[i] = obj
+    return patterns, faces.names, faces.splits, faces.skipped
+
+
+def faces_sheet(plan: RunPlan, path: str | Path, n: int = 12) -> Path:
+    """A contact sheet of the run's first ``n`` selected faces and their binarised objects.
+
+    The first ``n`` faces of a selection are the same whatever ``faces.count`` (the selection order
+    depends only on the names and the seed), so this shows faces the run will use."""
+    from acquisition.binarise import binarise, contact_sheet
+    from acquisition.faces import load_faces, open_source
+
+    cfg = plan.config.faces
+    n = max(1, min(n, cfg.count))
+    source = open_source(cfg.source, plan.protocol.folder, str(plan.protocol.path))
+    faces = load_faces(source, n, 0, cfg.seed, list(plan.face_names) or None)
+    objects = [binarise(g, cfg) for g in faces.images]
+    b = cfg.binarise
+    rows, cols = cfg.target_px
+    how = f"{b.method}{' inverted' if b.invert else ''}, {cfg.interpolation} to {rows}x{cols}"
+    return contact_sheet(faces.images, objects, faces.names, path, title=f"face -> binary object ({how})")
+
+
+class _BinarisingSource:
+    """Wraps a FaceSource so images are binarised as they are read (one face in memory at a time);
+    a face that cannot be binarised (crop too large, no contrast) is skipped like an unreadable one."""
+
+    def __init__(self, source, faces_cfg):
+        self._source = source
+        self._cfg = faces_cfg
+        self.label = source.label
+        self.origin = source.origin
+
+    def names(self):
+        return self._source.names()
+
+    def read(self, wanted):
+        from acquisition.binarise import binarise
+
+        for name, img, why in self._source.read(wanted):
+            if img is None:
+                yield name, None, why
+                continue
+            try:
+                yield name, binarise(img, self._cfg), ""
+            except ValueError as e:
+                yield name, None, str(e)
+
+
+# -- speckle-lab plan ----------------------------------------------------------------------------------
+
+
+def _fmt_s(s: float) -> str:
+    s = round(s)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h} h {m:02d} min" if h else (f"{m} min {sec:02d} s" if m else f"{sec} s")
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def check_disk(plan: RunPlan, out_path: str | None) -> tuple[Path, int]:
+    """(folder, free bytes) where the run would go; UserError when the plan's disk need does not fit."""
+    folder = Path(out_path).expanduser().resolve().parent if out_path else Path.cwd()
+    if not folder.is_dir():
+        raise UserError(f"--out {out_path}: folder {folder} does not exist")
+    free = shutil.disk_usage(folder).free
+    need = plan.estimate.disk_bytes
+    if need > free:
+        raise UserError(f"--out {out_path or '.'}: the run needs {_fmt_bytes(need)} (uncompressed) but only "
+                        f"{_fmt_bytes(free)} is free in {folder}")
+    return folder, free
+
+
+def format_plan(plan: RunPlan, folder: Path | None = None, free: int | None = None) -> str:
+    cfg, rig = plan.config, plan.rig.config
+    lines = [f"protocol {plan.protocol.path}: {cfg.name}",
+             f"rig: {plan.rig.path or 'default simulated rig'} ({rig.name})",
+             f"faces: {cfg.faces.count} of {plan.faces_available} in {plan.source_label} "
+             f"({cfg.faces.count - cfg.faces.holdout} train, {cfg.faces.holdout} holdout; "
+             f"seed {cfg.faces.seed}; "
+             f"binarised {cfg.faces.binarise.method} at {cfg.faces.target_px[0]}x{cfg.faces.target_px[1]})",
+             f"pairs: {plan.pairs_total} in {len(plan.blocks)} blocks, in this order:",
+             f"  {'block':>5}  {'diffuser':>8}  {'distance':>8}  {'role':<10}  {'pairs':>6}  rows"]
+    for b in plan.blocks:
+        lines.append(f"  {b.index + 1:>5}  {b.diffuser:>8}  {b.distance_mm:>5g} mm  {b.role:<10}  "
+                     f"{b.pairs:>6}  {b.first_row + 1}-{b.first_row + b.pairs}")
+    by_role: dict[str, int] = {}
+    for b in plan.blocks:
+        by_role[b.role] = by_role.get(b.role, 0) + b.pairs
+    lines.append("  per role: " + ", ".join(f"{r} {n}" for r, n in by_role.items()))
+    changes = [m for m in plan.moves if m.device == "changer"]
+    stage = [m for m in plan.moves if m.device == "stage"]
+    lines.append(f"device moves: {len(changes)} diffuser selections, {len(stage)} stage moves")
+    for m in plan.moves:
+        lines.append(f"  before pair {m.before_row + 1}: {m.describe()}  (~{_fmt_s(m.estimate_s)})")
+    every = cfg.stability.reference_every
+    lines.append(f"stability: {len(plan.reference_before_rows)} reference captures "
+                 + (f"(every {every} pairs of a block and at its end; threshold {cfg.stability.threshold}, "
+                    f"below it: {cfg.stability.on_drift})" if every else "(monitor off)"))
+    exp = "auto per block" if cfg.camera.auto else f"{cfg.camera.exposure_us:g} µs"
+    lines.append(f"camera: ROI {plan.roi_px[0]}x{plan.roi_px[1]}, exposure {exp}, "
+                 f"average {cfg.camera.average}; dark frames: {plan.dark_frames} per block; "
+                 f"SLM: π at gray {plan.gray_pi}, settle {plan.settle_ms:g} ms")
+    if plan.manual_steps:
+        lines.append(f"a person must ({len(plan.manual_steps)} steps; run attended):")
+        lines.extend(f"  - {s}" for s in plan.manual_steps)
+    else:
+        lines.append("a person must: nothing (every move is motorised or simulated)")
+    e = plan.estimate
+    lines.append(f"estimated duration: {_fmt_s(e.duration_s)} ("
+                 + ", ".join(f"{k} {_fmt_s(v)}" for k, v in e.duration_parts.items() if v > 0) + ")")
+    lines.append(f"  from {'simulated' if rig.simulated else 'nominal device'} timings "
+                 "(acquisition/plan.py; bench/bench_acquire.py measures)")
+    where = f"; {_fmt_bytes(free)} free in {folder}" if free is not None else ""
+    lines.append(f"disk need: {_fmt_bytes(e.disk_bytes)} uncompressed ("
+                 + ", ".join(f"{k} {_fmt_bytes(v)}" for k, v in e.disk_parts.items()) + f"){where}")
+    return "\n".join(lines)
+
+
+def plan_command(protocol_path: str, rig_path: str | None, out_path: str | None) -> int:
+    """``speckle-lab plan``: prints the plan; UserError (exit 2) when it is invalid or the disk too small."""
+    plan = make_plan(protocol_path, rig_path)
+    folder, free = check_disk(plan, out_path)
+    print(format_plan(plan, folder, free))
+    return 0

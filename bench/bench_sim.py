@@ -1,0 +1,101 @@
+"""Simulated-rig frame rate: ms per 800×800 frame, beside the floor set by the FFTs the chain needs.
+
+Each timed frame shows a NEW pattern on the SLM (so no cached irradiance is reused) and captures
+it with noise, as the acquisition engine does for a pair. The floor is the time of the chain's
+FFTs alone, on the same grid (docs/simulation.md, "Speed"). Target: ≤ 25 ms/frame on 2 cores.
+Run: ``.venv/bin/python bench/bench_sim.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.fft as sfft
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+N_FRAMES = 40
+REPEATS = 3
+
+
+def best_ms(fn, n: int) -> float:
+    """Median over REPEATS of the mean time of n calls, in ms."""
+    fn()
+    runs = []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        runs.append((time.perf_counter() - t0) / n * 1e3)
+    return statistics.median(runs)
+
+
+def main() -> int:
+    from hardware.rig import build_rig, load_rig
+    from hardware.sim.operator import ScriptedOperator
+    from hardware.sim.optics import WORKERS
+
+    rig = build_rig(load_rig(), ScriptedOperator(interactive=False))
+    optics = rig.camera._bench.optics
+    window = rig.slm.window_shape
+    rng = np.random.default_rng(0)
+    patterns = [rig.lut.binary_to_gray(np.kron(rng.integers(0, 2, (25, 25)), np.ones((32, 32), np.uint8)))
+                for _ in range(8)]
+    print(f"cores: {os.cpu_count()}; scipy.fft workers={WORKERS}; frame 800×800, window {window}")
+    print("| diffuser, distance | grid | ms/frame (show + capture) | FFT floor ms (count) | frames/s |")
+    print("|---|---|---|---|---|")
+    for diffuser, distance in (("220", 0.0), ("220", 20.0), ("220", 40.0), ("1500", 40.0)):
+        rig.changer.select(diffuser)
+        rig.stage.move_to_mm(distance)
+        rig.camera.configure((800, 800), 2000.0)
+        counter = [0]
+
+        def frame(diffuser=diffuser, distance=distance, counter=counter):
+            i = counter[0] = counter[0] + 1
+            rig.slm.show_gray(patterns[i % len(patterns)])
+            rig.camera._cache = None  # a new pattern each frame: never reuse the last irradiance
+            rig.camera.capture(1000.0, key=("pair", diffuser, distance, i, 0))
+
+        ms = best_ms(frame, N_FRAMES)
+        plan = optics.plan((800, 800), distance)
+        n_fft = 4 if plan.relay_mask is not None else 2
+        buf = np.zeros(plan.shape, np.complex64)
+
+        def ffts(buf=buf, n_fft=n_fft):
+            x = buf
+            for k in range(n_fft):
+                x = (sfft.fft2 if k % 2 == 0 else sfft.ifft2)(x, workers=WORKERS)
+
+        floor = best_ms(ffts, N_FRAMES)
+        print(f"| {diffuser} grit, {distance:g} mm | {plan.shape[0]}×{plan.shape[1]} | {ms:.1f} "
+              f"| {floor:.1f} ({n_fft} FFTs) | {1e3 / ms:.0f} |")
+
+    # where the time goes, for the 40 mm block
+    rig.changer.select("220")
+    rig.stage.move_to_mm(40.0)
+    plan = optics.plan((800, 800), 40.0)
+    field = optics.slm_field(patterns[0])
+    cam = rig.camera
+    irr = optics.irradiance(field, "220", 40.0, (800, 800))
+    lam = cam.sensor.mean_electrons(irr, 2000.0, (800, 800))
+    noise_rng = np.random.Generator(np.random.SFC64(1))
+    parts = {
+        "SLM gray → field (LUT)": lambda: optics.slm_field(patterns[0]),
+        "relay + diffuser (2 FFTs)": lambda: optics.diffuser_field(field, "220", plan),
+        "irradiance, whole chain (4 FFTs)": lambda: optics.irradiance(field, "220", 40.0, (800, 800)),
+        "sensor: noise + ADC": lambda: cam.sensor.read_out(lam, noise_rng),
+    }
+    print("\nbreakdown at 40 mm (ms):")
+    for name, fn in parts.items():
+        print(f"  {name:34s} {best_ms(fn, 20):6.1f}")
+    print("\n(indicative when the machine is shared; make bench re-runs it on a quiet machine)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Training speed: samples/s per model, data loading from the cache, and time to reach SSIM 0.9.
+
+1. **Training throughput** — forward + backward + Adam step of each model (``unet``, ``spt-unet``,
+   ``spt-unet-b``) at ``--size`` (default 64 here; 200 is the paper's), batch ``--batch-size``
+   (default 2, the paper's), mixed precision on CUDA, after a few warm-up steps. Samples/s.
+2. **Data loading** — on a synthetic contract-conformant run of ``--pairs`` 800x800 uint8 frames:
+   building the cache (HDF5 read + bilinear antialiased downsample to N + normalise, pairs/s), then
+   random training batches read from the memory-mapped cache (samples/s), against reading and
+   preprocessing each sample straight from HDF5 (what the cache avoids).
+3. **Time to SSIM 0.9** — with ``--dataset RUN.h5`` (e.g. the quick demo dataset): trains
+   ``--model`` at ``--size`` from scratch and reports the wall time (cache build included) until the
+   test-set SSIM after an epoch first reaches 0.9, or the best SSIM after ``--max-epochs``.
+
+Usage: ``python bench/bench_train.py [--size 64] [--models unet spt-unet spt-unet-b] [--device auto]
+[--dataset RUN.h5 --model spt-unet --max-epochs 30]``. Timings taken on a shared machine are
+indicative only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def bench_models(models, size: int, batch: int, steps: int, device) -> None:
+    import torch
+
+    from reconstruction.models import build_model
+    from reconstruction.train import amp_settings, compute_loss
+
+    dtype, use_scaler = amp_settings(device)
+    print(f"## Training throughput at {size}x{size}, batch {batch}, {device}"
+          f"{f', autocast {dtype}' if dtype else ''}")
+    for name in models:
+        try:
+            torch.manual_seed(0)
+            model = build_model(name, size).to(device).train()
+        except (ValueError, ImportError, ModuleNotFoundError) as e:
+            print(f"- {name}: not available ({e})")
+            continue
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5)
+        scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+        x = torch.rand(batch, 1, size, size, device=device)
+        y = (torch.rand(batch, 1, size, size, device=device) > 0.5).float()
+
+        def step(model=model, opt=opt, scaler=scaler, x=x, y=y):
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model.forward_logits(x)
+            loss = compute_loss(logits, y, "bce")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+
+        for _ in range(3):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        n_par = sum(p.numel() for p in model.parameters()) / 1e6
+        print(f"- {name} ({n_par:.2f} M parameters): {steps * batch / dt:.1f} samples/s "
+              f"({dt / steps * 1e3:.1f} ms per step of {batch})")
+
+
+def write_synthetic_run(path: Path, n_pairs: int, frame_px: int = 800) -> None:
+    import h5py
+
+    rng = np.random.default_rng(0)
+    n_obj = max(2, n_pairs // 2)
+    sdt = h5py.string_dtype()
+    with h5py.File(path, "w") as f:
+        for k, v in (("format", "speckle-lab/1"), ("protocol", ""), ("rig", ""), ("created", ""),
+                     ("software", "{}")):
+            f.attrs[k] = v
+        f["objects/pattern"] = (rng.random((n_obj, 800, 800)) > 0.5).astype(np.uint8)
+        names = np.array([f"f{i}" for i in range(n_obj)], dtype=object)
+        f.create_dataset("objects/name", data=names, dtype=sdt)
+        f.create_dataset("objects/split", data=np.array(["train"] * n_obj, dtype=object), dtype=sdt)
+        sp = f.create_dataset("pairs/speckle", shape=(n_pairs, frame_px, frame_px), dtype=np.uint8)
+        for i in range(0, n_pairs, 16):
+            sp[i:i + 16] = rng.integers(0, 255, (min(16, n_pairs - i), frame_px, frame_px), dtype=np.uint8)
+        f["pairs/object_index"] = (np.arange(n_pairs) % n_obj).astype(np.int32)
+        f.create_dataset("pairs/diffuser", data=np.array(["120"] * n_pairs, dtype=object), dtype=sdt)
+        f["pairs/distance_mm"] = np.zeros(n_pairs, dtype=np.float32)
+        f["pairs/exposure_us"] = np.ones(n_pairs, dtype=np.float32)
+        f["pairs/timestamp"] = np.zeros(n_pairs)
+        f["pairs/done"] = np.ones(n_pairs, dtype=bool)
+
+
+def bench_loading(n_pairs: int, size: int, batch: int) -> None:
+    import h5py
+
+    from reconstruction.data import prepare_cache, preprocess_frames
+
+    print(f"## Data loading: {n_pairs} pairs of 800x800 uint8 -> {size}x{size}")
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "bench.h5"
+        write_synthetic_run(run, n_pairs)
+        t0 = time.perf_counter()
+        cache = prepare_cache(run, size)
+        build_s = time.perf_counter() - t0
+        print(f"- cache build: {n_pairs / build_s:.0f} pairs/s ({build_s:.2f} s)")
+        rng = np.random.default_rng(0)
+        n_batches = max(50, 2000 // batch)
+        t0 = time.perf_counter()
+        for _ in range(n_batches):
+            cache.batch(rng.integers(0, n_pairs, batch))
+        dt = time.perf_counter() - t0
+        print(f"- batches from the cache (memory-mapped): {n_batches * batch / dt:.0f} samples/s")
+        n_direct = min(n_pairs, 64)
+        t0 = time.perf_counter()
+        with h5py.File(run, "r") as f:
+            for i in rng.integers(0, n_pairs, n_direct):
+                preprocess_frames(f["pairs/speckle"][int(i)], size)
+        dt = time.perf_counter() - t0
+        print(f"- without the cache (HDF5 read + preprocess per sample): {n_direct / dt:.0f} samples/s")
+
+
+def bench_time_to_ssim(dataset: str, model: str, size: int, max_epochs: int, device: str,
+                       target: float = 0.9) -> None:
+    from reconstruction.train import TrainConfig, train
+
+    print(f"## Time to test SSIM {target} on {dataset}: {model} at {size}x{size}, {device}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(run=dataset, out_dir=str(Path(tmp) / "out"), model=model, image_size=size,
+                          epochs=max_epochs, device=device)
+        t0 = time.perf_counter()
+        reached = {}
+
+        def stop(rec):
+            if rec["test_ssim"] >= target:
+                reached["s"] = time.perf_counter() - t0
+                reached["epoch"] = rec["epoch"]
+                return True
+            return False
+
+        hist = train(cfg, progress=False, log=lambda *_: None, stop_when=stop)
+    if reached:
+        print(f"- reached SSIM {target} after epoch {reached['epoch']}: {reached['s']:.1f} s "
+              f"(cache build and per-epoch evaluation included)")
+    else:
+        print(f"- not reached in {max_epochs} epochs ({time.perf_counter() - t0:.1f} s); "
+              f"best test SSIM {max(hist['test_ssim']):.3f}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--models", nargs="*", default=["unet", "spt-unet", "spt-unet-b"])
+    ap.add_argument("--pairs", type=int, default=64, help="synthetic pairs for the loading benchmark")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dataset", default=None, help="a run file for the time-to-SSIM-0.9 benchmark")
+    ap.add_argument("--model", default="spt-unet")
+    ap.add_argument("--max-epochs", type=int, default=30)
+    ap.add_argument("--skip-models", action="store_true")
+    ap.add_argument("--skip-loading", action="store_true")
+    args = ap.parse_args()
+
+    from reconstruction.train import pick_device
+
+    device = pick_device(args.device)
+    if not args.skip_models:
+        bench_models(args.models, args.size, args.batch_size, args.steps, device)
+    if not args.skip_loading:
+        bench_loading(args.pairs, args.size, args.batch_size)
+    if args.dataset:
+        bench_time_to_ssim(args.dataset, args.model, args.size, args.max_epochs, args.device)
+    else:
+        print("## Time to SSIM 0.9: skipped (give --dataset RUN.h5, e.g. the quick demo dataset)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The simulated devices: SLM, camera, stage and diffuser changer on one shared optical bench.
+
+They implement the Protocols of hardware/interfaces.py. The camera computes each frame from what
+the bench holds now: the SLM's pattern, the diffuser in the beam, the camera distance.
+
+Determinism (DESIGN.md): a frame's noise comes from a generator seeded by hashing (rig seed,
+diffuser, distance, frame key, sub-frame index), never from a running generator, so the same key
+gives the same bytes in any process, in any order. ``capture(key=None)`` uses ("auto", n), n the
+count of key-less captures since the camera was built. Two optional effects make frames depend on
+history, by design: diffuser drift (on the capture count) and SLM settling (on the time since the
+flip). Faults come from a separate running generator (seeded by the rig seed) and are drawn before
+a frame is computed, so they never change the bytes of a frame that succeeds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from hardware.errors import DeviceError, DeviceTimeout
+from hardware.interfaces import Frame
+from hardware.lut import PhaseLUT
+from hardware.sim.diffuser import seed_sequence
+from hardware.sim.optics import Geometry, OpticalModel
+from hardware.sim.sensor import Sensor
+from speckle_lab.errors import UserError
+
+
+def _plain(value: object) -> object:
+    """Numpy scalars and nested tuples as plain Python values, so their repr is stable."""
+    if isinstance(value, (tuple, list)):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float):
+        return round(value, 9)
+    return value
+
+
+class SimBench:
+    """The shared state of the simulated optical bench, and the fault generator."""
+
+    def __init__(self, config, lut: PhaseLUT):
+        self.config = config
+        self.sim = config.sim
+        self.geometry = Geometry.from_rig(config)
+        self.optics = OpticalModel(self.sim, self.geometry, lut, self.sim.seed)
+        window = tuple(config.slm.window_px)
+        self.gray = np.zeros(window, np.uint8)
+        self.prev_gray = self.gray
+        self.flip_s = -math.inf
+        self.slm_version = 0
+        self.diffuser: str = config.changer.diffusers[0]  # a wheel reports its slot: known at start
+        self.distance_mm: float = 0.0
+        self.captures = 0  # every successful capture, for the drift model
+        self._faults = np.random.Generator(np.random.PCG64(seed_sequence("faults", self.sim.seed)))
+
+    def fault(self, rate: float) -> bool:
+        return rate > 0.0 and bool(self._faults.random() < rate)
+
+    def slm_field(self, now_s: float) -> tuple[np.ndarray, bool]:
+        """The field leaving the SLM window now, and whether it is still settling (not cacheable)."""
+        response_s = self.sim.slm_response_ms / 1000.0
+        t = now_s - self.flip_s
+        if response_s > 0.0 and t < response_s:
+            # The liquid crystal moves from the old phase to the new one: a linear ramp over
+            # slm_response_ms (ASSUMED shape; the EXULUS response is ~ tens of ms, Thorlabs).
+            a = np.float32(max(t, 0.0) / response_s)
+            old = self.optics.lut_phase[self.prev_gray]
+            new = self.optics.lut_phase[self.gray]
+            return self.optics.slm_field_from_phase(old + a * (new - old)), True
+        return self.optics.slm_field(self.gray), False
+
+    def drift_rad(self) -> float:
+        """rms phase added to the diffuser so far: the rate × captures / 1000 (a linear ramp)."""
+        return self.sim.drift_rad_per_kcapture * self.captures / 1000.0
+
+
+class SimSLM:
+    """The EXULUS-HD2 window: gray levels → phase through the rig's LUT."""
+
+    def __init__(self, bench: SimBench):
+        self._bench = bench
+
+    @property
+    def window_shape(self) -> tuple[int, int]:
+        return tuple(self._bench.config.slm.window_px)
+
+    def show_gray(self, gray: np.ndarray) -> float:
+        gray = np.asarray(gray)
+        if gray.shape != self.window_shape or gray.dtype != np.uint8:
+            raise ValueError(f"slm: expected a {self.window_shape} uint8 pattern, got {gray.shape} {gray.dtype}")
+        b = self._bench
+        if b.fault(b.sim.faults.display_error):
+            raise DeviceError("slm", "display window lost (simulated fault)")
+        b.prev_gray = b.gray
+        b.gray = gray.copy()
+        b.slm_version += 1
+        b.flip_s = time.monotonic()
+        return b.flip_s
+
+    def read_back(self) -> np.ndarray:
+        return self._bench.gray.copy()
+
+    def stroke_mode(self) -> str:
+        return self._bench.config.slm.stroke_mode
+
+    def close(self) -> None:
+        pass
+
+
+class SimCamera:
+    """The DCC1645C: a centred ROI of the 1280×1024 sensor, 3.6 µm pixels, 8-bit output."""
+
+    max_value = Sensor.max_value
+
+    def __init__(self, bench: SimBench):
+        cam = bench.config.camera
+        self._bench = bench
+        self.sensor = Sensor(bench.sim.sensor, cam.color_mode, tuple(cam.sensor_px), bench.sim.noise)
+        self.roi: tuple[int, int] = tuple(min(800, s) for s in cam.sensor_px)
+        self.exposure_us = 1000.0
+        self._auto_keys = 0
+        self._frames = 0
+        self._t0 = time.monotonic()
+        self._cache: tuple[tuple, np.ndarray] | None = None
+
+    def configure(self, roi_px: tuple[int, int], exposure_us: float) -> float:
+        sensor = tuple(self._bench.config.camera.sensor_px)
+        try:
+            roi = tuple(int(v) for v in roi_px)
+        except (TypeError, ValueError):
+            raise UserError(f"camera: roi_px must be two integers (got {roi_px!r})") from None
+        if len(roi) != 2 or not all(1 <= r <= s for r, s in zip(roi, sensor, strict=True)):
+            raise UserError(f"camera: roi_px {roi_px!r} must be within the {sensor[0]}×{sensor[1]} sensor")
+        if not (isinstance(exposure_us, (int, float)) and math.isfinite(exposure_us) and exposure_us > 0):
+            raise UserError(f"camera: exposure_us must be a positive number (got {exposure_us!r})")
+        spec = self.sensor.spec
+        step = spec.exposure_step_us
+        applied = min(max(round(float(exposure_us) / step) * step, spec.exposure_min_us), spec.exposure_max_us)
+        self.roi, self.exposure_us = roi, float(applied)
+        return self.exposure_us
+
+    def _irradiance(self, now_s: float) -> np.ndarray:
+        b = self._bench
+        field, settling = b.slm_field(now_s)
+        drift = b.drift_rad()
+        state = (b.slm_version, b.diffuser, b.distance_mm, self.roi, drift)
+        if not settling and self._cache is not None and self._cache[0] == state:
+            return self._cache[1]
+        irr = b.optics.irradiance(field, b.diffuser, b.distance_mm, self.roi, drift_rad=drift)
+        if not settling:
+            self._cache = (state, irr)
+        return irr
+
+    def capture(self, timeout_ms: float, average: int = 1, key: tuple | None = None) -> Frame:
+        if not (isinstance(timeout_ms, (int, float)) and timeout_ms > 0):
+            raise ValueError(f"camera: timeout_ms must be > 0 (got {timeout_ms!r})")
+        if not (isinstance(average, (int, np.integer)) and average >= 1):
+            raise ValueError(f"camera: average must be an integer ≥ 1 (got {average!r})")
+        b = self._bench
+        faults = b.sim.faults
+        if b.fault(faults.camera_timeout):
+            raise DeviceTimeout("camera", f"no frame within {timeout_ms:g} ms (simulated fault)")
+        if b.fault(faults.dropped_frame):
+            raise DeviceError("camera", "frame dropped by the driver (simulated fault)")
+        if key is None:
+            key = ("auto", self._auto_keys)
+            self._auto_keys += 1
+        key = _plain(key)
+        b.captures += 1
+        dark = bool(key) and key[0] == "dark"  # the simulated rig blocks the laser itself
+        irr = None if dark else self._irradiance(time.monotonic())
+        lam = self.sensor.mean_electrons(irr, self.exposure_us, self.roi)
+        identity = (b.sim.seed, b.diffuser, _plain(float(b.distance_mm)), key)
+        frames = []
+        for i in range(int(average)):
+            rng = np.random.Generator(np.random.SFC64(seed_sequence("frame", identity, i)))
+            frames.append(self.sensor.read_out(lam, rng if b.sim.noise else None))
+        if len(frames) == 1:
+            image = frames[0]
+        else:
+            image = np.rint(np.mean(frames, axis=0, dtype=np.float32)).astype(np.uint8)
+        self._frames += 1
+        return Frame(image=image, exposure_us=self.exposure_us, timestamp_s=time.time(),
+                     frame_index=self._frames, device_timestamp_s=time.monotonic() - self._t0,
+                     saturated_fraction=float(np.count_nonzero(image >= self.max_value)) / image.size,
+                     meta={"key": key, "diffuser": b.diffuser, "distance_mm": b.distance_mm})
+
+    def close(self) -> None:
+        pass
+
+
+class SimStage:
+    """The camera's distance from L4's focal plane (KDC101 + MTS50-Z8 on the real rig)."""
+
+    def __init__(self, bench: SimBench):
+        self._bench = bench
+        st = bench.config.stage
+        self.range_mm = (st.travel_mm[0] - st.zero_mm, st.travel_mm[1] - st.zero_mm)
+
+    def move_to_mm(self, distance_mm: float) -> float:
+        d = float(distance_mm)
+        lo, hi = self.range_mm
+        if not (math.isfinite(d) and lo - 1e-9 <= d <= hi + 1e-9):
+            raise DeviceError("stage", f"{distance_mm!r} mm is outside the stage's reach {lo:g}..{hi:g} mm")
+        b = self._bench
+        if b.fault(b.sim.faults.stage_error):
+            raise DeviceError("stage", "motor stalled before the target (simulated fault)")
+        b.distance_mm = d
+        return d
+
+    def distance_mm(self) -> float | None:
+        return self._bench.distance_mm
+
+    def close(self) -> None:
+        pass
+
+
+class SimChanger:
+    """The FW102C filter wheel holding the rig's diffusers (``[changer].slots``)."""
+
+    def __init__(self, bench: SimBench):
+        self._bench = bench
+
+    @property
+    def diffusers(self) -> tuple[str, ...]:
+        return self._bench.config.changer.diffusers
+
+    def select(self, diffuser: str) -> None:
+        if diffuser not in self.diffusers:
+            raise DeviceError("wheel", f"no diffuser {diffuser!r} in the wheel (it holds {', '.join(self.diffusers)})")
+        b = self._bench
+        if b.fault(b.sim.faults.wheel_error):
+            raise DeviceError("wheel", f"did not reach the slot of diffuser {diffuser} (simulated fault)")
+        b.diffuser = diffuser
+
+    def current(self) -> str | None:
+        return self._bench.diffuser
+
+    def close(self) -> None:
+        pass

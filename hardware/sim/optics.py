@@ -1,0 +1,226 @@
+"""The optical field chain of the simulated rig (paper Fig. 4; DESIGN.md "The simulated rig").
+
+1. SLM: gray g → phase φ(g) through the rig's PhaseLUT; a flat-top beam fills the window.
+2. 4F relay L1/L2 (f 300/125 mm) images the SLM onto the diffuser, demagnified ×125/300, so one
+   SLM pixel is one 3.33 µm sample of the diffuser plane. Its pupil (Ø relay_pupil_mm in L1's
+   focal plane) band-limits the image: cut-off ν = (D/2)/(λ·f1) at the SLM.
+3. Diffuser: multiply by the screen e^{iφd} (hardware/sim/diffuser.py).
+4. L3–L4 relay: the last lens (L4) maps the diffuser field onto its focal plane, z = 0, with
+   magnification M2 = 3.6/3.33 = 1.08 chosen so one SLM pixel lands on one camera pixel (the
+   paper's reason for the 4F: "to match the pixel size of the CMOS camera with that of the
+   SLM"). Its iris (diffuser-side NA ``imaging_na``) band-limits the field. The camera at z is
+   reached by angular-spectrum propagation, H_z(ν) = exp(i2πz(√(1/λ² − ν²) − 1/λ)).
+
+Sampling. One grid, sampled at 3.33 µm in the diffuser plane and hence 3.6 µm (one camera pixel)
+at the camera: the magnification of step 4 is what reaches the camera's grid, so no
+interpolation is needed. The grid is zero-padded around the window so that light spreading at the
+iris angle over the camera distance never wraps into the camera window (``Geometry.grid_shape``):
+it grows with the distance (864² at 0 mm, 900² at 20–40 mm for the 800×800 default).
+
+FFTs per frame: lens-plus-propagation (FFT, iris × H_z, inverse FFT): the lens's Fourier transform
+into the iris plane and the angular-spectrum step share one spectrum, so they fold into ONE
+multiplication between one forward and one inverse FFT. The relay needs its own pair (FFT, pupil,
+inverse FFT) only when its pupil cuts inside the sampled band. By default it does not: sampling
+the SLM once per pixel already limits the band to the SLM's Nyquist square (±62.5 cycles/mm), and
+the Ø25.4 mm pupil (66.9 cycles/mm) only clips that square's corners, which changes frames by
+< 1e-3 of full scale; ``relay_pupil_corners = true`` applies it anyway (4 FFTs per frame).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft as sfft
+
+from hardware.lut import PhaseLUT
+from hardware.sim.config import SimConfig
+from hardware.sim.diffuser import phase_screen
+
+Px2 = tuple[int, int]
+WORKERS = -1  # scipy.fft threads: all cores
+SCREEN_MARGIN = 32  # diffuser-plane samples of screen kept around the window (relay ringing)
+SPREAD_EXTRA_PX = 16  # grid margin beyond the geometric spread, for the iris's diffraction tails
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Derived constants of the chain; every length in µm."""
+
+    wavelength_um: float
+    dx_diffuser_um: float  # diffuser-plane sample = SLM pixel × f2/f1
+    camera_px_um: float
+    m_relay: float  # f2/f1
+    m_imaging: float  # L3–L4 magnification: camera pixel / diffuser sample
+    window: Px2  # illuminated SLM window, (rows, cols) samples
+    sensor: Px2
+    relay_cutoff_per_um: float  # relay pupil cut-off, diffuser-plane spatial frequency
+    iris_cutoff_per_um: float  # iris cut-off, diffuser-plane spatial frequency (NA/λ)
+    na_camera: float  # camera-side NA = imaging_na / M2
+    relay_corners: bool  # clip the corners of the sampled band too (see SimConfig.relay_pupil_corners)
+
+    @classmethod
+    def from_rig(cls, rig) -> Geometry:
+        sim, cam = rig.sim, rig.camera
+        lam = sim.wavelength_nm / 1000.0
+        m1 = sim.relay_f2_mm / sim.relay_f1_mm
+        dx = sim.slm_pixel_um * m1
+        m2 = cam.pixel_um / dx
+        relay_nu_slm = (sim.relay_pupil_mm * 500.0) / (lam * sim.relay_f1_mm * 1000.0)
+        return cls(wavelength_um=lam, dx_diffuser_um=dx, camera_px_um=cam.pixel_um, m_relay=m1,
+                   m_imaging=m2, window=tuple(rig.slm.window_px), sensor=tuple(cam.sensor_px),
+                   relay_cutoff_per_um=relay_nu_slm / m1, iris_cutoff_per_um=sim.imaging_na / lam,
+                   na_camera=sim.imaging_na / m2, relay_corners=sim.relay_pupil_corners)
+
+    @property
+    def grain_px(self) -> float:
+        """Mean speckle size λ/(2·NA) at the camera, in pixels (Goodman, Speckle Phenomena §4.4)."""
+        return self.wavelength_um / (2.0 * self.na_camera) / self.camera_px_um
+
+    def spread_px(self, distance_mm: float) -> float:
+        """How far light at the iris angle moves sideways over ``distance_mm``, in pixels."""
+        return distance_mm * 1000.0 * math.tan(math.asin(min(self.na_camera, 0.99))) / self.camera_px_um
+
+    def grid_shape(self, roi: Px2, distance_mm: float) -> Px2:
+        """The FFT grid for a ROI and camera distance.
+
+        The grid is periodic: light that leaves one edge re-enters at the other. It must not land
+        in the ROI, so each side needs N ≥ (ROI + window)/2 + spread + a margin for the iris's
+        diffraction tails, and N ≥ ROI.
+        """
+        spread = int(math.ceil(self.spread_px(distance_mm))) + SPREAD_EXTRA_PX
+        return tuple(sfft.next_fast_len(max(r, w, (r + w + 1) // 2 + spread))
+                     for r, w in zip(roi, self.window, strict=True))
+
+
+def centred(outer: Px2, inner: Px2) -> tuple[slice, slice]:
+    """Slices of a centred (inner) block in an (outer) array; the optical axis is at n//2."""
+    return tuple(slice(o // 2 - i // 2, o // 2 - i // 2 + i) for o, i in zip(outer, inner, strict=True))
+
+
+class _GridPlan:
+    """Everything per grid shape: window and ROI slices, the relay pupil mask, frequencies."""
+
+    def __init__(self, geo: Geometry, shape: Px2, roi: Px2):
+        self.shape = shape
+        self.window = centred(shape, geo.window)
+        self.roi = centred(shape, roi)
+        canvas = (geo.window[0] + 2 * SCREEN_MARGIN, geo.window[1] + 2 * SCREEN_MARGIN)
+        self.canvas_shape = tuple(min(c, s) for c, s in zip(canvas, shape, strict=True))
+        self.canvas = centred(shape, self.canvas_shape)
+        self.canvas_crop = centred(canvas, self.canvas_shape)  # crop of the full screen canvas
+        fy = sfft.fftfreq(shape[0], d=geo.dx_diffuser_um)[:, None]
+        fx = sfft.fftfreq(shape[1], d=geo.dx_diffuser_um)[None, :]
+        self.nu2_diffuser = fy**2 + fx**2  # (cycles/µm)², diffuser-plane spatial frequency
+        relay = self.nu2_diffuser <= geo.relay_cutoff_per_um**2
+        nyquist = 0.5 / geo.dx_diffuser_um
+        cuts_band = geo.relay_cutoff_per_um < nyquist  # inside the band along the axes
+        wanted = cuts_band or (geo.relay_corners and not relay.all())
+        self.relay_mask = relay.astype(np.float32) if wanted else None
+
+
+class OpticalModel:
+    """The noiseless chain: SLM field → camera irradiance, with per-(diffuser, distance) caches.
+
+    Irradiance unit: |E|² = 1 is the light of one illuminated SLM pixel on one camera pixel.
+    """
+
+    def __init__(self, sim: SimConfig, geo: Geometry, lut: PhaseLUT, seed: int):
+        self.sim, self.geo, self.seed = sim, geo, seed
+        self.lut_field = np.exp(1j * lut.phase_rad).astype(np.complex64)
+        self.lut_phase = np.asarray(lut.phase_rad, dtype=np.float32)
+        self._plans: dict[tuple[Px2, Px2], _GridPlan] = {}
+        self._screens: dict[tuple[str, bool], np.ndarray] = {}
+        self._screen_fields: dict[str, np.ndarray] = {}
+        self._transfer: dict[tuple[Px2, float], np.ndarray] = {}
+
+    # -- caches -------------------------------------------------------------------------------------
+    def plan(self, roi: Px2, distance_mm: float) -> _GridPlan:
+        roi = tuple(int(r) for r in roi)
+        shape = self.geo.grid_shape(roi, distance_mm)
+        if (shape, roi) not in self._plans:
+            self._plans[(shape, roi)] = _GridPlan(self.geo, shape, roi)
+        return self._plans[(shape, roi)]
+
+    def screen_phase(self, diffuser: str, unit_rms: bool = False) -> np.ndarray:
+        """The diffuser's phase on the fixed canvas (window + margin), float32 radians."""
+        key = (diffuser, unit_rms)
+        if key not in self._screens:
+            spec = self.sim.diffusers[diffuser]
+            canvas = (self.geo.window[0] + 2 * SCREEN_MARGIN, self.geo.window[1] + 2 * SCREEN_MARGIN)
+            phase = phase_screen(canvas, self.geo.dx_diffuser_um, spec, self.geo.wavelength_um,
+                                 self.sim.glass_index, self.seed, diffuser, unit_rms=unit_rms)
+            self._screens[key] = phase.astype(np.float32)
+        return self._screens[key]
+
+    def screen_field(self, diffuser: str, drift_rad: float = 0.0) -> np.ndarray:
+        """e^{iφd} on the canvas (complex64); cached when there is no drift."""
+        if drift_rad == 0.0:
+            if diffuser not in self._screen_fields:
+                self._screen_fields[diffuser] = np.exp(1j * self.screen_phase(diffuser)).astype(np.complex64)
+            return self._screen_fields[diffuser]
+        phase = self.screen_phase(diffuser) + np.float32(drift_rad) * self.screen_phase(diffuser, True)
+        return np.exp(1j * phase).astype(np.complex64)
+
+    def transfer(self, plan: _GridPlan, distance_mm: float) -> np.ndarray:
+        """Iris × angular-spectrum propagator on the grid's spectrum (complex64)."""
+        key = (plan.shape, round(float(distance_mm), 9))
+        if key not in self._transfer:
+            geo = self.geo
+            inside = plan.nu2_diffuser <= geo.iris_cutoff_per_um**2
+            nu2_cam = plan.nu2_diffuser / geo.m_imaging**2  # camera-plane frequency = ν_d / M2
+            kz = np.sqrt(np.maximum(1.0 / geo.wavelength_um**2 - nu2_cam, 0.0))
+            # H_z = exp(i2πz(kz − 1/λ)): the plain exp(ikz) dropped; evanescent waves (none at
+            # 3.6 µm sampling, since 1/(2·3.6 µm) < 1/λ) would be cut.
+            phase = 2.0 * np.pi * distance_mm * 1000.0 * (kz - 1.0 / geo.wavelength_um)
+            h = np.where(inside & (nu2_cam < 1.0 / geo.wavelength_um**2), np.exp(1j * phase), 0.0)
+            self._transfer[key] = h.astype(np.complex64)
+        return self._transfer[key]
+
+    # -- the chain ----------------------------------------------------------------------------------
+    def slm_field(self, gray: np.ndarray) -> np.ndarray:
+        """Step 1: e^{iφ(g)} over the window (complex64)."""
+        return np.take(self.lut_field, gray)
+
+    def slm_field_from_phase(self, phase: np.ndarray) -> np.ndarray:
+        return np.exp(1j * phase).astype(np.complex64)
+
+    def diffuser_field(self, slm_field: np.ndarray, diffuser: str, plan: _GridPlan,
+                       drift_rad: float = 0.0) -> np.ndarray:
+        """Steps 1–3 on the grid: the field just behind the diffuser (complex64, a new array)."""
+        buf = np.zeros(plan.shape, np.complex64)
+        buf[plan.window] = slm_field
+        if plan.relay_mask is not None:  # step 2: the relay pupil (FFT 1 and 2)
+            spec = sfft.fft2(buf, workers=WORKERS, overwrite_x=True)
+            spec *= plan.relay_mask
+            buf = sfft.ifft2(spec, workers=WORKERS, overwrite_x=True)
+        screen = self.screen_field(diffuser, drift_rad)
+        buf[plan.canvas] *= screen[plan.canvas_crop]  # step 3 (clear glass beyond the canvas)
+        return buf
+
+    def camera_field(self, diffuser_field: np.ndarray, distance_mm: float, plan: _GridPlan) -> np.ndarray:
+        """Step 4: lens to z = 0, iris, propagation by z, folded into FFT 3 and 4 (full grid)."""
+        spec = sfft.fft2(diffuser_field, workers=WORKERS, overwrite_x=True)
+        spec *= self.transfer(plan, distance_mm)
+        return sfft.ifft2(spec, workers=WORKERS, overwrite_x=True)
+
+    def irradiance(self, slm_field: np.ndarray, diffuser: str, distance_mm: float, roi: Px2 | None,
+                   drift_rad: float = 0.0, grid_roi: Px2 | None = None) -> np.ndarray:
+        """The noiseless camera irradiance over ``roi`` (float32), or over the whole grid if None.
+
+        ``grid_roi`` picks the grid when ``roi`` is None (default: the window).
+        """
+        plan = self.plan(roi if roi is not None else (grid_roi or self.geo.window), distance_mm)
+        field = self.camera_field(self.diffuser_field(slm_field, diffuser, plan, drift_rad),
+                                  distance_mm, plan)
+        if roi is not None:
+            field = field[plan.roi]
+        return (field.real * field.real + field.imag * field.imag).astype(np.float32, copy=False)
+
+    def light_share(self, diffuser: str, distance_mm: float, roi: Px2, gray: np.ndarray | None = None) -> float:
+        """Share of the light leaving the SLM window that reaches the camera ROI."""
+        if gray is None:
+            gray = np.zeros(self.geo.window, np.uint8)
+        irr = self.irradiance(self.slm_field(gray), diffuser, distance_mm, roi)
+        return float(irr.sum(dtype=np.float64)) / float(np.prod(self.geo.window))

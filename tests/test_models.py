@@ -1,0 +1,168 @@
+"""Reconstruction models: contract (shape, range, logits, config), paper sizes, eq. 4, learned query."""
+
+import math
+
+import pytest
+import torch
+
+from reconstruction.models import MODEL_NAMES, build_model, model_from_config
+from reconstruction.models.complexity import count_macs, count_parameters
+from reconstruction.models.position import position_encoding_2d, sinusoid_1d
+
+SMALL = 32  # smallest convenient size: attention at 16×16, 8×8, 4×4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models: one intra-op thread is faster, and far faster on a loaded shared machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _small(name, seed=0):
+    torch.manual_seed(seed)
+    return build_model(name, SMALL)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_output_is_sigmoid_map_of_input_shape(name):
+    model = _small(name)
+    y = model(torch.rand(2, 1, SMALL, SMALL))
+    assert y.shape == (2, 1, SMALL, SMALL)
+    assert float(y.detach().min()) >= 0.0 and float(y.detach().max()) <= 1.0
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_forward_is_sigmoid_of_forward_logits(name):
+    model = _small(name).eval()
+    x = torch.rand(1, 1, SMALL, SMALL)
+    torch.testing.assert_close(model(x), torch.sigmoid(model.forward_logits(x)))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_config_rebuilds_identical_architecture(name):
+    model = _small(name)
+    assert model.config["name"] == name and model.config["image_size"] == SMALL
+    rebuilt = model_from_config(model.config)
+    rebuilt.load_state_dict(model.state_dict())  # strict: same parameter names and shapes
+    assert rebuilt.config == model.config
+
+
+@pytest.mark.parametrize(("name", "params_m", "macs_g"), [("spt-unet", 6.6, 19.4), ("spt-unet-b", 4.0, 12.0)])
+def test_size_at_200_matches_paper_table_2(name, params_m, macs_g):
+    with torch.device("meta"):
+        model = build_model(name, 200)
+    assert count_parameters(model) / 1e6 == pytest.approx(params_m, rel=0.10)
+    assert count_macs(model) / 1e9 == pytest.approx(macs_g, rel=0.20)
+
+
+def test_unet_baseline_has_similar_parameter_count():
+    with torch.device("meta"):
+        model = build_model("unet", 200)
+    assert count_parameters(model) / 1e6 == pytest.approx(6.6, rel=0.10)
+
+
+def test_mac_count_on_meta_equals_real_cpu_forward():
+    model = _small("spt-unet")
+    assert count_macs(model) == count_macs(model, device="cpu")
+
+
+def test_position_encoding_eq4_literal():
+    d_model, h, w = 6, 3, 5
+    p = position_encoding_2d(h, w, d_model, mode="eq4")
+    for k in range(3):  # x half: channels 0..2, y half: channels 3..5
+        f = math.sin if k % 2 == 0 else math.cos
+        for y in range(h):
+            for x in range(w):
+                assert float(p[k, y, x]) == pytest.approx(f(x / 1000**k), abs=1e-6)
+                assert float(p[3 + k, y, x]) == pytest.approx(f(y / 1000**k), abs=1e-6)
+
+
+def test_position_encoding_scaled_normalises_exponent_by_width():
+    d = 8
+    table = sinusoid_1d(10, d, mode="eq4-scaled")
+    t, k = 7, 5  # odd k: cosine
+    assert float(table[k, t]) == pytest.approx(math.cos(t / 1000 ** (k / d)))
+
+
+def test_position_encoding_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="mode"):
+        sinusoid_1d(4, 4, mode="rope")
+
+
+def test_first_decoder_uses_learned_query_without_label():
+    torch.manual_seed(0)
+    model = build_model("spt-unet", SMALL, label_query=True).eval()
+    seen = {}
+    block = model.decoders[0]
+    block.register_forward_hook(lambda mod, args, out: seen.update(query=args[1]))
+    x = torch.rand(2, 1, SMALL, SMALL)
+    model(x)
+    torch.testing.assert_close(seen["query"], model.query.expand(2, -1, -1, -1))
+    label = (torch.rand(2, 1, SMALL, SMALL) > 0.5).float()
+    model(x, label)
+    torch.testing.assert_close(seen["query"], model.label_embed(label))
+
+
+def test_learned_query_changes_the_output():
+    model = _small("spt-unet")  # training mode: batch-norm statistics from the batch, as in training
+    x = torch.rand(2, 1, SMALL, SMALL)
+    with torch.no_grad():
+        before = model.forward_logits(x)
+        model.query.copy_(torch.randn_like(model.query))
+        after = model.forward_logits(x)
+    assert (before - after).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_gradients_reach_every_parameter(name):
+    model = _small(name)
+    model.forward_logits(torch.rand(2, 1, SMALL, SMALL)).mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_label_embedding_gets_gradients_when_built_and_used():
+    model = build_model("spt-unet-b", SMALL, label_query=True)
+    x, label = torch.rand(2, 1, SMALL, SMALL), (torch.rand(2, 1, SMALL, SMALL) > 0.5).float()
+    model.forward_logits(x, label).mean().backward()
+    assert model.label_embed.weight.grad.abs().sum() > 0
+
+
+def test_label_without_label_query_is_rejected():
+    with pytest.raises(ValueError, match="label_query=True"):
+        _small("spt-unet-b").forward_logits(torch.rand(1, 1, SMALL, SMALL), torch.rand(1, 1, SMALL, SMALL))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_same_seed_gives_same_model_and_output(name):
+    x = torch.rand(1, 1, SMALL, SMALL)
+    a, b = _small(name, seed=3).eval(), _small(name, seed=3).eval()
+    torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+    c = _small(name, seed=4).eval()
+    assert not torch.equal(a(x), c(x))
+
+
+def test_unknown_model_name_is_one_line_error():
+    with pytest.raises(ValueError, match="unknown model 'vit'") as info:
+        build_model("vit", 64)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("size", [60, 8, 0, -16, 64.0, "64"])
+def test_bad_image_size_is_one_line_error(size):
+    with pytest.raises(ValueError, match="image_size") as info:
+        build_model("spt-unet", size)
+    assert "\n" not in str(info.value)
+
+
+def test_input_of_wrong_size_is_rejected():
+    with pytest.raises(ValueError, match=r"\(B, 1, 32, 32\)"):
+        _small("unet")(torch.rand(1, 1, 64, 64))
+
+
+def test_unknown_hyper_parameter_is_rejected():
+    with pytest.raises(ValueError, match="heeds"):
+        build_model("spt-unet", 64, heeds=(1, 1, 1))

@@ -45,9 +45,10 @@ def layout_from_plan(plan, objects, frame_dtype) -> RunLayout:
     rows = plan.rows
     # The reference pattern is the first object: a face scatters into the camera window as the run's
     # objects do (a pixel-scale random pattern diffracts outside the relay pupil: a black frame).
-    reference = np.asarray(patterns[0], dtype=np.uint8) if plan.reference_before_rows and len(patterns) else None
+    patterns = np.asarray(patterns, dtype=np.uint8)
+    reference = patterns[0] if plan.reference_before_rows and len(patterns) else None
     return RunLayout(
-        protocol_text=plan.protocol.text, rig_text=plan.rig.text, patterns=np.asarray(patterns, dtype=np.uint8),
+        protocol_text=plan.protocol.text, rig_text=plan.rig.text, patterns=patterns,
         names=list(names), splits=list(splits), skipped=list(skipped), blocks=blocks,
         pair_block=np.array([r.block for r in rows], dtype=np.int64),
         pair_object=np.array([r.object_index for r in rows], dtype=np.int64),

@@ -84,10 +84,13 @@ def main() -> int:
     irr = optics.irradiance(field, "220", 40.0, (800, 800))
     lam = cam.sensor.mean_electrons(irr, 2000.0, (800, 800))
     noise_rng = np.random.Generator(np.random.SFC64(1))
+    relay = "relay pupil (2 FFTs) + " if plan.relay_mask is not None else ""
+    behind = optics.diffuser_field(field, "220", plan)
     parts = {
         "SLM gray → field (LUT)": lambda: optics.slm_field(patterns[0]),
-        "relay + diffuser (2 FFTs)": lambda: optics.diffuser_field(field, "220", plan),
-        "irradiance, whole chain (4 FFTs)": lambda: optics.irradiance(field, "220", 40.0, (800, 800)),
+        f"{relay}diffuser": lambda: optics.diffuser_field(field, "220", plan),
+        "lens + iris + propagation (2 FFTs)": lambda: optics.camera_field(behind.copy(), 40.0, plan),
+        "irradiance, whole optical chain": lambda: optics.irradiance(field, "220", 40.0, (800, 800)),
         "sensor: noise + ADC": lambda: cam.sensor.read_out(lam, noise_rng),
     }
     print("\nbreakdown at 40 mm (ms):")

@@ -21,6 +21,7 @@ import numpy as np
 from speckle_lab.errors import UserError
 
 METRICS = ("pcc", "ssim", "jaccard", "psnr")
+EVAL_CHUNK = 256  # pairs predicted and scored at a time
 
 
 def predict_positions(model, cache, positions, device, batch_size: int = 16) -> np.ndarray:
@@ -86,9 +87,12 @@ def evaluate_checkpoint(path: str | Path, run: str | Path, device="auto", batch_
               "model_config": state["model_config"], "epoch": int(state["epoch"]),
               "history": state["history"], "groups": {}, "summary": {}, "examples": {}}
     for name, pos in _groups(idx, test_objects).items():
-        pred = predict_positions(model, cache, pos, dev, batch_size)
-        target = cache.labels[idx.object_index[pos]].astype(np.float32)
-        per = all_per_image(pred, target)
+        parts = []
+        for i in range(0, len(pos), EVAL_CHUNK):  # bounded memory on big runs
+            chunk = pos[i:i + EVAL_CHUNK]
+            pred = predict_positions(model, cache, chunk, dev, batch_size)
+            parts.append(all_per_image(pred, cache.labels[idx.object_index[chunk]].astype(np.float32)))
+        per = {m: np.concatenate([p[m] for p in parts]) for m in METRICS}
         g = group_metrics(idx, pos, per)
         result["groups"][name] = g["by_condition"]
         result["summary"][name] = g["summary"]
@@ -99,10 +103,13 @@ def evaluate_checkpoint(path: str | Path, run: str | Path, device="auto", batch_
             if d not in seen and len(picks) < n_examples:
                 seen.add(d)
                 picks.append(k)
+        ex_pos = pos[picks]
+        ex_pred = predict_positions(model, cache, ex_pos, dev, batch_size)
+        ex_x, ex_y = cache.batch(ex_pos)
         result["examples"][name] = [
-            {"row": int(idx.rows[pos[k]]), "diffuser": str(idx.diffuser[pos[k]]),
-             "distance_mm": float(idx.distance_mm[pos[k]]), "input": cache.batch([pos[k]])[0][0, 0].numpy(),
-             "prediction": pred[k], "target": target[k]} for k in picks]
+            {"row": int(idx.rows[p]), "diffuser": str(idx.diffuser[p]), "distance_mm": float(idx.distance_mm[p]),
+             "input": ex_x[j, 0].numpy(), "prediction": ex_pred[j], "target": ex_y[j, 0].numpy()}
+            for j, p in enumerate(ex_pos)]
     if not result["groups"]:
         raise UserError(f"{run}: no done pairs to evaluate "
                         "(no validation role, test faces or held-out faces)")

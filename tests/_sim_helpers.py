@@ -33,7 +33,8 @@ def blocks(window: int, seed: int, cells: int = 8) -> np.ndarray:
 def irradiance(cam, gray: np.ndarray, diffuser: str, distance_mm: float) -> np.ndarray:
     """The noiseless camera irradiance for ``gray`` (float64)."""
     bench = cam._bench
-    return bench.optics.irradiance(bench.optics.slm_field(gray), diffuser, distance_mm, cam.roi).astype(np.float64)
+    irr = bench.optics.irradiance(bench.optics.slm_field(gray), diffuser, distance_mm, cam.roi)
+    return irr.astype(np.float64)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -25,9 +25,10 @@ def test_devices_runs_cleanly_here_and_names_what_is_missing(capsys, monkeypatch
     for backend in ("monitors", "uc480 cameras", "TSI cameras", "Kinesis devices", "serial ports",
                     "EXULUS library"):
         assert backend in out
-    assert "uc480_64.dll" in out and "ThorCam" in out
-    assert "EXULUS_COMMAND_LIB.py" in out
     assert "probe failed" not in out
+    if sys.platform != "win32":  # none of the vendor software exists here: say what to install
+        assert "uc480_64.dll" in out and "ThorCam" in out
+        assert "EXULUS_COMMAND_LIB.py" in out
 
 
 def test_devices_json_has_one_entry_per_backend(capsys, monkeypatch):

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from acquisition import plan as plan_mod
 from acquisition.plan import build_objects, make_plan, reference_schedule
@@ -228,3 +230,22 @@ def test_faces_sheet_shows_the_runs_first_faces(small, tmp_path):
     out = plan_mod.faces_sheet(small, tmp_path / "faces.png", n=3)
     with Image.open(out) as im:
         assert im.size[0] > 3 * 128
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layout=st.dictionaries(st.sampled_from(["120", "220", "600", "1500"]),
+                              st.sets(st.sampled_from([0, 10, 20, 30, 40]), min_size=1), min_size=1),
+       faces=st.integers(1, 4), repeats=st.integers(1, 2))
+def test_any_protocol_plans_each_pair_once_with_one_selection_per_diffuser(tmp_path, layout, faces, repeats):
+    blocks = "".join(f'[[blocks]]\ndiffuser = "{d}"\ndistances_mm = {sorted(ds)}\nrepeats = {repeats}\n'
+                     for d, ds in layout.items())
+    text = f"[faces]\ncount = {faces}\ntarget_px = [32, 32]\n[camera]\nroi_px = [8, 8]\n{blocks}"
+    plan = make_plan(protocol_toml(tmp_path, text), rig_toml(tmp_path))
+    expected = {(d, float(x), o, r) for d, ds in layout.items() for x in ds for o in range(faces)
+                for r in range(repeats)}
+    got = [(r.diffuser, r.distance_mm, r.object_index, r.repeat) for r in plan.rows]
+    assert sorted(got) == sorted(expected) and len(got) == len(expected)
+    assert sum(m.device == "changer" for m in plan.moves) == len(layout)
+    sets = [frozenset(ds) for ds in layout.values()]
+    if len(set(sets)) == 1:  # the same distances for every diffuser: snaking saves a move per change
+        assert sum(m.device == "stage" for m in plan.moves) == 1 + len(sets) * (len(sets[0]) - 1)

@@ -103,6 +103,7 @@ def test_each_capture_is_a_fresh_acquisition():
     drv.capture(500)
     drv.capture(500)
     assert cam.calls.count("start_acquisition") == 2 and not cam.acquiring
+    assert cam.calls.count("setup_acquisition") == 1  # buffers are set up once per ROI
 
 
 def test_averaging_returns_the_rounded_mean_in_the_camera_dtype():

@@ -187,6 +187,7 @@ class PylablibCameraDriver(CameraDriverBase):
         return pos_step, size_step
 
     def _set_roi_hw(self, row0: int, col0: int, rows: int, cols: int) -> tuple[int, int, int, int]:
+        self._buffer_frames = 0  # frame buffers are sized to the ROI: set them up again at the next capture
         hstart, hend, vstart, vend, _, _ = self._cam.set_roi(col0, col0 + cols, row0, row0 + rows, 1, 1)
         return int(vstart), int(hstart), int(vend - vstart), int(hend - hstart)
 

@@ -66,8 +66,9 @@ def probe_monitors(r: ProbeResult) -> None:
     for m in monitors:
         size = (m["width"], m["height"])
         tags = [" primary" if m.get("primary") else ""]
-        if size == (1920, 1200) and not m.get("primary"):
-            tags.append("  <- EXULUS-HD2 size (1920x1200)")
+        if size == (1920, 1200):
+            but = ", but the primary screen" if m.get("primary") else ""
+            tags.append(f"  <- EXULUS-HD2 size (1920x1200){but}")
         name = f" {m['name']}" if m.get("name") else ""
         r.found.append(f"{m['index']}:{name} {m['width']}x{m['height']}+{m['x']}+{m['y']}{''.join(tags)}")
 

@@ -29,12 +29,12 @@ class DiffuserSpec(StrictModel):
 def _default_diffusers() -> dict[str, DiffuserSpec]:
     # ASSUMED (docs/simulation.md): rougher for lower grit numbers, within ground-glass ranges
     # (rms heights 0.25–1 µm, lateral scales 8–15 µm), each resolved by the 3.33 µm diffuser-plane
-    # grid. rms scatter angles θ0 ≈ 49 / 42 / 33 / 23 mrad; unscattered (ballistic) share
-    # exp(−σφ²) ≈ 0 / 0 / 0.5 % / 19 %.
+    # grid. rms scatter angles θ0 ≈ 49 / 42 / 32 / 23 mrad; unscattered (ballistic) share
+    # exp(−σφ²) ≈ 0 / 0 / 1.5 % / 19 %.
     return {
         "120": DiffuserSpec(rms_height_um=1.0, corr_length_um=15.0),
         "220": DiffuserSpec(rms_height_um=0.7, corr_length_um=12.0),
-        "600": DiffuserSpec(rms_height_um=0.45, corr_length_um=10.0),
+        "600": DiffuserSpec(rms_height_um=0.4, corr_length_um=9.0),
         "1500": DiffuserSpec(rms_height_um=0.25, corr_length_um=8.0),
     }
 
@@ -44,8 +44,8 @@ class SensorSpec(StrictModel):
 
     # Photo-electrons per µs in a pixel that receives the light of one illuminated SLM pixel
     # (laser power × optics transmission × QE, folded into one number). ASSUMED: chosen so that
-    # a few ms fills the ADC behind the 600-grit diffuser (docs/simulation.md, "Exposure").
-    flux_e_per_us: float = Field(25.0, gt=0)
+    # 0.2–5 ms fills the ADC, 1500 to 120 grit (docs/simulation.md, "Exposure").
+    flux_e_per_us: float = Field(50.0, gt=0)
     full_well_e: float = Field(6000.0, gt=0)  # ASSUMED: typical of a 3.6 µm CMOS pixel
     read_noise_e: float = Field(8.0, ge=0)  # ASSUMED rms; typical uc480-class CMOS
     dark_current_e_per_s: float = Field(20.0, ge=0)  # ASSUMED, room temperature
@@ -89,7 +89,7 @@ class SimConfig(StrictModel):
     relay_pupil_mm: float = Field(25.4, gt=0)  # ASSUMED: Ø1" optics; the stop sits in L1's focal plane
     # The default pupil (66.9 cycles/mm at the SLM) lies beyond the SLM's Nyquist frequency
     # (62.5 cycles/mm) along both axes and clips only the corners of the sampled band, which changes
-    # frames by < 1e-3 of full scale (measured, docs/simulation.md). Those corners are clipped
+    # a frame by < 0.2 % of its peak (measured, docs/simulation.md). Those corners are clipped
     # (2 more FFTs per frame) only when this is true; a pupil cutting inside the band always is.
     relay_pupil_corners: bool = False
     # Diffuser-side numerical aperture of the iris in the Fourier plane of the L3–L4 relay that

@@ -91,7 +91,8 @@ class SimSLM:
     def show_gray(self, gray: np.ndarray) -> float:
         gray = np.asarray(gray)
         if gray.shape != self.window_shape or gray.dtype != np.uint8:
-            raise ValueError(f"slm: expected a {self.window_shape} uint8 pattern, got {gray.shape} {gray.dtype}")
+            raise ValueError(f"slm: expected a {self.window_shape} uint8 pattern, "
+                             f"got {gray.shape} {gray.dtype}")
         b = self._bench
         if b.fault(b.sim.faults.display_error):
             raise DeviceError("slm", "display window lost (simulated fault)")
@@ -139,7 +140,8 @@ class SimCamera:
             raise UserError(f"camera: exposure_us must be a positive number (got {exposure_us!r})")
         spec = self.sensor.spec
         step = spec.exposure_step_us
-        applied = min(max(round(float(exposure_us) / step) * step, spec.exposure_min_us), spec.exposure_max_us)
+        applied = round(float(exposure_us) / step) * step
+        applied = min(max(applied, spec.exposure_min_us), spec.exposure_max_us)
         self.roi, self.exposure_us = roi, float(applied)
         return self.exposure_us
 
@@ -231,7 +233,8 @@ class SimChanger:
 
     def select(self, diffuser: str) -> None:
         if diffuser not in self.diffusers:
-            raise DeviceError("wheel", f"no diffuser {diffuser!r} in the wheel (it holds {', '.join(self.diffusers)})")
+            raise DeviceError("wheel", f"no diffuser {diffuser!r} in the wheel "
+                                       f"(it holds {', '.join(self.diffusers)})")
         b = self._bench
         if b.fault(b.sim.faults.wheel_error):
             raise DeviceError("wheel", f"did not reach the slot of diffuser {diffuser} (simulated fault)")

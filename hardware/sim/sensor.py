@@ -49,7 +49,8 @@ class Sensor:
             self._bayer[roi] = table[rows[:, None], cols[None, :]]
         return self._bayer[roi]
 
-    def mean_electrons(self, irradiance: np.ndarray | None, exposure_us: float, roi: tuple[int, int]) -> np.ndarray:
+    def mean_electrons(self, irradiance: np.ndarray | None, exposure_us: float,
+                       roi: tuple[int, int]) -> np.ndarray:
         """Expected electrons per pixel (float32); ``irradiance`` None means the laser is blocked."""
         dark = np.float32(self.spec.dark_current_e_per_s * exposure_us * 1e-6)
         if irradiance is None:
@@ -74,7 +75,8 @@ class Sensor:
             electrons += lam
             low = lam < POISSON_EXACT_BELOW
             if low.any():
-                electrons[low] = rng.poisson(lam[low]).astype(np.float32) + np.float32(spec.read_noise_e) * n[low]
+                shot = rng.poisson(lam[low]).astype(np.float32)
+                electrons[low] = shot + np.float32(spec.read_noise_e) * n[low]
         # The gain maps the full well to the top ADC code, so one clip does both the full-well and
         # the ADC saturation. The 8-bit output is floor(round(adu) / 2^(bits−8)), computed as
         # floor((adu + 0.5) / 2^(bits−8)) (equal but for exact .5 ties).

@@ -1,0 +1,115 @@
+"""Inference speed and size of the reconstruction models (issue 6, "Performance").
+
+Per model and input size: parameters, multiply-accumulates (torch.utils.flop_counter total / 2), inference
+ms/image and images/s at batch 1 and a larger batch (``torch.inference_mode``, eval mode, warm-up passes,
+median of repeats), and the achieved FLOP/s (2 × MACs × images/s) as a fraction of this machine's measured
+dense matmul rate (a large fp32 matmul; on GPU also the fp16/bf16 rate that mixed precision runs at).
+Paper (Table 2, RTX 3090): SpT UNet at 200×200, 86.9 images/s and 23 ms per batch (16 ms per prediction in
+the text). Usage: ``python bench/bench_models.py [--device cuda] [--sizes 200 64] [--batch 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reconstruction.models import MODEL_NAMES, build_model  # noqa: E402
+from reconstruction.models.complexity import count_macs, count_parameters  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_seconds(fn, device, repeats: int, warmup: int, max_seconds: float) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times, start = [], time.perf_counter()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > max_seconds:
+            break
+    return statistics.median(times)
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, max_seconds: float) -> float:
+    """FLOP/s of an n×n @ n×n matmul (2n³ FLOP)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    with torch.inference_mode():
+        sec = _median_seconds(lambda: a @ b, device, repeats=10, warmup=2, max_seconds=max_seconds)
+    return 2 * n**3 / sec
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (mixed precision on cuda)")
+    ap.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    ap.add_argument("--sizes", nargs="+", type=int, default=[200, 64])
+    ap.add_argument("--batch", type=int, default=None, help="the larger batch (default 2 on cpu, 32 on cuda)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed passes per point (median reported)")
+    ap.add_argument("--max-seconds", type=float, default=8.0, help="stop repeating a point after this long")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads on cpu")
+    args = ap.parse_args()
+
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    big_batch = args.batch or (32 if device.type == "cuda" else 2)
+    amp = device.type == "cuda"
+    amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; torch {torch.__version__}; mixed precision: {amp_dtype if amp else 'off (fp32)'}")
+
+    mm_n = 8192 if device.type == "cuda" else 2048
+    peak32 = matmul_rate(device, torch.float32, mm_n, args.max_seconds)
+    print(f"measured matmul rate: fp32 {peak32 / 1e9:,.0f} GFLOP/s ({mm_n}×{mm_n})", end="")
+    peak = peak32
+    if amp:
+        peak = matmul_rate(device, amp_dtype, mm_n, args.max_seconds)
+        print(f", {str(amp_dtype).removeprefix('torch.')} {peak / 1e9:,.0f} GFLOP/s", end="")
+    print()
+
+    header = (f"{'model':<11} {'N':>4} {'params M':>8} {'GMAC':>7} {'batch':>5} {'ms/image':>9} "
+              f"{'images/s':>9} {'GFLOP/s':>8} {'of matmul':>9}")
+    print(header)
+    print("-" * len(header))
+    for size in args.sizes:
+        for model_name in args.models:
+            torch.manual_seed(0)
+            model = build_model(model_name, size).to(device).eval()
+            params, macs = count_parameters(model), count_macs(model)
+            for batch in (1, big_batch):
+                x = torch.rand(batch, 1, size, size, device=device)
+                autocast = torch.autocast("cuda", dtype=amp_dtype) if amp else contextlib.nullcontext()
+
+                def run(model=model, x=x, autocast=autocast):
+                    with torch.inference_mode(), autocast:
+                        model(x)
+
+                sec = _median_seconds(run, device, args.repeats, warmup=1 if device.type == "cpu" else 5,
+                                      max_seconds=args.max_seconds)
+                ips = batch / sec
+                flops = 2 * macs * ips
+                print(f"{model_name:<11} {size:>4} {params / 1e6:>8.2f} {macs / 1e9:>7.2f} {batch:>5} "
+                      f"{1e3 / ips:>9.1f} {ips:>9.2f} {flops / 1e9:>8.1f} {flops / peak:>9.1%}", flush=True)
+            del model
+    print("paper (RTX 3090, SpT UNet 200×200): 86.9 images/s, 23.0 ms/batch (Table 2), 16 ms per prediction (text)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -190,7 +190,8 @@ class Engine:
         self._block: int | None = None
         self._exposure_us = float("nan")
         self._pairs_written = int(self.done.sum())
-        self.capture_s = 0.0  # time in show+settle+capture, for the benchmark
+        self.capture_s = 0.0  # time in show+settle+capture, for the log and the benchmark
+        self.frames = 0  # frames captured: pairs, exposure probes, darks, references
 
     # -- the plan as a sequence of events --------------------------------------------------
     def _events(self) -> list[_Event]:
@@ -215,6 +216,7 @@ class Engine:
         self.writer_thread = w
         w.start()
         code, message, device = EXIT_OK, "", None
+        t_run = time.perf_counter()
         try:
             for ev in self._events():
                 if self.stop_requested.is_set():
@@ -243,6 +245,8 @@ class Engine:
         if code == EXIT_OK:
             message = f"complete: {done}/{total} pairs"
         log.info("run ended (exit %d): %s", code, message)
+        log.info("timing: %.1f s running, %d frames, devices (show, settle, capture) %.1f s, "
+                 "writer thread %.1f s", time.perf_counter() - t_run, self.frames, self.capture_s, w.busy_s)
         return RunOutcome(code, message, done, total, device)
 
     def writer_done_count(self) -> int:
@@ -281,6 +285,7 @@ class Engine:
                 self.sleep(wait)
             frame = rig.camera.capture(s.timeout_ms, s.average, key=key)
             self.capture_s += time.perf_counter() - t0
+            self.frames += 1
             if frame.image.shape != self._frame_shape:
                 raise StopRun(f"camera: delivered a {frame.image.shape} frame but the run's frames are "
                               f"{self._frame_shape} (camera ROI); check the rig and protocol",
@@ -350,10 +355,17 @@ class Engine:
         if not self.settings.laser_blocked_for_dark:
             rig.operator.request("Block the laser for dark frames, then press Enter")
         cam, s = rig.camera, self.settings
-        frames = [self._retry("capturing a dark frame",
-                              lambda i=i: cam.capture(s.timeout_ms, 1, key=("dark", diffuser, distance, i)),
-                              device="camera").image
-                  for i in range(self._dark_n)]
+
+        def capture_dark(i: int) -> np.ndarray:
+            t0 = time.perf_counter()
+            frame = self._retry("capturing a dark frame",
+                                lambda: cam.capture(s.timeout_ms, 1, key=("dark", diffuser, distance, i)),
+                                device="camera")
+            self.capture_s += time.perf_counter() - t0
+            self.frames += 1
+            return frame.image
+
+        frames = [capture_dark(i) for i in range(self._dark_n)]
         if not self.settings.laser_blocked_for_dark:
             rig.operator.request("Unblock the laser, then press Enter")
         dark = mean_dark(frames)

@@ -107,8 +107,9 @@ def evaluate_checkpoint(path: str | Path, run: str | Path, device="auto", batch_
         ex_pred = predict_positions(model, cache, ex_pos, dev, batch_size)
         ex_x, ex_y = cache.batch(ex_pos)
         result["examples"][name] = [
-            {"row": int(idx.rows[p]), "diffuser": str(idx.diffuser[p]), "distance_mm": float(idx.distance_mm[p]),
-             "input": ex_x[j, 0].numpy(), "prediction": ex_pred[j], "target": ex_y[j, 0].numpy()}
+            {"row": int(idx.rows[p]), "diffuser": str(idx.diffuser[p]),
+             "distance_mm": float(idx.distance_mm[p]), "input": ex_x[j, 0].numpy(),
+             "prediction": ex_pred[j], "target": ex_y[j, 0].numpy()}
             for j, p in enumerate(ex_pos)]
     if not result["groups"]:
         raise UserError(f"{run}: no done pairs to evaluate "

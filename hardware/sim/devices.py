@@ -33,7 +33,7 @@ def _plain(value: object) -> object:
     if isinstance(value, (tuple, list)):
         return tuple(_plain(v) for v in value)
     if isinstance(value, np.generic):
-        return value.item()
+        return _plain(value.item())
     if isinstance(value, float):
         return round(value, 9)
     return value
@@ -60,8 +60,12 @@ class SimBench:
     def fault(self, rate: float) -> bool:
         return rate > 0.0 and bool(self._faults.random() < rate)
 
-    def slm_field(self, now_s: float) -> tuple[np.ndarray, bool]:
-        """The field leaving the SLM window now, and whether it is still settling (not cacheable)."""
+    def settling(self, now_s: float) -> bool:
+        """Whether the liquid crystal is still moving to the last pattern shown."""
+        return now_s - self.flip_s < self.sim.slm_response_ms / 1000.0
+
+    def slm_field(self, now_s: float) -> np.ndarray:
+        """The field leaving the SLM window now."""
         response_s = self.sim.slm_response_ms / 1000.0
         t = now_s - self.flip_s
         if response_s > 0.0 and t < response_s:
@@ -70,8 +74,8 @@ class SimBench:
             a = np.float32(max(t, 0.0) / response_s)
             old = self.optics.lut_phase[self.prev_gray]
             new = self.optics.lut_phase[self.gray]
-            return self.optics.slm_field_from_phase(old + a * (new - old)), True
-        return self.optics.slm_field(self.gray), False
+            return self.optics.slm_field_from_phase(old + a * (new - old))
+        return self.optics.slm_field(self.gray)
 
     def drift_rad(self) -> float:
         """rms phase added to the diffuser so far: the rate × captures / 1000 (a linear ramp)."""
@@ -147,12 +151,12 @@ class SimCamera:
 
     def _irradiance(self, now_s: float) -> np.ndarray:
         b = self._bench
-        field, settling = b.slm_field(now_s)
+        settling = b.settling(now_s)
         drift = b.drift_rad()
         state = (b.slm_version, b.diffuser, b.distance_mm, self.roi, drift)
         if not settling and self._cache is not None and self._cache[0] == state:
             return self._cache[1]
-        irr = b.optics.irradiance(field, b.diffuser, b.distance_mm, self.roi, drift_rad=drift)
+        irr = b.optics.irradiance(b.slm_field(now_s), b.diffuser, b.distance_mm, self.roi, drift_rad=drift)
         if not settling:
             self._cache = (state, irr)
         return irr

@@ -23,7 +23,8 @@ multiplication between one forward and one inverse FFT. The relay needs its own 
 inverse FFT) only when its pupil cuts inside the sampled band. By default it does not: sampling
 the SLM once per pixel already limits the band to the SLM's Nyquist square (±62.5 cycles/mm), and
 the Ø25.4 mm pupil (66.9 cycles/mm) only clips that square's corners, which changes a frame by
-< 0.2 % of its peak (under one 8-bit step); ``relay_pupil_corners = true`` applies it anyway (4 FFTs per frame).
+< 0.2 % of its peak (under one 8-bit step); ``relay_pupil_corners = true`` applies it anyway
+(4 FFTs per frame).
 """
 
 from __future__ import annotations

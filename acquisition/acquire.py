@@ -28,7 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from acquisition.dataset import CREATING_SUFFIX, BlockSpec, RunLayout, RunWriter, create_run, open_run
+from acquisition.dataset import (
+    CREATING_SUFFIX,
+    BlockSpec,
+    RunLayout,
+    RunWriter,
+    check_resumable,
+    create_run,
+    open_run,
+)
 from acquisition.engine import Engine, EngineSettings, RunOutcome
 from acquisition.exposure import AutoExposureSettings
 from speckle_lab.errors import UserError
@@ -75,6 +83,7 @@ def check_output(out: Path, resume: bool, protocol_text: str, rig_text: str, pro
                  " (only a half-made file from a kill during creation)" if creating.exists() else "")
         return True
     with open_run(out) as f:
+        check_resumable(f, out)
         if f.attrs["protocol"] != protocol_text:
             raise UserError(f"{out}: was started with a different protocol than {protocol_path}; "
                             "resume with the same protocol file")

@@ -253,7 +253,7 @@ class Engine:
         return int(self._pairs_written)
 
     # -- device operations with retries -------------------------------------------------------
-    def _retry(self, what: str, fn: Callable[[], object], device: str):
+    def _retry(self, what: str, fn: Callable[[], object]):
         s = self.settings
         delay = s.backoff_s
         for attempt in range(s.retries + 1):
@@ -292,23 +292,21 @@ class Engine:
                               device="camera")
             return frame
 
-        return self._retry(what, step, device="camera")
+        return self._retry(what, step)
 
     def _configure(self, exposure_us: float) -> float:
         return float(self._retry("setting the camera exposure",
-                                 lambda: self.rig.camera.configure(self.settings.roi_px, exposure_us),
-                                 device="camera"))
+                                 lambda: self.rig.camera.configure(self.settings.roi_px, exposure_us)))
 
     # -- blocks --------------------------------------------------------------------------------
     def _enter_block(self, b: int, w: _Writer) -> None:
         rig, diffuser, distance = self.rig, self._diffuser[b], float(self._distance[b])
         log.info("block %d: %s", b, self.block_label(b))
         if rig.changer.current() != diffuser:
-            self._retry(f"selecting diffuser {diffuser}", lambda: rig.changer.select(diffuser),
-                        device="changer")
+            self._retry(f"selecting diffuser {diffuser}", lambda: rig.changer.select(diffuser))
         here = rig.stage.distance_mm()
         if here is None or abs(here - distance) > 1e-3:
-            self._retry(f"moving to {distance:g} mm", lambda: rig.stage.move_to_mm(distance), device="stage")
+            self._retry(f"moving to {distance:g} mm", lambda: rig.stage.move_to_mm(distance))
         if self._block_done[b]:
             self._exposure_us = self._configure(float(self._block_exposure[b]))
             log.info("block %d: exposure %.1f us (stored)", b, self._exposure_us)
@@ -359,8 +357,7 @@ class Engine:
         def capture_dark(i: int) -> np.ndarray:
             t0 = time.perf_counter()
             frame = self._retry("capturing a dark frame",
-                                lambda: cam.capture(s.timeout_ms, 1, key=("dark", diffuser, distance, i)),
-                                device="camera")
+                                lambda: cam.capture(s.timeout_ms, 1, key=("dark", diffuser, distance, i)))
             self.capture_s += time.perf_counter() - t0
             self.frames += 1
             return frame.image

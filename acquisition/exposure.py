@@ -45,11 +45,31 @@ class ExposureResult:
     converged: bool
 
 
-def frame_statistics(images: list[np.ndarray], percentile: float, max_value: int) -> tuple[float, float]:
-    """(largest ``percentile`` over the images, largest saturated share over the images)."""
-    stat = max(float(np.percentile(im, percentile)) for im in images)
+def percentile(im: np.ndarray, q: float) -> float:
+    """The ``q``-th percentile of a frame (numpy's linear interpolation); integer frames go through
+    a histogram (one pass, ~10× faster than sorting 800×800 pixels)."""
+    if im.dtype.kind != "u" or im.dtype.itemsize > 2:
+        return float(np.percentile(im, q))
+    cdf = np.cumsum(np.bincount(im.ravel()))
+    pos = q / 100.0 * (im.size - 1)  # fractional rank, as np.percentile's "linear" method
+    lo, frac = int(np.floor(pos)), pos - np.floor(pos)
+    v_lo = int(np.searchsorted(cdf, lo + 1))  # value of the (lo)-th smallest pixel, 0-based
+    v_hi = int(np.searchsorted(cdf, min(lo + 2, im.size)))
+    return float(v_lo + frac * (v_hi - v_lo))
+
+
+def frame_statistics(images: list[np.ndarray], q: float, max_value: int) -> tuple[float, float]:
+    """(largest ``q``-th percentile over the images, largest saturated share over the images)."""
+    stat = max(percentile(im, q) for im in images)
     sat = max(float(np.count_nonzero(im >= max_value)) / im.size for im in images)
     return stat, sat
+
+
+def saturation_level(images: list[np.ndarray], max_saturated_fraction: float) -> float:
+    """The pixel value exceeded by ``max_saturated_fraction`` of the pixels (largest over images):
+    the level that reaches the camera maximum when the limit of saturated pixels is just met."""
+    q = 100.0 * (1.0 - max_saturated_fraction)
+    return max(percentile(im, q) for im in images)
 
 
 def auto_expose(probe: Callable[[float, int], tuple[float, list[np.ndarray]]], start_us: float,
@@ -59,9 +79,11 @@ def auto_expose(probe: Callable[[float, int], tuple[float, list[np.ndarray]]], s
     ``probe(exposure_us, iteration)`` sets the camera to ``exposure_us``, captures the probe frames
     and returns (the exposure the camera applied, the frames). Keeps a bracket: ``lo`` the longest
     exposure known to meet the saturation limit, ``hi`` the shortest known to break it; each step
-    aims at the target linearly and stays inside the bracket (bisecting it geometrically when the
-    linear aim falls outside). Converged: within tolerance of the target, or the saturation limit
-    binds (the bracket is narrower than the tolerance).
+    aims at the target linearly, but no further than where the saturation limit would be met
+    (predicted linearly from the pixel distribution), and stays inside the bracket (bisecting it
+    geometrically when the aim falls outside). Converged: within tolerance of the target, or the
+    saturation limit binds (the saturation level is within tolerance of the maximum, or the
+    bracket is narrower than the tolerance).
     """
     s = settings
     target = s.target_fraction * max_value
@@ -76,7 +98,8 @@ def auto_expose(probe: Callable[[float, int], tuple[float, list[np.ndarray]]], s
         if sat <= s.max_saturated_fraction:
             if lo is None or applied >= lo.exposure_us:
                 lo = last
-            if abs(stat - target) <= s.tolerance * target or hi <= applied * (1 + s.tolerance):
+            bound = saturation_level(images, s.max_saturated_fraction) >= max_value * (1 - s.tolerance)
+            if abs(stat - target) <= s.tolerance * target or bound or hi <= applied * (1 + s.tolerance):
                 return ExposureResult(applied, sat, stat, it, True)
         else:
             hi = min(hi, applied)
@@ -88,6 +111,12 @@ def auto_expose(probe: Callable[[float, int], tuple[float, list[np.ndarray]]], s
             aim = applied * 4
         else:
             aim = applied * min(max(target / stat, 0.1), 10.0)
+            if sat <= s.max_saturated_fraction:
+                # Linear response: the exposure at which the saturation limit would just be met.
+                # A black level makes this an underestimate, so it is approached from below.
+                level = saturation_level(images, s.max_saturated_fraction)
+                if level > 0:
+                    aim = min(aim, applied * max_value / level * (1 - s.tolerance / 2))
         low = lo.exposure_us if lo is not None else 0.0
         if not low < aim < hi:
             aim = math.sqrt(max(low, applied / 16) * hi) if math.isfinite(hi) else aim

@@ -119,29 +119,6 @@ def software_overhead(pairs: int, folder: str, synchronous: bool) -> tuple[float
     return wall / pairs * 1e3, eng.writer_thread.busy_s / pairs * 1e3
 
 
-def sim_frame_ms(n: int = 20) -> float | None:
-    """The simulated rig alone: show an 800×800 face-like pattern and capture, per frame."""
-    try:
-        from hardware.rig import build_rig, load_rig
-
-        rig = build_rig(load_rig(None), operator=None)
-    except Exception:  # noqa: BLE001 - not available
-        return None
-    try:
-        rng = np.random.default_rng(0)
-        rig.camera.configure(SHAPE, 1000.0)
-        t = []
-        for i in range(n):
-            pattern = (rng.random((8, 8)) > 0.5).repeat(100, 0).repeat(100, 1).astype(np.uint8)
-            t0 = time.perf_counter()
-            rig.slm.show_gray(rig.lut.binary_to_gray(pattern))
-            rig.camera.capture(2000.0, key=("bench", i))
-            t.append(time.perf_counter() - t0)
-        return float(np.median(t[2:]) * 1e3)
-    finally:
-        rig.close()
-
-
 def _log_time(line: str) -> float:
     import datetime as dt
 
@@ -189,8 +166,8 @@ def end_to_end(folder: str) -> str:
         f"  capture phase: {capture_s:.1f} s = {n / capture_s:.1f} pairs/s, including auto exposure, "
         f"{darks} dark frames and {refs} references",
         f"  steady state (pairs between two references of a block): {steady:.1f} pairs/s (target >= 30)",
-        f"  of the capture phase the simulated devices took {dev_s:.1f} s for {frames} frames (pairs, exposure "
-        f"probes, darks, references); the engine's own share: {engine_ms:.1f} ms per frame"])
+        f"  of the capture phase the simulated devices took {dev_s:.1f} s for {frames} frames (pairs, "
+        f"exposure probes, darks, references); the engine's own share: {engine_ms:.1f} ms per frame"])
 
 
 def main() -> None:
@@ -206,10 +183,6 @@ def main() -> None:
         ms_sync, _ = software_overhead(args.pairs, d, synchronous=True)
         print(f"  same with each capture waiting for its write (not pipelined): {ms_sync:.2f} ms/pair")
         if not args.skip_sim:
-            ms_sim = sim_frame_ms()
-            if ms_sim is not None:
-                print(f"simulated rig alone (show + capture, 800x800): {ms_sim:.1f} ms/frame "
-                      f"= {1e3 / ms_sim:.1f} frames/s")
             print(f"end to end, simulated rig, quick protocol:\n  {end_to_end(d)}")
 
 

@@ -1,8 +1,9 @@
 """Compression of speckle frames in the run file: write speed, read speed and size, per filter.
 
-Frames: the simulated rig's own 800×800 frames when it is available (one face, diffuser 220,
-0/20/40 mm), else a stand-in of fully developed speckle (an FFT of a random-phase pupil, exposed so
-its 99th percentile sits at 75 % of 8-bit full scale, with Poisson and read noise). Each filter
+Frames: the simulated rig's own 800×800 frames when it is available (face-like blob objects,
+diffuser 220 at 0/20/40 mm, auto-exposed as the engine does), else a stand-in of fully developed
+speckle (an FFT of a random-phase pupil, exposed so its 99th percentile sits at 75 % of 8-bit full
+scale, with Poisson and read noise). Each filter
 writes the same frames one chunk per frame, as the engine does, and flushes after each frame.
 
 Decision rule (acquisition/dataset.py): uncompressed chunks can be preallocated, so a frame write
@@ -40,24 +41,43 @@ def standin_speckle(n: int, shape=(800, 800), grain_px: float = 4.0, seed: int =
     return frames
 
 
+def blob_pattern(rng: np.random.Generator, shape) -> np.ndarray:
+    """A face-like binary object: smooth blobs (low-pass noise thresholded), not pixel noise, which
+    would diffract outside the relay pupil and leave an almost black, very compressible frame."""
+    from scipy.ndimage import gaussian_filter
+
+    return (gaussian_filter(rng.standard_normal(shape), 40.0) > 0).astype(np.uint8)
+
+
 def sim_speckle(n: int) -> list[np.ndarray] | None:
+    """Frames as a run stores them: diffuser 220 at 0/20/40 mm, auto-exposed as the engine does."""
     try:
         from hardware.rig import build_rig, load_rig
 
         rig = build_rig(load_rig(None), operator=None)
     except Exception:  # noqa: BLE001 - the simulated rig is not available
         return None
+    from acquisition.exposure import auto_expose
+
     try:
         rng = np.random.default_rng(0)
-        rig.camera.configure((800, 800), 1000.0)
+        window = rig.slm.window_shape
         frames = []
-        for i in range(n):
-            z = (0.0, 20.0, 40.0)[i % 3]
-            rig.changer.select(rig.changer.diffusers[1])
+        rig.changer.select("220")
+        for z in (0.0, 20.0, 40.0):
             rig.stage.move_to_mm(z)
-            pattern = (rng.random(rig.slm.window_shape) > 0.5).astype(np.uint8)
-            rig.slm.show_gray(rig.lut.binary_to_gray(pattern))
-            frames.append(rig.camera.capture(2000.0, key=("pair", "220", z, i, 0)).image)
+            probe_pattern = blob_pattern(rng, window)
+
+            def probe(exposure_us, it, z=z, pattern=probe_pattern):
+                applied = rig.camera.configure(window, exposure_us)
+                rig.slm.show_gray(rig.lut.binary_to_gray(pattern))
+                return applied, [rig.camera.capture(2000.0, key=("exposure", z, it)).image]
+
+            exp = auto_expose(probe, 1000.0, rig.camera.max_value)
+            rig.camera.configure(window, exp.exposure_us)
+            for i in range(n // 3):
+                rig.slm.show_gray(rig.lut.binary_to_gray(blob_pattern(rng, window)))
+                frames.append(rig.camera.capture(2000.0, key=("pair", "220", z, i, 0)).image)
         return frames
     finally:
         rig.close()

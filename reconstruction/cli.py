@@ -36,7 +36,8 @@ def _model_args(pairs: tuple[str, ...]) -> dict:
 @click.option("--lr", default=1e-4, show_default=True, type=float, help="Initial learning rate.")
 @click.option("--weight-decay", default=1e-5, show_default=True, type=float, help="Adam L2 weight.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--resume", is_flag=True, help="Continue OUT/last.pt exactly where it stopped.")
+@click.option("--resume", is_flag=True,
+              help="Continue OUT/last.pt exactly where it stopped, with the options it started with.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--diffuser", "diffusers", multiple=True, help="Train on these diffusers only (repeatable).")
 @click.option("--max-pairs", type=int, default=None, help="Use at most this many training pairs.")

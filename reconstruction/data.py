@@ -193,7 +193,8 @@ class Cache:
         x[order] = self.inputs[pos[order]]
         y = self.labels[self.index.object_index[pos]]
         # convert in numpy: torch's threaded cast costs more than it saves on batches this small
-        return (torch.from_numpy(x.astype(np.float32))[:, None], torch.from_numpy(y.astype(np.float32))[:, None])
+        return (torch.from_numpy(x.astype(np.float32))[:, None],
+                torch.from_numpy(y.astype(np.float32))[:, None])
 
 
 def _cache_key(path: Path, image_size: int) -> str:

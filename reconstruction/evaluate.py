@@ -118,7 +118,9 @@ def evaluate_checkpoint(path: str | Path, run: str | Path, device="auto", batch_
 
 
 def _jsonable(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k not in ("examples",)}
+    from reconstruction.train import json_safe
+
+    return json_safe({k: v for k, v in result.items() if k not in ("examples",)})
 
 
 def evaluate_checkpoints(ckpts: dict, run: str | Path, out_dir: str | Path, device="auto",
@@ -137,7 +139,7 @@ def evaluate_checkpoints(ckpts: dict, run: str | Path, out_dir: str | Path, devi
     results = {name: evaluate_checkpoint(p, run, device, batch_size, fallback_dir=out)
                for name, p in ckpts.items()}
     metrics = {"run": str(run), "models": {n: _jsonable(r) for n, r in results.items()}}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False))
     report = write_report(results, run, out / "report.html")
     metrics["files"] = {"metrics": str(out / "metrics.json"), "report": str(report)}
     return metrics

@@ -246,9 +246,20 @@ def _set_rng_state(state: dict, device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def json_safe(value):
+    """NaN and infinity (e.g. no test set) become null, so the JSON files stay standard JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def _write_json(path: Path, data) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=True))
+    tmp.write_text(json.dumps(json_safe(data), indent=1, allow_nan=False))
     os.replace(tmp, path)
 
 
@@ -273,9 +284,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         state = load_checkpoint(last) if last.is_file() else None
         if state is None:
             raise UserError(f"{last}: no checkpoint to resume (train without --resume first)")
-        stored = TrainConfig(**{**state["train_config"], "run": cfg.run, "out_dir": cfg.out_dir,
-                                "device": cfg.device})
-        cfg = stored
+        try:
+            cfg = TrainConfig(**{**state["train_config"], "run": cfg.run, "out_dir": cfg.out_dir,
+                                 "device": cfg.device})
+        except TypeError as e:
+            raise UserError(f"{last}: train_config: {e}") from None
     elif last.exists():
         raise UserError(f"{last}: already exists; use --resume to continue, or choose another --out")
 
@@ -287,6 +300,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
 
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    try:  # before the cache, so a bad model option fails at once
+        model = build_model(cfg.model, cfg.image_size, **cfg.model_args)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"--model {cfg.model}: {e}") from None
+    model.to(device)
+
     # the cache: rank 0 builds it, the others wait and open it
     if dist.main:
         cache = prepare_cache(cfg.run, cfg.image_size, fallback_dir=out)
@@ -295,14 +316,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if not dist.main:
         cache = prepare_cache(cfg.run, cfg.image_size, fallback_dir=out)
     sets = select_sets(cache, cfg)
-
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    try:
-        model = build_model(cfg.model, cfg.image_size, **cfg.model_args)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"--model {cfg.model}: {e}") from None
-    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones(), gamma=0.1)
     amp_dtype, use_scaler = amp_settings(device)
@@ -329,6 +342,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
 
     sampler = DistributedSampler(range(len(sets["train"])), num_replicas=dist.world, rank=dist.rank,
                                  shuffle=True, seed=cfg.seed, drop_last=False)
+    if dist.main and state is not None:
+        log(f"resume: {last} after epoch {start_epoch} of {cfg.epochs}, with the options the run started "
+            f"with (model {cfg.model}, loss {cfg.loss}, batch {cfg.batch_size}, seed {cfg.seed})")
     if dist.main:
         log(f"train: {cfg.model} at {cfg.image_size}x{cfg.image_size} on {device} x{dist.world}; "
             f"{len(sets['train'])} train / {len(sets['test'])} test / {len(sets['validation'])} validation "

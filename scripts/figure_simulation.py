@@ -4,6 +4,10 @@ One LFW face (``skimage.data.lfw_subset()[0]``, Otsu-binarised, nearest-neighbou
 800×800 SLM window) through each diffuser of the default simulated rig at 0, 20 and 40 mm, as
 the camera delivers it (noise on) at an exposure that fills the ADC, plus the 40 mm frame area-
 averaged to 64×64 (what the demo's network sees). Run: ``.venv/bin/python scripts/figure_simulation.py``.
+
+``--ridge RUN.h5`` instead checks how much of the object a LINEAR read-out finds in a captured run
+(e.g. ``speckle-lab acquire protocols/quick.toml``): ridge regression from the 64×64-averaged frames
+at 0 and 20 mm of the training faces to the 25×25-averaged objects, scored by PCC at 40 mm.
 """
 
 from __future__ import annotations
@@ -36,10 +40,43 @@ def downsample(img: np.ndarray, n: int) -> np.ndarray:
     return img[:h, :w].reshape(n, h // n, n, w // n).mean(axis=(1, 3))
 
 
+def ridge_check(path: str, alpha: float = 1000.0) -> None:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        def text(ds):
+            return [v.decode() if isinstance(v, bytes) else str(v) for v in ds[...]]
+
+        obj, blk = f["pairs/object_index"][...], f["pairs/block"][...]
+        diff, dist = text(f["blocks/diffuser"]), f["blocks/distance_mm"][...]
+        split = text(f["objects/split"])
+        y = np.stack([downsample(p.astype(np.float32), 25).ravel() for p in f["objects/pattern"]])
+        x = np.stack([downsample(s.astype(np.float32), 64).ravel() for s in f["pairs/speckle"]])
+    x = (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)
+    print("| diffuser | faces scored at 40 mm | ridge PCC | mean-face PCC |")
+    print("|---|---|---|---|")
+    for d in dict.fromkeys(diff):
+        rows = [i for i in range(len(obj)) if diff[blk[i]] == d]
+        train = [i for i in rows if dist[blk[i]] < 30 and split[obj[i]] == "train"]
+        a, b = x[train], y[obj[train]]
+        mean = b.mean(0)
+        w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ (b - mean))
+        for which in ("train", "holdout"):
+            test = [i for i in rows if dist[blk[i]] == 40 and split[obj[i]] == which]
+            pred = x[test] @ w + mean
+            pcc = np.mean([np.corrcoef(p, y[obj[i]])[0, 1] for p, i in zip(pred, test, strict=True)])
+            base = np.mean([np.corrcoef(mean, y[obj[i]])[0, 1] for i in test])
+            print(f"| {d} | {len(test)} {which} faces | {pcc:.3f} | {base:.3f} |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default=str(ROOT / "docs" / "img" / "simulation_faces.png"))
+    ap.add_argument("--ridge", metavar="RUN.h5", help="run the linear read-out check on a captured run")
     args = ap.parse_args()
+    if args.ridge:
+        ridge_check(args.ridge)
+        return 0
 
     import matplotlib
 

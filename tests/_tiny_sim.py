@@ -32,12 +32,15 @@ backoff_s = 0.0
 """
 
 
-def tiny_files(folder: Path, count: int = 4, rig_extra: str = "") -> tuple[Path, Path]:
-    """(protocol, rig) files in ``folder``; ``rig_extra`` is appended to the rig's [sim] table."""
+def tiny_files(folder: Path, count: int = 4, faults: dict[str, float] | None = None) -> tuple[Path, Path]:
+    """(protocol, rig) files in ``folder``; ``faults`` sets rates of the rig's [sim.faults] table."""
     rig_text = (ROOT / "hardware" / "rigs" / "sim.toml").read_text().replace(
         "window_px = [800, 800]", "window_px = [64, 64]")
     assert "window_px = [64, 64]" in rig_text
+    for name, rate in (faults or {}).items():
+        assert f"\n{name} = 0.0" in rig_text, name
+        rig_text = rig_text.replace(f"\n{name} = 0.0", f"\n{name} = {rate}")
     protocol, rig = folder / "tiny.toml", folder / "tiny-rig.toml"
     protocol.write_text(TINY_PROTOCOL.format(count=count))
-    rig.write_text(rig_text + rig_extra)
+    rig.write_text(rig_text)
     return protocol, rig

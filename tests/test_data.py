@@ -121,3 +121,9 @@ def test_wrong_format_attribute_is_named(run):
         f.attrs["format"] = "other/9"
     with pytest.raises(UserError, match="attribute format"):
         data.read_index(run)
+
+
+def test_max_pairs_caps_the_training_set(run):
+    cache = data.prepare_cache(run, 16)
+    sets = select_sets(cache, TrainConfig(run=str(run), out_dir="x", image_size=16, max_pairs=5))
+    assert len(sets["train"]) == 5

@@ -180,3 +180,50 @@ def test_preflight_refuses_the_wrong_stroke_mode_before_any_frame():
         preflight_devices(rig, _run_settings())
     assert rig.camera.captures == 0 and rig.slm.shows == 0
     preflight_devices(rig, _run_settings(stroke_mode=None))  # "any"
+
+
+def test_sim_faults_are_retried_and_the_frames_are_unchanged(tmp_path):
+    from speckle_lab.cli import run
+    from tests._tiny_sim import tiny_files
+    from tests.test_resume import same_content
+
+    protocol, rig = tiny_files(tmp_path)
+    (tmp_path / "faulty").mkdir()
+    _, faulty_rig = tiny_files(tmp_path / "faulty", faults={
+        "camera_timeout": 0.1, "dropped_frame": 0.05, "stage_error": 0.3, "wheel_error": 0.3,
+        "display_error": 0.05})
+    assert run(["acquire", str(protocol), "--rig", str(rig), "--out", str(tmp_path / "a.h5"),
+                "--no-progress"]) == 0
+    assert run(["acquire", str(protocol), "--rig", str(faulty_rig), "--out", str(tmp_path / "b.h5"),
+                "--no-progress"]) == 0
+    log = (tmp_path / "b.log").read_text()
+    assert "retrying" in log and "camera" in log
+    same_content(tmp_path / "a.h5", tmp_path / "b.h5")
+
+
+def test_sim_camera_that_always_times_out_stops_the_run_naming_it(tmp_path, capsys):
+    from speckle_lab.cli import run
+    from tests._tiny_sim import tiny_files
+
+    protocol, rig = tiny_files(tmp_path, faults={"camera_timeout": 1.0})
+    assert run(["acquire", str(protocol), "--rig", str(rig), "--out", str(tmp_path / "r.h5"),
+                "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"{tmp_path / 'r.h5'}: camera:") and "--resume" in err
+    with h5py.File(tmp_path / "r.h5") as f:  # the file is laid out and valid, nothing done
+        assert not f["pairs/done"][...].any()
+
+
+def test_cli_refuses_an_unattended_run_that_needs_a_person_before_opening_devices(tmp_path, capsys):
+    from speckle_lab.cli import run
+    from tests._tiny_sim import tiny_files
+
+    protocol, _ = tiny_files(tmp_path)
+    rig = tmp_path / "manual.toml"  # real devices (none attached) with a manual stage and changer
+    rig.write_text('[slm]\nkind = "exulus"\nwindow_px = [64, 64]\n[camera]\nkind = "uc480"\n'
+                   '[stage]\nkind = "manual"\n[changer]\nkind = "manual"\n')
+    assert run(["acquire", str(protocol), "--rig", str(rig), "--out", str(tmp_path / "r.h5"),
+                "--unattended"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs a person" in err
+    assert not (tmp_path / "r.h5").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from acquisition.exposure import AutoExposureSettings, auto_expose, frame_statistics, mean_dark
+from acquisition.exposure import AutoExposureSettings, auto_expose, frame_statistics, mean_dark, percentile
 
 IRRADIANCE = np.random.default_rng(0).exponential(1.0, (32, 32))  # speckle-like counts per µs
 
@@ -68,3 +68,10 @@ def test_statistics_take_the_worst_probe():
 def test_mean_dark_averages_frames_as_float():
     dark = mean_dark([np.full((2, 2), 1, np.uint8), np.full((2, 2), 2, np.uint8)])
     assert dark.dtype == np.float32 and np.all(dark == 1.5)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("q", [0.0, 1.0, 50.0, 99.0, 99.9, 100.0])
+def test_histogram_percentile_matches_numpy(dtype, q):
+    im = np.random.default_rng(3).integers(0, 200, (37, 41)).astype(dtype)
+    assert percentile(im, q) == pytest.approx(float(np.percentile(im, q)))

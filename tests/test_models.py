@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from reconstruction.models import MODEL_NAMES, build_model, model_from_config
+from reconstruction.models.attention import MultiHeadAttention2d
 from reconstruction.models.complexity import count_macs, count_parameters
 from reconstruction.models.position import position_encoding_2d, sinusoid_1d
 
@@ -67,6 +68,22 @@ def test_unet_baseline_has_similar_parameter_count():
 def test_mac_count_on_meta_equals_real_cpu_forward():
     model = _small("spt-unet")
     assert count_macs(model) == count_macs(model, device="cpu")
+
+
+def test_attention_matches_eqs_1_and_2_written_out():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention2d(d_model=6, heads=2, head_dim=3)
+    q, kv = torch.randn(1, 6, 2, 3), torch.randn(1, 6, 2, 3)
+    tokens = lambda t: t.flatten(2).transpose(1, 2)  # noqa: E731  (B, C, H, W) -> (B, T, C)
+    lin = lambda conv, t: tokens(conv(t))  # noqa: E731  1×1 conv = W applied per token
+    heads = []
+    for i in range(2):
+        s = slice(3 * i, 3 * i + 3)
+        qi, ki, vi = lin(mha.w_q, q)[..., s], lin(mha.w_k, kv)[..., s], lin(mha.w_v, kv)[..., s]
+        heads.append(torch.softmax(qi @ ki.transpose(1, 2) / math.sqrt(3), dim=-1) @ vi)  # eq. 1
+    concat = torch.cat(heads, dim=-1)  # eq. 2: Concat(head_1, head_2) W^O
+    expected = concat @ mha.w_o.weight[:, :, 0, 0].T + mha.w_o.bias
+    torch.testing.assert_close(tokens(mha(q, kv, kv)), expected)
 
 
 def test_position_encoding_eq4_literal():

@@ -218,3 +218,21 @@ def test_cli_sigkill_at_random_moments_then_resume_is_byte_identical(tmp_path):
     assert kills >= 2
     assert _acquire(protocol, rig, part, "--resume") == 0
     same_content(tmp_path / "whole.h5", part)
+
+
+def test_resume_of_a_tampered_file_is_a_one_line_error(tmp_path):
+    from acquisition.acquire import check_output
+    from acquisition.dataset import create_run
+    from speckle_lab.errors import UserError
+
+    path = tmp_path / "r.h5"
+    create_run(path, tiny_layout(protocol_text="a\n", rig_text="r\n"))
+    with h5py.File(path, "r+") as f:
+        f["pairs/block"][0] = 99
+    with pytest.raises(UserError, match="/pairs/block points outside /blocks") as e:
+        check_output(path, True, "a\n", "r\n", "p.toml", "rig.toml")
+    assert "\n" not in str(e.value)
+    with h5py.File(path, "r+") as f:
+        del f["dark/done"]
+    with pytest.raises(UserError, match="cannot be resumed"):
+        check_output(path, True, "a\n", "r\n", "p.toml", "rig.toml")

@@ -267,3 +267,11 @@ def test_scripted_operator_can_abort():
     op = ScriptedOperator([ABORT])
     with pytest.raises(DeviceError, match="operator"):
         op.request("Move the camera to 20 mm")
+
+
+def test_the_sensor_noise_is_standard_normal():
+    from hardware.sim.sensor import standard_normal
+
+    n = standard_normal(np.random.Generator(np.random.SFC64(0)), (400, 400)).astype(np.float64)
+    assert abs(n.mean()) < 0.01 and n.std() == pytest.approx(1.0, abs=0.01)
+    assert np.mean(np.abs(n) > 2) == pytest.approx(0.0455, abs=0.003)  # the Gaussian's 2σ tails

@@ -123,3 +123,14 @@ def test_a_relay_pupil_inside_the_band_removes_the_spatial_frequencies_beyond_it
     relayed = np.abs(sfft.fft2(field / screen)) ** 2  # the field before the diffuser
     outside = plan.nu2_diffuser > optics.geo.relay_cutoff_per_um**2 * 1.0001
     assert relayed[outside].sum() < 1e-9 * relayed.sum()
+
+
+def test_pruned_ffts_give_the_same_field_as_the_full_grid():
+    slm, cam, stage, changer = small_rig(window=128)
+    optics = cam._bench.optics
+    field = optics.slm_field(blocks(128, 5) * np.uint8(128))
+    for z in (0.0, 40.0):
+        plan = optics.plan((128, 128), z)
+        full = optics.camera_field(optics.diffuser_field(field, "600", plan), z, plan)[plan.roi]
+        fast = optics.camera_field_roi(field, "600", z, (128, 128))
+        assert np.abs(fast - full).max() < 1e-5 * np.abs(full).max()

@@ -73,6 +73,7 @@ def test_cli_train_runs_and_rejects_bad_options(run, tmp_path):
     assert cli_run(args + [str(tmp_path / "bad"), "--loss", "mse"]) == 2
     assert cli_run(args + [str(tmp_path / "bad"), "--diffuser", "999"]) == 2
     assert cli_run(args + [str(tmp_path / "bad"), "--model-arg", "nope"]) == 2
+    assert cli_run(args + [str(tmp_path / "bad"), "--model", "resnet"]) == 2
 
 
 def test_cli_import_does_not_import_torch():
@@ -82,3 +83,9 @@ def test_cli_import_does_not_import_torch():
     code = "import sys, reconstruction.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_without_a_test_set_history_json_holds_null(run, tmp_path):
+    train_tiny(run, tmp_path / "out", test_fraction=0.0)
+    hist = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert hist["test_ssim"] == [None] and hist["train_ssim"][0] is not None

@@ -15,16 +15,17 @@ Sampling. One grid, sampled at 3.33 µm in the diffuser plane and hence 3.6 µm 
 at the camera: the magnification of step 4 is what reaches the camera's grid, so no
 interpolation is needed. The grid is zero-padded around the window so that light spreading at the
 iris angle over the camera distance never wraps into the camera window (``Geometry.grid_shape``):
-it grows with the distance (864² at 0 mm, 900² at 20–40 mm for the 800×800 default).
+it grows with the distance (825² at 0 mm, 840² at 20 mm, 864² at 40 mm for the 800×800 default).
 
-FFTs per frame: lens-plus-propagation (FFT, iris × H_z, inverse FFT): the lens's Fourier transform
-into the iris plane and the angular-spectrum step share one spectrum, so they fold into ONE
-multiplication between one forward and one inverse FFT. The relay needs its own pair (FFT, pupil,
-inverse FFT) only when its pupil cuts inside the sampled band. By default it does not: sampling
-the SLM once per pixel already limits the band to the SLM's Nyquist square (±62.5 cycles/mm), and
-the Ø25.4 mm pupil (66.9 cycles/mm) only clips that square's corners, which changes a frame by
-< 0.2 % of its peak (under one 8-bit step); ``relay_pupil_corners = true`` applies it anyway
-(4 FFTs per frame).
+FFTs per frame: lens-plus-propagation (FFT, iris × H_z, inverse FFT): the lens's Fourier
+transform into the iris plane and the angular-spectrum step share one spectrum, so they fold
+into ONE multiplication between one forward and one inverse FFT. Both are pruned to the spectrum
+rows and columns the iris passes (``OpticalModel.camera_field_roi``), which halves their cost.
+The relay needs its own pair (FFT, pupil, inverse FFT) only when its pupil cuts inside the
+sampled band. By default it does not: sampling the SLM once per pixel already limits the band
+to the SLM's Nyquist square (±62.5 cycles/mm), and the Ø25.4 mm pupil (66.9 cycles/mm) only
+clips that square's corners, which changes a frame by < 0.2 % of its peak (under one 8-bit
+step); ``relay_pupil_corners = true`` applies it anyway (4 full FFTs per frame).
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ class Geometry:
 
     def spread_px(self, distance_mm: float) -> float:
         """How far light at the iris angle moves sideways over ``distance_mm``, in pixels."""
-        return distance_mm * 1000.0 * math.tan(math.asin(min(self.na_camera, 0.99))) / self.camera_px_um
+        angle = math.asin(min(self.na_camera, 0.99))
+        return abs(distance_mm) * 1000.0 * math.tan(angle) / self.camera_px_um
 
     def grid_shape(self, roi: Px2, distance_mm: float) -> Px2:
         """The FFT grid for a ROI and camera distance.
@@ -121,6 +123,25 @@ class _GridPlan:
         self.relay_mask = relay.astype(np.float32) if wanted else None
 
 
+class _Pruned:
+    """The rows and columns of the spectrum the iris touches, and the transfer function on them.
+
+    The window sits at offset (r0, c0) on the grid but the pruned FFT transforms it from (0, 0):
+    the shift theorem puts the offset back as the phase ramp exp(−2πi(k·r0/N0 + l·c0/N1)).
+    """
+
+    def __init__(self, plan: _GridPlan, transfer: np.ndarray):
+        nonzero = transfer != 0
+        self.rows = np.flatnonzero(nonzero.any(axis=1))
+        self.cols = np.flatnonzero(nonzero.any(axis=0))
+        n0, n1 = plan.shape
+        r0, c0 = plan.window[0].start, plan.window[1].start
+        ramp_r = np.exp(-2j * np.pi * self.rows * r0 / n0)[:, None]
+        ramp_c = np.exp(-2j * np.pi * self.cols * c0 / n1)[None, :]
+        block = transfer[np.ix_(self.rows, self.cols)]
+        self.transfer = (block * ramp_r * ramp_c).astype(np.complex64)
+
+
 class OpticalModel:
     """The noiseless chain: SLM field → camera irradiance, with per-(diffuser, distance) caches.
 
@@ -135,6 +156,7 @@ class OpticalModel:
         self._screens: dict[tuple[str, bool], np.ndarray] = {}
         self._screen_fields: dict[str, np.ndarray] = {}
         self._transfer: dict[tuple[Px2, float], np.ndarray] = {}
+        self._pruned: dict[tuple, _Pruned] = {}
         self.window_in_screen = tuple(slice(SCREEN_MARGIN, SCREEN_MARGIN + w) for w in geo.window)
 
     # -- caches -------------------------------------------------------------------------------------
@@ -209,17 +231,52 @@ class OpticalModel:
         spec *= self.transfer(plan, distance_mm)
         return sfft.ifft2(spec, workers=WORKERS, overwrite_x=True)
 
+    def pruned(self, plan: _GridPlan, distance_mm: float) -> _Pruned:
+        key = (plan.shape, tuple((r.start, r.stop) for r in plan.roi), round(float(distance_mm), 9))
+        if key not in self._pruned:
+            self._pruned[key] = _Pruned(plan, self.transfer(plan, distance_mm))
+        return self._pruned[key]
+
+    def camera_field_roi(self, slm_field: np.ndarray, diffuser: str, distance_mm: float, roi: Px2,
+                         drift_rad: float = 0.0) -> np.ndarray:
+        """Steps 1–4 for the ROI only (complex64), the fast way when no relay FFTs are needed.
+
+        The iris passes a small disc of the spectrum (about 30×30 of 864×864 samples by default),
+        so both FFTs are pruned to the rows and columns it touches: the forward FFT along the
+        columns keeps only the iris rows, then transforms those rows; the inverse FFT does the
+        reverse and evaluates only the ROI. Equal to ``camera_field`` (test_sim_physics) at about
+        the cost of one full 2-D FFT instead of two.
+        """
+        plan = self.plan(roi, distance_mm)
+        if plan.relay_mask is not None:
+            behind = self.diffuser_field(slm_field, diffuser, plan, drift_rad)
+            return self.camera_field(behind, distance_mm, plan)[plan.roi]
+        pr = self.pruned(plan, distance_mm)
+        screen = self.screen_field(diffuser, drift_rad)
+        g = slm_field * screen[self.window_in_screen]  # the field behind the diffuser, window only
+        n0, n1 = plan.shape
+        a = sfft.fft(g, n=n0, axis=0, workers=WORKERS, overwrite_x=True)[pr.rows]
+        b = sfft.fft(a, n=n1, axis=1, workers=WORKERS, overwrite_x=True)[:, pr.cols]
+        b *= pr.transfer  # iris × H_z, with the window's offset on the grid as a phase ramp
+        x = np.zeros((len(pr.rows), n1), np.complex64)
+        x[:, pr.cols] = b
+        y = sfft.ifft(x, axis=1, workers=WORKERS, overwrite_x=True)[:, plan.roi[1]]
+        z = np.zeros((n0, y.shape[1]), np.complex64)
+        z[pr.rows] = y
+        return sfft.ifft(z, axis=0, workers=WORKERS, overwrite_x=True)[plan.roi[0]]
+
     def irradiance(self, slm_field: np.ndarray, diffuser: str, distance_mm: float, roi: Px2 | None,
                    drift_rad: float = 0.0, grid_roi: Px2 | None = None) -> np.ndarray:
         """The noiseless camera irradiance over ``roi`` (float32), or over the whole grid if None.
 
         ``grid_roi`` picks the grid when ``roi`` is None (default: the window).
         """
-        plan = self.plan(roi if roi is not None else (grid_roi or self.geo.window), distance_mm)
-        field = self.camera_field(self.diffuser_field(slm_field, diffuser, plan, drift_rad),
-                                  distance_mm, plan)
         if roi is not None:
-            field = field[plan.roi]
+            field = self.camera_field_roi(slm_field, diffuser, distance_mm, roi, drift_rad)
+        else:
+            plan = self.plan(grid_roi or self.geo.window, distance_mm)
+            field = self.camera_field(self.diffuser_field(slm_field, diffuser, plan, drift_rad),
+                                      distance_mm, plan)
         return (field.real * field.real + field.imag * field.imag).astype(np.float32, copy=False)
 
     def light_share(self, diffuser: str, distance_mm: float, roi: Px2,

@@ -7,7 +7,10 @@ ADC's top code, so saturation happens at the full well; the 8-bit output keeps t
 (uc480 8-bit modes). Shot noise is drawn exactly (Poisson) where the mean is below
 ``POISSON_EXACT_BELOW`` electrons and as a Gaussian of the same mean and variance above it (the
 normal approximation's error there is far below one ADC count; a full Poisson draw of an 800×800
-frame costs about 30 ms, the Gaussian about 5).
+frame costs about 30 ms). The Gaussian draws come by inverse CDF from 16-bit uniform integers
+through a 65536-entry quantile table: exact to 1e-5 in variance, tails cut at ±4.3σ (about 10
+pixels of an 800×800 frame would fall beyond), and 1.4 ms per frame instead of 5 for numpy's
+float32 ziggurat.
 
 Colour: ``mono8`` is modelled as a monochrome sensor (the driver's grey conversion of a colour
 sensor lit only by 633 nm light; its response is folded into ``flux_e_per_us``). ``raw8`` gives the
@@ -17,11 +20,18 @@ RGGB mosaic with the filters' transmittance at 633 nm.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import ndtri
 
 from hardware.sim.config import SensorSpec
 
 POISSON_EXACT_BELOW = 30.0  # electrons
 COLOR_MODES = ("mono8", "raw8")
+_NORMAL_QUANTILES = ndtri((np.arange(65536) + 0.5) / 65536).astype(np.float32)
+
+
+def standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal float32 samples by inverse CDF of 16-bit uniforms (see the module doc)."""
+    return np.take(_NORMAL_QUANTILES, rng.integers(0, 65536, shape, dtype=np.uint16))
 
 
 class Sensor:
@@ -68,7 +78,7 @@ class Sensor:
         if rng is None or not self.noise:
             electrons = lam.copy()
         else:
-            n = rng.standard_normal(lam.shape, dtype=np.float32)
+            n = standard_normal(rng, lam.shape)
             electrons = lam + np.float32(spec.read_noise_e**2)
             np.sqrt(electrons, out=electrons)
             electrons *= n

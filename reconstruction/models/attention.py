@@ -32,7 +32,9 @@ class MultiHeadAttention2d(nn.Module):
 
     def _split(self, t: torch.Tensor) -> torch.Tensor:
         b, _, h, w = t.shape
-        return t.reshape(b, self.heads, self.head_dim, h * w).transpose(2, 3)  # (B, heads, tokens, head_dim)
+        # (B, heads, tokens, head_dim), contiguous: the fused SDPA kernels (CPU flash too) need a unit last
+        # stride, else SDPA falls back to the math path that materialises the tokens × tokens matrix.
+        return t.reshape(b, self.heads, self.head_dim, h * w).transpose(2, 3).contiguous()
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         b, _, h, w = q.shape

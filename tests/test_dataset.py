@@ -181,7 +181,7 @@ def test_sigkill_during_creation_leaves_no_half_made_run(tmp_path):
     create_run(tmp_path / "timing.h5", layout)
     t_create = time.perf_counter() - t0
     half_made = 0
-    for k in range(4):
+    for k in range(6):
         path = tmp_path / f"run{k}.h5"
         pid = os.fork()
         if pid == 0:
@@ -189,14 +189,13 @@ def test_sigkill_during_creation_leaves_no_half_made_run(tmp_path):
                 create_run(path, layout)
             finally:
                 os._exit(0)
-        time.sleep(t_create * (0.3 + 0.1 * k))
+        time.sleep(t_create * (0.05 + 0.1 * k))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         if path.exists():
             open_run(path).close()  # finished before the kill: complete and valid
-        else:
+        elif path.with_name(path.name + ".creating").exists():  # killed mid-creation: no run file
             half_made += 1
-            assert path.with_name(path.name + ".creating").exists()
             create_run(path, layout)  # a new run starts cleanly over the leftover
             open_run(path).close()
     assert half_made >= 1

@@ -39,7 +39,10 @@ ALSO_COMPARED = ("blocks/exposure_us", "blocks/done", "dark/frame", "dark/done",
 KILL_PROTOCOL = {
     "name": "kill test",
     "faces": {"source": "embedded", "count": 60, "holdout": 2, "target_px": [32, 32]},
-    "camera": {"roi_px": [256, 256], "exposure_us": "auto"},  # ~2.5 s of acquisition on a 2-core machine
+    # settle_ms: a real wait after each SLM flip (as on the real rig), so that the run lasts ~3 s and
+    # outlives the engine's 1 s sync interval; the simulated SLM settles at once, so frames are unchanged
+    "slm": {"settle_ms": 15},
+    "camera": {"roi_px": [128, 128], "exposure_us": "auto"},
     "blocks": [{"diffuser": "120", "distances_mm": [0, 20], "role": "train"},
                {"diffuser": "1500", "distances_mm": [40], "role": "validation"}],
     "dark": {"frames": 2},
@@ -240,22 +243,29 @@ def run_starts(log: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def kill_case(tmp_path_factory):
-    """The protocol and rig files, and an uninterrupted run of them."""
+def kill_case(tmp_path_factory, launcher):
+    """The protocol and rig files, an uninterrupted run of them, and how long its run took (from
+    the log's first line to the process's exit: the window in which the kills land)."""
     d = tmp_path_factory.mktemp("kill")
     protocol = write_toml(d / "kill.toml", KILL_PROTOCOL)
     rig = write_toml(d / "rig.toml", TINY_SIM_RIG)
     whole = d / "whole.h5"
+    child = launcher.start(acquire_argv(protocol, rig, whole))
+    while run_starts(whole.with_suffix(".log")) == 0 and child.poll() is None:
+        time.sleep(0.002)
     t0 = time.monotonic()
-    assert run(acquire_argv(protocol, rig, whole)) == 0
+    while child.poll() is None:
+        time.sleep(0.002)
+    assert child.wait() == 0, child.errors()
     return protocol, rig, whole, time.monotonic() - t0
 
 
 def kill_at_random_until_done(launcher: Launcher, case: tuple, part: Path, rng: random.Random,
-                              sync_kill: bool, trace: list) -> tuple[int, bool]:
+                              sync_kill: bool, trace: list, already: int = 0) -> tuple[int, bool]:
     """Resumes ``part`` again and again, SIGKILLing each process at a random moment after its run
-    starts (one kill lands as the first done flags are written instead, if ``sync_kill``); returns
-    (random kills, sync killed). ``trace`` gets (what, delay s, exit code, pairs done) per attempt.
+    starts (one kill lands as the first done flags are written instead, if ``sync_kill``), until
+    ``already`` + its random kills reach 5; then lets it finish. Returns (random kills, sync killed).
+    ``trace`` gets (what, delay s, exit code, pairs done) per attempt.
 
     After every kill the file must open with plain h5py, its done rows must hold the uninterrupted
     run's frames, and no done flag may go back to False.
@@ -266,6 +276,8 @@ def kill_at_random_until_done(launcher: Launcher, case: tuple, part: Path, rng: 
     done_counts = [_done(part)]
     random_kills, synced = 0, False
     for _ in range(20):
+        if random_kills + already >= 5 and not (sync_kill and not synced):
+            break  # enough kills: the rest of the run goes uninterrupted
         in_sync = sync_kill and not synced
         starts = run_starts(log)
         child = launcher.start(acquire_argv(protocol, rig, part, resume=part.exists()),
@@ -275,8 +287,8 @@ def kill_at_random_until_done(launcher: Launcher, case: tuple, part: Path, rng: 
             deadline = time.monotonic() + 60
             while run_starts(log) == starts and child.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.002)  # until this process has begun its run
-            # a moment within the time the rest of the run takes (and a little after)
-            delay = rng.uniform(0.0, run_s * (1.0 - done_counts[-1] / n_pairs) + 0.2)
+            # a moment within the time the rest of the run takes
+            delay = rng.uniform(0.0, run_s * (1.0 - done_counts[-1] / n_pairs) + 0.01)
             time.sleep(delay)
             if child.poll() is None:
                 child.kill()
@@ -289,7 +301,12 @@ def kill_at_random_until_done(launcher: Launcher, case: tuple, part: Path, rng: 
         random_kills += not in_sync
         done_counts.append(assert_done_rows_hold_the_reference_frames(whole, part))
         assert done_counts[-1] >= done_counts[-2], "a done flag went back to False"
-    raise AssertionError(f"the run did not finish after 20 attempts ({trace})")
+    else:
+        raise AssertionError(f"the run did not finish after 20 attempts ({trace})")
+    child = launcher.start(acquire_argv(protocol, rig, part, resume=True))
+    assert child.wait() == 0, child.errors()
+    trace.append(("none", 0.0, 0, _done(part)))
+    return random_kills, synced
 
 
 def kill_during_creation(launcher: Launcher, case: tuple, part: Path) -> None:
@@ -318,7 +335,8 @@ def test_sigkill_during_creation_random_moments_and_syncs_then_resume_equals_an_
     while kills < 5:  # a fast machine finished before 5 random kills landed: another run, same checks
         n += 1
         assert n <= 4, f"only {kills} random kills landed in {n} runs: {trace}"
-        more, _ = kill_at_random_until_done(launcher, kill_case, tmp_path / f"more{n}.h5", rng, False, trace)
+        more, _ = kill_at_random_until_done(launcher, kill_case, tmp_path / f"more{n}.h5", rng, False, trace,
+                                            already=kills)
         assert_same_run(kill_case[2], tmp_path / f"more{n}.h5")
         kills += more
     print("attempts (what, delay s, exit code, pairs done):", trace)

@@ -183,3 +183,11 @@ def test_input_of_wrong_size_is_rejected():
 def test_unknown_hyper_parameter_is_rejected():
     with pytest.raises(ValueError, match="heeds"):
         build_model("spt-unet", 64, heeds=(1, 1, 1))
+
+
+@pytest.mark.parametrize(("key", "value"), [("heads", 3), ("heads", [1, 2]), ("head_dim", [4, 8, 2.5]),
+                                            ("ffn_ratio", [4, 4, "x"]), ("base_channels", 0)])
+def test_bad_hyper_parameter_value_names_the_key(key, value):
+    with pytest.raises(ValueError, match=key) as info:
+        build_model("spt-unet", 32, **{key: value})
+    assert "\n" not in str(info.value)

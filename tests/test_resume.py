@@ -81,7 +81,9 @@ def test_resume_of_a_complete_run_captures_nothing(tmp_path):
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path):
     layout = tiny_layout(n_objects=30, frame_shape=(48, 48), pattern_shape=(8, 8))
     settings = EngineSettings(**{**SETTINGS.__dict__, "roi_px": (48, 48)})
+    t0 = time.perf_counter()
     run_engine(tmp_path / "whole.h5", fake_rig(), settings, layout)
+    whole_s = time.perf_counter() - t0
     part = tmp_path / "part.h5"
     rng = random.Random(8)
     kills = 0
@@ -92,7 +94,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
                 os._exit(run_engine(part, fake_rig(), settings, layout).exit_code)
             finally:
                 os._exit(3)
-        time.sleep(rng.random() * 0.1)
+        time.sleep(whole_s * rng.uniform(0.02, 0.25))
         finished, status = os.waitpid(pid, os.WNOHANG)
         if not finished:
             os.kill(pid, signal.SIGKILL)
@@ -100,7 +102,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
             kills += 1
         elif os.waitstatus_to_exitcode(status) == 0:
             break
-    assert kills >= 5
+    assert kills >= 4
     final = run_engine(part, fake_rig(), settings, layout)  # whatever is left, if anything
     assert final.exit_code == 0, final.message
     same_content(tmp_path / "whole.h5", part)
@@ -179,7 +181,7 @@ def _fork_acquire(protocol, rig, out, *extra) -> int:
 
 
 def test_cli_sigint_finishes_the_pair_exits_130_and_resume_is_byte_identical(tmp_path):
-    protocol, rig = tiny_files(tmp_path, count=12)
+    protocol, rig = tiny_files(tmp_path, count=30)
     assert _acquire(protocol, rig, tmp_path / "whole.h5") == 0
     part = tmp_path / "part.h5"
     pid = _fork_acquire(protocol, rig, part)
@@ -190,7 +192,7 @@ def test_cli_sigint_finishes_the_pair_exits_130_and_resume_is_byte_identical(tmp
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 130
     with h5py.File(part) as f:
-        assert 0 < f["pairs/done"][...].sum() < 36
+        assert 0 < f["pairs/done"][...].sum() < 90
     assert _acquire(protocol, rig, part, "--resume") == 0
     same_content(tmp_path / "whole.h5", part)
 

@@ -5,12 +5,12 @@ electrons = Poisson(irradiance × flux × exposure × Bayer transmittance + dark
 ADC counts = round(electrons / gain + black level), 10-bit, where the gain maps the full well to the
 ADC's top code, so saturation happens at the full well; the 8-bit output keeps the top 8 bits
 (uc480 8-bit modes). Shot noise is drawn exactly (Poisson) where the mean is below
-``POISSON_EXACT_BELOW`` electrons and as a Gaussian of the same mean and variance above it (the
-normal approximation's error there is far below one ADC count; a full Poisson draw of an 800×800
-frame costs about 30 ms). The Gaussian draws come by inverse CDF from 16-bit uniform integers
-through a 65536-entry quantile table: exact to 1e-5 in variance, tails cut at ±4.3σ (about 10
-pixels of an 800×800 frame would fall beyond), and 1.4 ms per frame instead of 5 for numpy's
-float32 ziggurat.
+``POISSON_EXACT_BELOW`` electrons and as a Gaussian of the same mean and variance above it: the
+normal approximation's error there is far below one 8-bit output step of ≈ 23.5 e⁻, and a full
+Poisson draw of an 800×800 frame costs about 30 ms. The Gaussian draws come by inverse CDF from
+16-bit uniform integers through a 65536-entry quantile table: exact to 1e-5 in variance, tails
+cut at ±4.3σ (about 10 pixels of an 800×800 frame would fall beyond), and 1.4 ms per frame
+instead of 5 for numpy's float32 ziggurat.
 
 Colour: ``mono8`` is modelled as a monochrome sensor (the driver's grey conversion of a colour
 sensor lit only by 633 nm light; its response is folded into ``flux_e_per_us``). ``raw8`` gives the
@@ -24,7 +24,7 @@ from scipy.special import ndtri
 
 from hardware.sim.config import SensorSpec
 
-POISSON_EXACT_BELOW = 30.0  # electrons
+POISSON_EXACT_BELOW = 10.0  # electrons; one 8-bit output step is full_well/255 ≈ 23.5 e⁻
 COLOR_MODES = ("mono8", "raw8")
 _NORMAL_QUANTILES = ndtri((np.arange(65536) + 0.5) / 65536).astype(np.float32)
 
@@ -83,10 +83,11 @@ class Sensor:
             np.sqrt(electrons, out=electrons)
             electrons *= n
             electrons += lam
-            low = lam < POISSON_EXACT_BELOW
-            if low.any():
-                shot = rng.poisson(lam[low]).astype(np.float32)
-                electrons[low] = shot + np.float32(spec.read_noise_e) * n[low]
+            low = np.flatnonzero(lam < POISSON_EXACT_BELOW)
+            if low.size:
+                flat_n = n.ravel()
+                shot = rng.poisson(lam.ravel()[low]).astype(np.float32)
+                electrons.ravel()[low] = shot + np.float32(spec.read_noise_e) * flat_n[low]
         # The gain maps the full well to the top ADC code, so one clip does both the full-well and
         # the ADC saturation. The 8-bit output is floor(round(adu) / 2^(bits−8)), computed as
         # floor((adu + 0.5) / 2^(bits−8)) (equal but for exact .5 ties).

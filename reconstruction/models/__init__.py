@@ -6,25 +6,32 @@
 
 from __future__ import annotations
 
+import operator
+
 from torch import nn
 
 MODEL_NAMES = ("spt-unet", "spt-unet-b", "unet")
 SIZE_MULTIPLE = 8  # three 2× down-samplings in every model
 
 
-def _check(name: str, image_size: int) -> None:
+def _check(name: str, image_size) -> int:
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16 or image_size % 8:
+    try:
+        size = operator.index(image_size)  # ints and numpy integers, not floats or strings
+    except TypeError:
+        size = None
+    if size is None or isinstance(image_size, bool) or size < 16 or size % SIZE_MULTIPLE:
         raise ValueError(
             f"image_size must be an integer >= 16 divisible by {SIZE_MULTIPLE} (got {image_size!r})"
         )
+    return size
 
 
 def build_model(name: str, image_size: int, **overrides) -> nn.Module:
     """Build model ``name`` for (B, 1, image_size, image_size) inputs; ``overrides`` set hyper-parameters
     (as stored in ``model.config``)."""
-    _check(name, image_size)
+    image_size = _check(name, image_size)
     if name == "unet":
         from reconstruction.models.unet import UNet
 

@@ -41,15 +41,28 @@ VARIANTS: dict[str, dict] = {
 LEVELS = 3
 
 
+def _positive(key: str, values, count: int, kind: type) -> tuple:
+    """``values`` as ``count`` positive numbers of ``kind``, else a one-line ValueError naming ``key``."""
+    try:
+        items = list(values)
+        out = tuple(kind(v) for v in items)
+        ok = (len(out) == count and all(isinstance(v, int | float) and not isinstance(v, bool) for v in items)
+              and all(v > 0 and v == w for v, w in zip(out, items, strict=True)))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{key} must be {count} positive {kind.__name__} value(s) (got {values!r})")
+    return out
+
+
 class SpTUNet(ReconstructionModel):
     def __init__(self, name: str, image_size: int, base_channels: int, heads, head_dim, ffn_ratio,
                  bottleneck: bool, pos_mode: str, puff_widths=(2, 4, 4, 2), label_query: bool = False):
         super().__init__()
-        heads, ffn_ratio = tuple(int(h) for h in heads), tuple(float(r) for r in ffn_ratio)
-        head_dim = tuple(int(d) for d in head_dim)
-        if not len(heads) == len(head_dim) == len(ffn_ratio) == LEVELS:
-            raise ValueError(f"heads, head_dim and ffn_ratio need {LEVELS} entries each "
-                             f"(got {heads}, {head_dim}, {ffn_ratio})")
+        heads, head_dim = _positive("heads", heads, LEVELS, int), _positive("head_dim", head_dim, LEVELS, int)
+        ffn_ratio = _positive("ffn_ratio", ffn_ratio, LEVELS, float)
+        puff_widths = _positive("puff_widths", puff_widths, 4, float)
+        (base_channels,) = _positive("base_channels", [base_channels], 1, int)
         if pos_mode not in POSITION_MODES:
             raise ValueError(f"pos_mode must be one of {POSITION_MODES} (got {pos_mode!r})")
         self.config = {"name": name, "image_size": image_size, "base_channels": base_channels,

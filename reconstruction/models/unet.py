@@ -24,6 +24,9 @@ def double_conv(c_in: int, c_out: int) -> nn.Sequential:
 class UNet(ReconstructionModel):
     def __init__(self, image_size: int, base_channels: int = 60, depth: int = 3):
         super().__init__()
+        if image_size % 2**depth:
+            multiple = 2**depth
+            raise ValueError(f"unet depth {depth}: image_size must divide by {multiple} (got {image_size})")
         self.config = {"name": "unet", "image_size": image_size, "base_channels": base_channels,
                        "depth": depth}
         chans = [base_channels * 2**i for i in range(depth + 1)]

@@ -1,0 +1,141 @@
+"""A full disk (issue 8): the error is one clear line, the file stays valid, and ``--resume``
+completes the run once space is freed — with the same bytes as a run that never stopped.
+
+Three ways the disk fails:
+
+- a real small filesystem (a 8 MiB tmpfs, most of it taken by a ballast file that is deleted to
+  free space); needs root (mount), as CI has — skipped otherwise;
+- a frame write refused with ENOSPC at the h5py boundary (``Dataset.__setitem__``);
+- ``fsync`` failing with ENOSPC (what NFS and delayed-allocation filesystems report late).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import h5py
+import pytest
+
+from speckle_lab.cli import run
+from tests.test_kill_resume import (
+    TINY_SIM_RIG,
+    acquire_argv,
+    assert_done_rows_hold_the_reference_frames,
+    assert_same_run,
+    write_toml,
+)
+
+DISK_PROTOCOL = {  # 120 frames of 128×128 uint8 (16 KiB each): ~2 MiB of frames
+    "name": "disk test",
+    "faces": {"source": "embedded", "count": 40, "holdout": 2, "target_px": [32, 32]},
+    "camera": {"roi_px": [128, 128], "exposure_us": "auto"},
+    "blocks": [{"diffuser": "120", "distances_mm": [0, 20], "role": "train"},
+               {"diffuser": "1500", "distances_mm": [40], "role": "validation"}],
+    "dark": {"frames": 2},
+    "stability": {"reference_every": 10, "on_drift": "log"},
+}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    d = tmp_path_factory.mktemp("disk")
+    protocol = write_toml(d / "disk.toml", DISK_PROTOCOL)
+    rig = write_toml(d / "rig.toml", TINY_SIM_RIG)
+    whole = d / "whole.h5"
+    assert run(acquire_argv(protocol, rig, whole)) == 0
+    return protocol, rig, whole
+
+
+def stopped_for_lack_of_space(code: int, err: str, out: Path, whole: Path) -> int:
+    """The checks after a write failure: exit 1, one line naming the file and the way on, no
+    traceback, and a file that plain h5py opens with every done row holding the right frame."""
+    lines = err.strip().splitlines()
+    assert code == 1, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].count(str(out)) == 1 and "--resume" in lines[0], lines[0]
+    assert re.search(r"no space left|disk is full|ENOSPC", lines[0], re.IGNORECASE), lines[0]
+    done = assert_done_rows_hold_the_reference_frames(whole, out)
+    with h5py.File(out, "r") as f:
+        assert done < len(f["pairs/done"])
+    return done
+
+
+def test_a_frame_write_refused_with_enospc_stops_cleanly_and_resume_completes(
+        uninterrupted, tmp_path, capsys, monkeypatch):
+    protocol, rig, whole = uninterrupted
+    out = tmp_path / "run.h5"
+    original, writes = h5py.Dataset.__setitem__, [0]
+
+    def setitem(ds, key, value):
+        if ds.name == "/pairs/speckle":
+            writes[0] += 1
+            if writes[0] > 50:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original(ds, key, value)
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", setitem)
+    capsys.readouterr()
+    code = run(acquire_argv(protocol, rig, out))
+    monkeypatch.undo()  # space freed
+    stopped_for_lack_of_space(code, capsys.readouterr().err, out, whole)
+    assert run(acquire_argv(protocol, rig, out, resume=True)) == 0
+    assert_same_run(whole, out)
+
+
+def test_fsync_failing_with_enospc_stops_cleanly_and_resume_completes(
+        uninterrupted, tmp_path, capsys, monkeypatch):
+    protocol, rig, whole = uninterrupted
+    out = tmp_path / "run.h5"
+    original, calls = os.fsync, [0]
+
+    def fsync(fd):
+        calls[0] += 1
+        if calls[0] > 8:  # past the file's creation and the first block's records
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    capsys.readouterr()
+    code = run(acquire_argv(protocol, rig, out))
+    monkeypatch.undo()
+    stopped_for_lack_of_space(code, capsys.readouterr().err, out, whole)
+    assert run(acquire_argv(protocol, rig, out, resume=True)) == 0
+    assert_same_run(whole, out)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """An 8 MiB tmpfs at tmp_path/mnt with 6.75 MiB taken by tmp_path/mnt/ballast."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        (mnt / "ballast").write_bytes(b"\0" * (6 * 2**20 + 3 * 2**18))
+        yield mnt
+    finally:
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_really_full_filesystem_stops_cleanly_and_resume_completes_once_space_is_freed(
+        uninterrupted, small_filesystem, capsys):
+    protocol, rig, whole = uninterrupted
+    out = small_filesystem / "run.h5"
+    capsys.readouterr()
+    code = run(acquire_argv(protocol, rig, out))
+    err = capsys.readouterr().err
+    done = stopped_for_lack_of_space(code, err, out, whole)
+    (small_filesystem / "ballast").unlink()  # space freed
+    assert run(acquire_argv(protocol, rig, out, resume=True)) == 0
+    assert_same_run(whole, out)
+    print(f"full disk: stopped with {done} pairs done; resumed to the end")

@@ -296,6 +296,7 @@ class RunWriter:
         f = self._f
         self._speckle = f["pairs/speckle"]
         self.n_pairs = self._speckle.shape[0]
+        self.done_count = int(np.count_nonzero(f["pairs/done"][...]))  # pairs marked done on disk
 
     # -- state -----------------------------------------------------------
     @property
@@ -335,8 +336,10 @@ class RunWriter:
         self._last_sync = time.monotonic()
         if pending:
             done = f["pairs/done"]
+            was = done[...]
             for a, b in _runs([p[0] for p in pending]):
                 done[a:b] = True
+            self.done_count += len({p[0] for p in pending if not was[p[0]]})
             self._pending.clear()
             f.flush()
 

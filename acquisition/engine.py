@@ -241,16 +241,13 @@ class Engine:
                 w.close()
             except StopRun as e:
                 code, message, device = EXIT_STOPPED, str(e), e.device
-        done = self.writer_done_count()
+        done = self.writer.done_count
         if code == EXIT_OK:
             message = f"complete: {done}/{total} pairs"
         log.info("run ended (exit %d): %s", code, message)
         log.info("timing: %.1f s running, %d frames, devices (show, settle, capture) %.1f s, "
                  "writer thread %.1f s", time.perf_counter() - t_run, self.frames, self.capture_s, w.busy_s)
         return RunOutcome(code, message, done, total, device)
-
-    def writer_done_count(self) -> int:
-        return int(self._pairs_written)
 
     # -- device operations with retries -------------------------------------------------------
     def _retry(self, what: str, fn: Callable[[], object]):

@@ -57,12 +57,17 @@ def stopped_for_lack_of_space(code: int, err: str, out: Path, whole: Path) -> in
     lines = err.strip().splitlines()
     assert code == 1, err
     assert len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].count(str(out)) == 1 and "--resume" in lines[0], lines[0]
-    assert re.search(r"no space left|disk is full|ENOSPC", lines[0], re.IGNORECASE), lines[0]
+    assert str(out) in lines[0] and "--resume" in lines[0], lines[0]
     done = assert_done_rows_hold_the_reference_frames(whole, out)
     with h5py.File(out, "r") as f:
         assert done < len(f["pairs/done"])
     return done
+
+
+def assert_says_the_disk_is_full(line: str, out: Path) -> None:
+    """A clear line: it says the disk is full (not only an HDF5 error code) and names the file once."""
+    assert re.search(r"no space left|disk is full|ENOSPC", line, re.IGNORECASE), line
+    assert line.count(str(out)) == 1, line
 
 
 def test_a_frame_write_refused_with_enospc_stops_cleanly_and_resume_completes(
@@ -82,9 +87,11 @@ def test_a_frame_write_refused_with_enospc_stops_cleanly_and_resume_completes(
     capsys.readouterr()
     code = run(acquire_argv(protocol, rig, out))
     monkeypatch.undo()  # space freed
-    stopped_for_lack_of_space(code, capsys.readouterr().err, out, whole)
+    err = capsys.readouterr().err
+    stopped_for_lack_of_space(code, err, out, whole)
     assert run(acquire_argv(protocol, rig, out, resume=True)) == 0
     assert_same_run(whole, out)
+    assert_says_the_disk_is_full(err.strip(), out)
 
 
 def test_fsync_failing_with_enospc_stops_cleanly_and_resume_completes(
@@ -103,9 +110,11 @@ def test_fsync_failing_with_enospc_stops_cleanly_and_resume_completes(
     capsys.readouterr()
     code = run(acquire_argv(protocol, rig, out))
     monkeypatch.undo()
-    stopped_for_lack_of_space(code, capsys.readouterr().err, out, whole)
+    err = capsys.readouterr().err
+    stopped_for_lack_of_space(code, err, out, whole)
     assert run(acquire_argv(protocol, rig, out, resume=True)) == 0
     assert_same_run(whole, out)
+    assert_says_the_disk_is_full(err.strip(), out)
 
 
 @pytest.fixture
@@ -139,3 +148,4 @@ def test_a_really_full_filesystem_stops_cleanly_and_resume_completes_once_space_
     assert run(acquire_argv(protocol, rig, out, resume=True)) == 0
     assert_same_run(whole, out)
     print(f"full disk: stopped with {done} pairs done; resumed to the end")
+    assert_says_the_disk_is_full(err.strip(), out)

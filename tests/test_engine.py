@@ -132,7 +132,7 @@ def test_write_failure_stops_cleanly_and_keeps_the_file_valid(tmp_path, monkeypa
     out = run_engine(tmp_path / "r.h5", fake_rig())
     assert out.exit_code == 1 and out.device == "disk" and "No space left" in out.message
     with h5py.File(tmp_path / "r.h5") as f:
-        assert f["pairs/done"][...].sum() == 3
+        assert f["pairs/done"][...].sum() == 3 == out.pairs_done
 
 
 def test_a_frame_of_the_wrong_size_stops_the_run_naming_the_camera(tmp_path):

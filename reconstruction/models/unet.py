@@ -24,6 +24,9 @@ def double_conv(c_in: int, c_out: int) -> nn.Sequential:
 class UNet(ReconstructionModel):
     def __init__(self, image_size: int, base_channels: int = 60, depth: int = 3):
         super().__init__()
+        for key, value in (("base_channels", base_channels), ("depth", depth)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive integer (got {value!r})")
         if image_size % 2**depth:
             multiple = 2**depth
             raise ValueError(f"unet depth {depth}: image_size must divide by {multiple} (got {image_size})")

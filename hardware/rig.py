@@ -10,7 +10,7 @@ import contextlib
 import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -18,7 +18,8 @@ from hardware.lut import PhaseLUT
 from hardware.sim.config import SimConfig
 from speckle_lab.config import StrictModel, load_toml_model, parse_toml_model
 
-Px2 = tuple[int, int]
+PositivePx = Annotated[int, Field(gt=0, le=100_000)]
+Px2 = tuple[PositivePx, PositivePx]
 
 
 class SlmConfig(StrictModel):

@@ -36,6 +36,9 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
+MAX_IMAGE_SIZE = 4096  # the paper works at 200; anything past this is a tampered file, not a model
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Loads and checks a checkpoint; anything else is a one-line :class:`UserError`."""
     import pickle
@@ -65,6 +68,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     cfg = state["model_config"]
     if not isinstance(cfg, dict) or "name" not in cfg or "image_size" not in cfg:
         raise UserError(f"{path}: model_config: must hold name and image_size (got {cfg!r})"[:300])
+    size = cfg["image_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_IMAGE_SIZE:
+        raise UserError(f"{path}: model_config.image_size: must be an integer 8..{MAX_IMAGE_SIZE} "
+                        f"(got {size!r})"[:300])
     return state
 
 

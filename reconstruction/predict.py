@@ -65,6 +65,7 @@ def read_frame(path: Path) -> np.ndarray:
         return _check_frame(np.asarray(a), str(path))
     if suffix in IMAGE_SUFFIXES:
         from PIL import Image, UnidentifiedImageError
+        from PIL.Image import DecompressionBombError
 
         try:
             with Image.open(path) as im:
@@ -72,6 +73,8 @@ def read_frame(path: Path) -> np.ndarray:
                 if im.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LA"):
                     im = im.convert("L")
                 a = np.array(im)
+        except DecompressionBombError:
+            raise UserError(f"{path}: image too large to be a camera frame (decompression bomb?)") from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
             raise UserError(f"{path}: not a readable image ({' '.join(str(e).split())[:120]})") from None
         return _check_frame(a, str(path))

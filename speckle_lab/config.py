@@ -6,11 +6,13 @@ expected, so that ``speckle-lab`` exits 2 without a traceback.
 
 from __future__ import annotations
 
+import stat
 import tomllib
 from pathlib import Path
-from typing import TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from speckle_lab.errors import UserError
 
@@ -24,6 +26,51 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_coerced_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads `count = true` as 1 and `count = "100"` as 100; in a lab file
+        # those are typos, so a number must be written as a TOML number.
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _coerced(field.annotation, value):
+            raise ValueError("expected a number, not " + ("true/false" if _has_bool(value) else "text"))
+        return value
+
+
+def _strip(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _has_bool(value: Any) -> bool:
+    return isinstance(value, bool) or (isinstance(value, list) and any(_has_bool(v) for v in value))
+
+
+def _takes_as_is(annotation: Any, value: Any) -> bool:
+    if annotation is Any or annotation is type(value):
+        return True
+    return get_origin(annotation) is Literal and value in get_args(annotation)
+
+
+def _coerced(annotation: Any, value: Any) -> bool:
+    """Whether lax validation would turn a TOML bool or string into a number for this type."""
+    annotation = _strip(annotation)
+    if annotation in (int, float):
+        return isinstance(value, bool | str)
+    origin = get_origin(annotation)
+    if origin is Union or isinstance(annotation, UnionType):
+        members = [_strip(a) for a in get_args(annotation) if a is not type(None)]
+        if any(_takes_as_is(m, value) for m in members):
+            return False
+        return any(_coerced(m, value) for m in members)
+    if origin in (tuple, list) and isinstance(value, list):
+        args = [a for a in get_args(annotation) if a is not Ellipsis]
+        if not args:
+            return False
+        return any(_coerced(args[min(i, len(args) - 1)], v) for i, v in enumerate(value))
+    return False
+
 
 def read_text(path: str | Path, what: str = "file") -> str:
     """Reads a small UTF-8 text file, or raises a one-line UserError naming it."""
@@ -31,7 +78,10 @@ def read_text(path: str | Path, what: str = "file") -> str:
     try:
         if p.is_dir():
             raise UserError(f"{p}: is a directory, expected a {what} file")
-        size = p.stat().st_size
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{p}: not a regular file, expected a {what} file")
+        size = st.st_size
         if size > MAX_CONFIG_BYTES:
             raise UserError(f"{p}: {size} bytes is too large for a {what} file (max {MAX_CONFIG_BYTES})")
         raw = p.read_bytes()
@@ -70,10 +120,14 @@ def parse_toml_model(text: str, model: type[M], source: str, context: dict | Non
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{source}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise UserError(f"{source}: nested too deeply to be a {model.__name__} file") from None
     try:
         return model.model_validate(data, context=context)
     except ValidationError as e:
         raise UserError(format_validation_error(source, e)) from None
+    except RecursionError:
+        raise UserError(f"{source}: nested too deeply to be a {model.__name__} file") from None
     except (ValueError, TypeError) as e:
         raise UserError(f"{source}: {e}") from None
 

@@ -660,3 +660,50 @@ def _nothing_escapes(tmp_path):
     root = tmp_path.parent.parent  # pytest's base temp: where a `../..` member would land
     for pattern in (MARKER, "evil_Person*", "abs_Person*"):
         assert not list(root.rglob(pattern)), f"{pattern} appeared on disk"
+
+
+SPECIAL_FILES = {"character-device": lambda tmp: "/dev/zero",  # endless bytes: must not be read whole
+                 "fifo": lambda tmp: (os.mkfifo(tmp / "pipe.toml"), str(tmp / "pipe.toml"))[1]}  # blocks
+
+
+@pytest.mark.parametrize("kind", list(SPECIAL_FILES))
+def test_a_special_file_as_protocol_is_refused_without_reading_it(kind, tmp_path):
+    """In a child process with a memory cap and a time limit: an endless or blocking file must be
+    refused (exit 2, one line), not read until memory runs out or waited on forever."""
+    import resource
+    import subprocess
+    import sys
+
+    path = SPECIAL_FILES[kind](tmp_path)
+
+    def cap_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**29, 3 * 2**29))
+
+    env = {**os.environ, "SPECKLE_LAB_CRASH_LOG": str(tmp_path / "crash.log")}
+    try:
+        res = subprocess.run([sys.executable, "-m", "speckle_lab.cli", "plan", path], capture_output=True,
+                             text=True, timeout=10, preexec_fn=cap_memory, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{kind}: still reading {path} after 10 s")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert path in lines[0]
+
+
+def test_a_corrupt_jpeg_among_enough_good_faces_is_skipped_and_counted_in_the_file(tmp_path, capsys):
+    """Not an error: the run goes on with the readable faces and records the one it skipped."""
+    import h5py
+
+    src = lfw_folder(tmp_path, {**{f"P{i}_000{i}": jpeg_bytes(i) for i in range(3)},
+                                "Bad_0001": jpeg_bytes(7)[:60]})
+    proto = tiny_protocol(faces={"source": str(src), "count": 3, "holdout": 1})
+    out = tmp_path / "run.h5"
+    code = run(["acquire", str(write(tmp_path / "p.toml", proto)), "--rig", str(tiny_rig(tmp_path)),
+                "--out", str(out), "--unattended", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    with h5py.File(out, "r") as f:
+        assert f.attrs["skipped_faces"] == 1
+        skipped = [s.decode() if isinstance(s, bytes) else s for s in f["objects/skipped"][...]]
+        names = [s.decode() if isinstance(s, bytes) else s for s in f["objects/name"][...]]
+    assert len(skipped) == 1 and "Bad_0001" in skipped[0]
+    assert not any("Bad" in n for n in names)

@@ -103,6 +103,7 @@ def test_metrics_json_holds_both_models_at_the_unseen_distance_and_on_held_out_f
     demo = metrics["demo"]
     assert demo["settings"]["image_size"] == 16 and demo["settings"]["epochs"] == 1
     assert {"acquire_s", "evaluate_s", "total_s"} <= set(demo["timings_s"])
+    assert set(demo["reference_mean_face"]["holdout"]) == METRIC_KEYS
 
 
 def test_a_second_run_reuses_the_dataset_and_the_trained_models(tiny, demo_run):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import typing
 from datetime import timedelta
 from pathlib import Path
 
@@ -215,6 +216,13 @@ def beyond(bound, is_int: bool):
     return int(edge) - 1 if is_int else float(edge) - abs(float(edge)) - 1
 
 
+def admits_number(path) -> bool:
+    """Whether the field at ``path`` takes a number as one of its types (e.g. ``int | "auto"``)."""
+    info = field_info(path)
+    ann = getattr(info, "annotation", None)
+    return any(t in (int, float) for t in (ann, *typing.get_args(ann)))
+
+
 def key_name(path) -> str:
     return next(str(k) for k in reversed(path) if not isinstance(k, int))
 
@@ -250,8 +258,9 @@ def mutated(draw):
     if kind == "wrong type":
         path, value = draw(st.sampled_from(list(leaves(doc))))
         choices = wrong_types(value)
-        if path[0] == "blocks" and path[-1] == "diffuser":  # `diffuser = 120` names diffuser "120"
-            choices = [c for c in choices if not isinstance(c, int) or isinstance(c, bool)]
+        if admits_number(path) or (path[0] == "blocks" and path[-1] == "diffuser"):
+            # e.g. gray_pi = "auto" or 128; `diffuser = 120` names diffuser "120": numbers are right there
+            choices = [c for c in choices if not isinstance(c, int | float) or isinstance(c, bool)]
         new = draw(st.sampled_from(choices))
         set_at(doc, path, new)
         return doc, key_name(path), f"{'.'.join(map(str, path))} = {new!r} (was {value!r})"

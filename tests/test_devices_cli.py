@@ -88,7 +88,10 @@ def test_exulus_devices_are_listed_when_the_library_is_installed(tmp_path, monke
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "EXULUS_COMMAND_LIB", raising=False)
     r = ProbeResult("EXULUS library", "control")
-    probe_exulus_library(r)
+    try:
+        probe_exulus_library(r)
+    finally:  # the fake library must not stay importable for later tests
+        sys.modules.pop("EXULUS_COMMAND_LIB", None)
     assert r.found == ["EXULUS M00123456 (EXULUS-HD2)"] and not r.missing
 
 

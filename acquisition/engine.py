@@ -23,7 +23,9 @@ SIGINT, RUN.log) is in ``acquisition.acquire``.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import queue
 import threading
 import time
@@ -141,8 +143,15 @@ class _Writer:
 
 
 def _write_failure(e: BaseException, path) -> StopRun:
-    detail = " ".join(str(e).split())[:160]
-    return StopRun(f"{path}: writing failed ({detail}); the file keeps every finished pair — "
+    """The one line for a failed write; the caller prefixes the dataset's path."""
+    code = getattr(e, "errno", None)
+    if code == errno.ENOSPC:  # h5py keeps the errno but buries the reason in HDF5's own text
+        detail = "the disk is full (No space left on device)"
+    elif code:
+        detail = f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
+    else:
+        detail = " ".join(str(e).split())[:160]
+    return StopRun(f"writing failed: {detail}; the file keeps every finished pair — "
                    "free space or fix the cause, then run again with --resume", device="disk")
 
 

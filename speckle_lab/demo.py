@@ -27,7 +27,7 @@ import click
 
 # -- the demo's settings (measured; README "The demo") ----------------------------------------------
 DEMO_IMAGE_SIZE = 64
-DEMO_EPOCHS = 12
+DEMO_EPOCHS = 8
 DEMO_BATCH_SIZE = 8
 DEMO_LR = 1e-3
 DEMO_LOSS = "bce+npcc"

@@ -101,7 +101,7 @@ def test_metrics_json_holds_both_models_at_the_unseen_distance_and_on_held_out_f
         assert {(r["diffuser"], r["distance_mm"]) for r in validation} == {("120", 40.0), ("1500", 40.0)}
         assert sum(r["n"] for r in validation) == 2 * 3  # 2 diffusers × the 3 training-split faces
     demo = metrics["demo"]
-    assert demo["settings"]["image_size"] == 16 and demo["settings"]["epochs"] == 1
+    assert demo["settings"]["image_size"] == 16 and demo["settings"]["epochs"] == {"spt-unet-b": 1, "unet": 1}
     assert {"acquire_s", "evaluate_s", "total_s"} <= set(demo["timings_s"])
     assert set(demo["reference_mean_face"]["holdout"]) == METRIC_KEYS
 

@@ -191,3 +191,36 @@ def test_bad_hyper_parameter_value_names_the_key(key, value):
     with pytest.raises(ValueError, match=key) as info:
         build_model("spt-unet", 32, **{key: value})
     assert "\n" not in str(info.value)
+
+
+def _scattered_pairs(size=16, count=4):
+    """Binary labels and their 'speckle': |A·label| for a fixed random dense A (every pixel sees all)."""
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(count, 1, size, size, generator=g) > 0.5).float()
+    a = torch.randn(size * size, size * size, generator=g) / size
+    x = (y.flatten(1) @ a).abs().reshape(count, 1, size, size)
+    return x / x.amax(dim=(2, 3), keepdim=True), y
+
+
+@pytest.mark.parametrize("shortcuts", [True, pytest.param(False, marks=pytest.mark.xfail(strict=True))])
+def test_spt_unet_b_overfits_four_scattered_pairs(shortcuts):
+    # The plain (shortcut-free) scaffold sat at the mean-label loss (~0.55-0.65 here, eval mode after 60 Adam
+    # steps); with the ResNet shortcuts it reaches ~0.33-0.41 (seeds 0-2). docs/model.md "Training fault".
+    x, y = _scattered_pairs()
+    torch.manual_seed(0)
+    model = build_model("spt-unet-b", 16, shortcuts=shortcuts)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    for _ in range(60):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model.forward_logits(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        fitted = torch.nn.functional.binary_cross_entropy_with_logits(model.eval().forward_logits(x), y)
+    assert float(fitted) < 0.5
+
+
+def test_config_without_shortcuts_key_rebuilds_the_pre_fix_plain_model():
+    model = _small("spt-unet-b")
+    old = {k: v for k, v in model.config.items() if k != "shortcuts"}  # as saved before the fix
+    assert model_from_config(old).config["shortcuts"] is False

@@ -48,6 +48,9 @@ def model_from_config(config: dict) -> nn.Module:
         name, size = cfg.pop("name"), cfg.pop("image_size")
     except KeyError as exc:
         raise ValueError(f"model config lacks {exc.args[0]!r}") from None
+    if name != "unet":
+        # checkpoints saved before the sampling shortcuts (docs/model.md "Training fault") lack the key
+        cfg.setdefault("shortcuts", False)
     return build_model(name, size, **cfg)
 
 

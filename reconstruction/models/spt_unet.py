@@ -32,7 +32,7 @@ from reconstruction.models.sampling import ConvBNReLU, LeakyUp, PuffedDown
 
 # Hyper-parameters chosen so the 200×200 counts match paper Table 2 (see docs/model.md for the measurements).
 _COMMON = {"base_channels": 24, "head_dim": (4, 8, 24), "pos_mode": "eq4-scaled", "puff_widths": (2, 4, 4, 2),
-           "label_query": False}
+           "label_query": False, "shortcuts": True}
 VARIANTS: dict[str, dict] = {
     "spt-unet": {**_COMMON, "heads": (2, 4, 8), "ffn_ratio": (4, 4, 12), "bottleneck": False},
     # UNet-B: half the heads and half the FFN width (paper, Table 2 paragraph), bottleneck sampling convs.
@@ -57,7 +57,8 @@ def _positive(key: str, values, count: int, kind: type) -> tuple:
 
 class SpTUNet(ReconstructionModel):
     def __init__(self, name: str, image_size: int, base_channels: int, heads, head_dim, ffn_ratio,
-                 bottleneck: bool, pos_mode: str, puff_widths=(2, 4, 4, 2), label_query: bool = False):
+                 bottleneck: bool, pos_mode: str, puff_widths=(2, 4, 4, 2), label_query: bool = False,
+                 shortcuts: bool = True):
         super().__init__()
         heads, head_dim = _positive("heads", heads, LEVELS, int), _positive("head_dim", head_dim, LEVELS, int)
         ffn_ratio = _positive("ffn_ratio", ffn_ratio, LEVELS, float)
@@ -68,7 +69,8 @@ class SpTUNet(ReconstructionModel):
         self.config = {"name": name, "image_size": image_size, "base_channels": base_channels,
                        "heads": list(heads), "head_dim": list(head_dim), "ffn_ratio": list(ffn_ratio),
                        "bottleneck": bottleneck, "pos_mode": pos_mode,
-                       "puff_widths": list(puff_widths), "label_query": bool(label_query)}
+                       "puff_widths": list(puff_widths), "label_query": bool(label_query),
+                       "shortcuts": bool(shortcuts)}
         chans = [base_channels * 2**i for i in range(LEVELS + 1)]
         sizes = [image_size // 2**i for i in range(LEVELS + 1)]
 
@@ -79,11 +81,14 @@ class SpTUNet(ReconstructionModel):
                     "ffn_hidden": round(ffn_ratio[i] * c), "pos_mode": pos_mode}
 
         self.stem = ConvBNReLU(1, chans[0])
-        self.down = nn.ModuleList(PuffedDown(chans[i], bottleneck, tuple(puff_widths)) for i in range(LEVELS))
+        # shortcuts: ResNet projection shortcuts in the sampling modules (docs/model.md "Training fault")
+        self.down = nn.ModuleList(PuffedDown(chans[i], bottleneck, tuple(puff_widths), shortcuts)
+                                  for i in range(LEVELS))
         self.encoders = nn.ModuleList(EncoderBlock(**block_args(i + 1)) for i in range(LEVELS))
         # decoders[0] at level 3 (N/8), decoders[1] at level 2, decoders[2] at level 1
         self.decoders = nn.ModuleList(DecoderBlock(**block_args(LEVELS - i)) for i in range(LEVELS))
-        self.up = nn.ModuleList(LeakyUp(chans[LEVELS - i], bottleneck) for i in range(LEVELS))
+        self.up = nn.ModuleList(LeakyUp(chans[LEVELS - i], bottleneck, shortcut=shortcuts)
+                                for i in range(LEVELS))
         self.query = nn.Parameter(torch.randn(1, chans[LEVELS], sizes[LEVELS], sizes[LEVELS]) * 0.02)
         # f(Q*) of eq. 3 for the label: only built on request, so the default model has no parameter that
         # training leaves unused (DistributedDataParallel would otherwise need find_unused_parameters=True).

@@ -21,6 +21,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from hardware.drivers.monitors import XRRMonitorInfo  # the same RandR 1.5 struct the driver reads
+
 START_TIMEOUT_S = 10.0
 
 
@@ -34,22 +36,6 @@ class Head:
     width: int
     height: int
     primary: bool = False
-
-
-class _MonitorInfo(ctypes.Structure):  # XRRMonitorInfo (Xrandr.h, RandR 1.5)
-    _fields_ = [
-        ("name", ctypes.c_ulong),
-        ("primary", ctypes.c_int),
-        ("automatic", ctypes.c_int),
-        ("noutput", ctypes.c_int),
-        ("x", ctypes.c_int),
-        ("y", ctypes.c_int),
-        ("width", ctypes.c_int),
-        ("height", ctypes.c_int),
-        ("mwidth", ctypes.c_int),
-        ("mheight", ctypes.c_int),
-        ("outputs", ctypes.POINTER(ctypes.c_ulong)),
-    ]
 
 
 class _ScreenResources(ctypes.Structure):  # the head of XRRScreenResources
@@ -90,9 +76,9 @@ def _set_monitors(display_name: str, heads: list[Head]) -> None:
     xrr.XRRGetScreenResources.restype = ctypes.POINTER(_ScreenResources)
     xrr.XRRGetScreenResources.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
     xrr.XRRFreeScreenResources.argtypes = [ctypes.c_void_p]
-    xrr.XRRAllocateMonitor.restype = ctypes.POINTER(_MonitorInfo)
+    xrr.XRRAllocateMonitor.restype = ctypes.POINTER(XRRMonitorInfo)
     xrr.XRRAllocateMonitor.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    xrr.XRRSetMonitor.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.POINTER(_MonitorInfo)]
+    xrr.XRRSetMonitor.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.POINTER(XRRMonitorInfo)]
     xrr.XRRFreeMonitors.argtypes = [ctypes.c_void_p]
 
     dpy = x11.XOpenDisplay(display_name.encode())

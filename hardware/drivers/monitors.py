@@ -41,7 +41,7 @@ def uses_x11() -> bool:
     return sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd"))
 
 
-class _XRRMonitorInfo(ctypes.Structure):  # XRRMonitorInfo, Xrandr.h (RandR 1.5)
+class XRRMonitorInfo(ctypes.Structure):  # XRRMonitorInfo, Xrandr.h (RandR 1.5)
     _fields_ = [
         ("name", ctypes.c_ulong),
         ("primary", ctypes.c_int),
@@ -79,7 +79,7 @@ def _load_x11() -> tuple[ctypes.CDLL, ctypes.CDLL | None]:
     xrr.XRRQueryExtension.argtypes = [ctypes.c_void_p, int_p, int_p]
     if not hasattr(xrr, "XRRGetMonitors"):  # libXrandr older than 1.5
         return x11, None
-    xrr.XRRGetMonitors.restype = ctypes.POINTER(_XRRMonitorInfo)
+    xrr.XRRGetMonitors.restype = ctypes.POINTER(XRRMonitorInfo)
     xrr.XRRGetMonitors.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, int_p]
     xrr.XRRFreeMonitors.argtypes = [ctypes.c_void_p]
     return x11, xrr

@@ -8,15 +8,6 @@ import torch
 from reconstruction.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, save_checkpoint
 from speckle_lab.cli import run as cli_run
 from speckle_lab.errors import UserError
-from tests.tiny_dataset import train_tiny, write_tiny_dataset
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt")
-    run = write_tiny_dataset(d / "run.h5")
-    train_tiny(run, d / "out")
-    return run, d / "out" / "last.pt"
 
 
 def test_checkpoint_loads_with_weights_only(trained):

@@ -7,15 +7,6 @@ from PIL import Image
 from reconstruction.predict import parse_rows, predict_inputs
 from speckle_lab.cli import run as cli_run
 from speckle_lab.errors import UserError
-from tests.tiny_dataset import train_tiny, write_tiny_dataset
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    d = tmp_path_factory.mktemp("predict")
-    run = write_tiny_dataset(d / "run.h5")
-    train_tiny(run, d / "out")
-    return run, d / "out" / "last.pt"
 
 
 def test_png_tiff_and_npy_frames_give_pngs_of_the_model_size(trained, tmp_path):

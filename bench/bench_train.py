@@ -130,30 +130,47 @@ def bench_loading(n_pairs: int, size: int, batch: int) -> None:
 
 
 def bench_time_to_ssim(dataset: str, model: str, size: int, max_epochs: int, device: str,
+                       batch: int, lr: float, loss: str, max_minutes: float,
                        target: float = 0.9) -> None:
+    """Wall time from a cold start (cache build included) until the SSIM first reaches ``target``.
+
+    Two figures: the training-pair SSIM (how fast the model fits what it sees; the running mean over
+    the epoch, in training mode) and the test SSIM (faces never trained on, at the training
+    distances, scored in eval mode after the epoch). The run ends when the test SSIM reaches the
+    target, after ``max_epochs`` (the learning-rate schedule is scaled to it) or after
+    ``max_minutes``. Every epoch is printed, so a run that never reaches the target still shows how
+    far it got and how fast.
+    """
     from reconstruction.train import TrainConfig, train
 
-    print(f"## Time to test SSIM {target} on {dataset}: {model} at {size}x{size}, {device}")
+    print(f"## Time to SSIM {target} on {dataset}: {model} at {size}x{size}, batch {batch}, "
+          f"lr {lr:g}, loss {loss}, up to {max_epochs} epochs or {max_minutes:g} min, {device}")
+    print("epoch | elapsed s | train SSIM | test SSIM | validation SSIM (unseen distance)")
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(run=dataset, out_dir=str(Path(tmp) / "out"), model=model, image_size=size,
-                          epochs=max_epochs, device=device)
+                          epochs=max_epochs, batch_size=batch, lr=lr, loss=loss, device=device)
         t0 = time.perf_counter()
-        reached = {}
+        reached: dict[str, tuple[int, float]] = {}
 
         def stop(rec):
-            if rec["test_ssim"] >= target:
-                reached["s"] = time.perf_counter() - t0
-                reached["epoch"] = rec["epoch"]
-                return True
-            return False
+            elapsed = time.perf_counter() - t0
+            print(f"{rec['epoch']:5d} | {elapsed:9.1f} | {rec['train_ssim']:10.3f} | "
+                  f"{rec['test_ssim']:9.3f} | {rec['validation_ssim']:.3f}", flush=True)
+            for key in ("train_ssim", "test_ssim"):
+                if key not in reached and rec[key] >= target:
+                    reached[key] = (rec["epoch"], elapsed)
+            return "test_ssim" in reached or elapsed > max_minutes * 60
 
         hist = train(cfg, progress=False, log=lambda *_: None, stop_when=stop)
-    if reached:
-        print(f"- reached SSIM {target} after epoch {reached['epoch']}: {reached['s']:.1f} s "
-              f"(cache build and per-epoch evaluation included)")
-    else:
-        print(f"- not reached in {max_epochs} epochs ({time.perf_counter() - t0:.1f} s); "
-              f"best test SSIM {max(hist['test_ssim']):.3f}")
+    total = time.perf_counter() - t0
+    for key, label in (("train_ssim", "training pairs"), ("test_ssim", "test faces")):
+        if key in reached:
+            epoch, s = reached[key]
+            print(f"- {label}: SSIM {target} after epoch {epoch}, {s:.1f} s")
+        else:
+            best = max(v for v in hist[key] if v == v)
+            print(f"- {label}: SSIM {target} not reached in {len(hist[key])} epochs ({total:.1f} s); "
+                  f"best {best:.3f}")
 
 
 def main() -> int:
@@ -167,6 +184,9 @@ def main() -> int:
     ap.add_argument("--dataset", default=None, help="a run file for the time-to-SSIM-0.9 benchmark")
     ap.add_argument("--model", default="spt-unet")
     ap.add_argument("--max-epochs", type=int, default=30)
+    ap.add_argument("--lr", type=float, default=1e-4, help="time-to-SSIM run (the paper's 1e-4)")
+    ap.add_argument("--loss", default="bce", help="time-to-SSIM run: bce, npcc or bce+npcc")
+    ap.add_argument("--max-minutes", type=float, default=60.0, help="time-to-SSIM run: wall-time cap")
     ap.add_argument("--skip-models", action="store_true")
     ap.add_argument("--skip-loading", action="store_true")
     args = ap.parse_args()
@@ -179,7 +199,8 @@ def main() -> int:
     if not args.skip_loading:
         bench_loading(args.pairs, args.size, args.batch_size)
     if args.dataset:
-        bench_time_to_ssim(args.dataset, args.model, args.size, args.max_epochs, args.device)
+        bench_time_to_ssim(args.dataset, args.model, args.size, args.max_epochs, args.device,
+                           args.batch_size, args.lr, args.loss, args.max_minutes)
     else:
         print("## Time to SSIM 0.9: skipped (give --dataset RUN.h5, e.g. the quick demo dataset)")
     return 0

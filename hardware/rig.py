@@ -54,6 +54,8 @@ class StageConfig(StrictModel):
     serial: str | None = None  # KDC101 serial number, e.g. "27000001"
     scale: str = "MTS50-Z8"  # pylablib stage scale
     zero_mm: float = Field(0.0, ge=0, le=50)  # stage reading at which the camera is at the focal plane
+    # which way increasing stage travel moves the camera: "away" from L2 (+) or "toward" it (-)
+    direction: Literal["away", "toward"] = "away"
     travel_mm: tuple[float, float] = (0.0, 50.0)  # MTS50-Z8: 50 mm
     tolerance_um: float = Field(5.0, gt=0, le=1000)  # read-back must be within this of the target
     move_timeout_s: float = Field(60.0, gt=0, le=3600)

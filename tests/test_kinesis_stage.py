@@ -36,6 +36,35 @@ def test_distance_reads_back_from_the_stage():
     assert st.distance_mm() == pytest.approx(40.0)
 
 
+def test_stage_mounted_toward_the_lens_moves_down_from_zero():
+    st, motor = stage(zero_mm=45.0, direction="toward")
+    assert st.move_to_mm(40.0) == pytest.approx(40.0)
+    assert motor.target_m == pytest.approx(0.005)
+    motor.position_m = 0.025
+    assert st.distance_mm() == pytest.approx(20.0)
+
+
+def test_toward_mounting_refuses_a_distance_below_the_travel():
+    st, motor = stage(zero_mm=30.0, direction="toward")
+    with pytest.raises(UserError, match="stage position -10 mm.*direction = 'toward'"):
+        st.move_to_mm(40.0)
+    assert motor.target_m is None
+
+
+def test_direction_comes_from_the_rig_file():
+    vendor = fake_vendor()
+    cfg = StageConfig(kind="kinesis", serial="27000001", home_on_start=True, zero_mm=45.0,
+                      direction="toward")
+    st = KinesisStage.from_config(cfg, vendor=vendor)
+    st.move_to_mm(20.0)
+    assert vendor.opened[0].target_m == pytest.approx(0.025)
+
+
+def test_unknown_direction_in_the_rig_file_is_refused():
+    with pytest.raises(ValueError, match="direction"):
+        StageConfig(kind="kinesis", serial="1", direction="up")
+
+
 def test_distance_is_unknown_before_homing():
     st, motor = stage()
     motor.homed = False

@@ -2,8 +2,9 @@
 
 DESIGN.md "Device facts": ``KinesisMotor(conn, scale="MTS50-Z8")`` works in METRES; this driver
 speaks millimetres of camera distance from the focal plane of L2. The rig file's ``zero_mm`` is
-the stage reading (mm) at which the camera sits at distance 0, and the stage must be mounted so
-that increasing travel moves the camera away from the lens: stage_mm = zero_mm + distance_mm.
+the stage reading (mm) at which the camera sits at distance 0. ``direction`` says which way the
+stage is mounted: "away" (increasing travel moves the camera away from L2, stage_mm = zero_mm +
+distance_mm) or "toward" (stage_mm = zero_mm - distance_mm).
 Every move waits (with a timeout), reads the position back and checks it against the target.
 """
 
@@ -25,6 +26,10 @@ FTDI_MISSING = (
 )
 
 
+# stage travel per mm of camera distance from L2's focal plane, by mounting
+DIRECTION_SIGN = {"away": 1.0, "toward": -1.0}
+
+
 def load_vendor():
     from pylablib.devices import Thorlabs
 
@@ -38,7 +43,8 @@ class KinesisStage:
     manual = False
 
     def __init__(self, motor, zero_mm: float = 0.0, travel_mm: tuple[float, float] = (0.0, 50.0),
-                 tolerance_um: float = 5.0, move_timeout_s: float = 60.0, vendor=None):
+                 tolerance_um: float = 5.0, move_timeout_s: float = 60.0, direction: str = "away",
+                 vendor=None):
         vendor = vendor or load_vendor()
         self._error, self._timeout_error = vendor.ThorlabsError, vendor.ThorlabsTimeoutError
         lo, hi = (float(v) for v in travel_mm)
@@ -46,8 +52,11 @@ class KinesisStage:
             raise UserError(f"stage.travel_mm must be (low, high) with low < high (got {travel_mm!r})")
         if not lo <= zero_mm <= hi:
             raise UserError(f"stage.zero_mm {zero_mm:g} is outside stage.travel_mm {lo:g}..{hi:g}")
+        if direction not in DIRECTION_SIGN:
+            raise UserError(f"stage.direction must be 'away' or 'toward' (got {direction!r})")
         self._motor = motor
         self.zero_mm = float(zero_mm)
+        self.direction = direction
         self.travel_mm = (lo, hi)
         self.tolerance_um = float(tolerance_um)
         self.move_timeout_s = float(move_timeout_s)
@@ -72,7 +81,7 @@ class KinesisStage:
                                           f"found: {_list_devices(vendor)}; is it powered and plugged "
                                           "in, and closed in Kinesis?") from None
         stage = cls(motor, stage_cfg.zero_mm, stage_cfg.travel_mm, stage_cfg.tolerance_um,
-                    stage_cfg.move_timeout_s, vendor=vendor)
+                    stage_cfg.move_timeout_s, stage_cfg.direction, vendor=vendor)
         try:
             units = motor.get_scale_units()
             if units != "m":
@@ -91,11 +100,12 @@ class KinesisStage:
         """Moves the camera to ``distance_mm``, waits, reads back; returns the distance reached."""
         if not (isinstance(distance_mm, numbers.Real) and math.isfinite(distance_mm)):
             raise UserError(f"stage: distance must be a number of mm (got {distance_mm!r})")
-        target_mm = self.zero_mm + float(distance_mm)
+        target_mm = self._stage_mm(float(distance_mm))
         lo, hi = self.travel_mm
         if not lo <= target_mm <= hi:
             raise UserError(f"stage: distance {distance_mm:g} mm needs stage position {target_mm:g} mm, "
-                            f"outside the travel {lo:g}..{hi:g} mm (stage.zero_mm = {self.zero_mm:g})")
+                            f"outside the travel {lo:g}..{hi:g} mm (stage.zero_mm = {self.zero_mm:g}, "
+                            f"stage.direction = {self.direction!r})")
         with self._translate_errors(f"moving to {distance_mm:g} mm"):
             if not self._is_homed_hw():
                 raise DeviceError(self.device, "not homed, so positions mean nothing; set "
@@ -104,14 +114,14 @@ class KinesisStage:
         if abs(reached_mm - target_mm) * 1e3 > self.tolerance_um:
             raise DeviceError(self.device, f"asked for {target_mm:.4f} mm, read back {reached_mm:.4f} mm "
                                            f"(off by more than {self.tolerance_um:g} um)")
-        return reached_mm - self.zero_mm
+        return self._distance_mm(reached_mm)
 
     def distance_mm(self) -> float | None:
         """The present distance from the read-back position; None before the stage is homed."""
         with self._translate_errors("reading the position"):
             if not self._is_homed_hw():
                 return None
-            return self._position_m_hw() * 1e3 - self.zero_mm
+            return self._distance_mm(self._position_m_hw() * 1e3)
 
     def home(self) -> None:
         """Homes the stage (the MTS50-Z8's reverse limit switch), waiting up to move_timeout_s."""
@@ -124,6 +134,12 @@ class KinesisStage:
         self._closed = True
         with self._translate_errors("closing"):
             self._motor.close()
+
+    def _stage_mm(self, distance_mm: float) -> float:
+        return self.zero_mm + DIRECTION_SIGN[self.direction] * distance_mm
+
+    def _distance_mm(self, stage_mm: float) -> float:
+        return (stage_mm - self.zero_mm) * DIRECTION_SIGN[self.direction]
 
     # -- hooks ----------------------------------------------------------------------------------
     def _is_homed_hw(self) -> bool:

@@ -22,12 +22,11 @@ import h5py
 import pytest
 
 from speckle_lab.cli import run
-from tests.test_kill_resume import (
-    TINY_SIM_RIG,
+from tests._run_files import (
     acquire_argv,
     assert_done_rows_hold_the_reference_frames,
     assert_same_run,
-    write_toml,
+    uninterrupted_run,
 )
 
 DISK_PROTOCOL = {  # 120 frames of 128×128 uint8 (16 KiB each): ~2 MiB of frames
@@ -43,12 +42,7 @@ DISK_PROTOCOL = {  # 120 frames of 128×128 uint8 (16 KiB each): ~2 MiB of frame
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    d = tmp_path_factory.mktemp("disk")
-    protocol = write_toml(d / "disk.toml", DISK_PROTOCOL)
-    rig = write_toml(d / "rig.toml", TINY_SIM_RIG)
-    whole = d / "whole.h5"
-    assert run(acquire_argv(protocol, rig, whole)) == 0
-    return protocol, rig, whole
+    return uninterrupted_run(tmp_path_factory.mktemp("disk"), "disk", DISK_PROTOCOL)
 
 
 def stopped_for_lack_of_space(code: int, err: str, out: Path, whole: Path) -> int:

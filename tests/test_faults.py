@@ -18,11 +18,12 @@ import h5py
 import pytest
 
 from speckle_lab.cli import run
-from tests.test_kill_resume import (
+from tests._run_files import (
     TINY_SIM_RIG,
     acquire_argv,
     assert_done_rows_hold_the_reference_frames,
     assert_same_run,
+    uninterrupted_run,
     write_toml,
 )
 
@@ -53,11 +54,7 @@ def faulty_rig(rates: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def fault_free(tmp_path_factory):
-    d = tmp_path_factory.mktemp("faults")
-    protocol = write_toml(d / "faults.toml", FAULT_PROTOCOL)
-    rig = write_toml(d / "rig.toml", TINY_SIM_RIG)
-    whole = d / "fault-free.h5"
-    assert run(acquire_argv(protocol, rig, whole)) == 0
+    protocol, _, whole = uninterrupted_run(tmp_path_factory.mktemp("faults"), "faults", FAULT_PROTOCOL)
     return protocol, whole
 
 

@@ -187,10 +187,46 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=1e-4, help="time-to-SSIM run (the paper's 1e-4)")
     ap.add_argument("--loss", default="bce", help="time-to-SSIM run: bce, npcc or bce+npcc")
     ap.add_argument("--max-minutes", type=float, default=60.0, help="time-to-SSIM run: wall-time cap")
+    ap.add_argument("--record", default=None,
+                    help="also write this run's output, machine and command line to this markdown file "
+                         "(e.g. bench/RESULTS-time-to-ssim.md; `make bench` appends bench/RESULTS-*.md)")
     ap.add_argument("--skip-models", action="store_true")
     ap.add_argument("--skip-loading", action="store_true")
     args = ap.parse_args()
+    if args.record:
+        return record_run(args, Path(args.record))
+    return run_benchmarks(args)
 
+
+def record_run(args, path: Path) -> int:
+    """Runs the benchmarks, printing as usual, and writes what they printed to ``path``."""
+    import contextlib
+    import io
+    import shlex
+
+    from bench.run_all import machine_description
+
+    class Tee(io.TextIOBase):
+        def __init__(self):
+            self.buf = io.StringIO()
+
+        def write(self, text):
+            sys.__stdout__.write(text)
+            sys.__stdout__.flush()
+            return self.buf.write(text)
+
+    tee = Tee()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(tee):
+        code = run_benchmarks(args)
+    command = shlex.join(["python", "bench/bench_train.py", *sys.argv[1:]])
+    path.write_text("\n".join([
+        f"## {path.stem} (recorded by `bench_train.py --record`, {time.perf_counter() - t0:.0f} s)", "",
+        f"`{command}`", "", *machine_description(), "", "```", tee.buf.getvalue().rstrip(), "```", ""]))
+    return code
+
+
+def run_benchmarks(args) -> int:
     from reconstruction.train import pick_device
 
     device = pick_device(args.device)

@@ -75,7 +75,8 @@ def main() -> int:
             failed += 1
             out += f"\n\n[exit code {proc.returncode}]\n" + proc.stderr.strip()[-2000:]
         sections.append(f"## {script.stem}\n\n({took:.0f} s)\n\n```\n{out}\n```\n")
-    gpu_note = HERE / "RESULTS-gpu.md"
+    # long or device-specific runs recorded on their own (``bench_train.py --record``, GPU runs)
+    extra_notes = sorted(HERE.glob("RESULTS-*.md"))
     text = "\n".join([
         "# Benchmark results",
         "",
@@ -86,8 +87,8 @@ def main() -> int:
         "",
         *sections,
     ])
-    if gpu_note.exists():
-        text += "\n" + gpu_note.read_text()
+    for note in extra_notes:
+        text += "\n" + note.read_text()
     Path(args.out).write_text(text)
     print(f"wrote {args.out}")
     return 1 if failed else 0

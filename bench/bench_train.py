@@ -1,17 +1,19 @@
 """Training speed: samples/s per model, data loading from the cache, and time to reach SSIM 0.9.
 
 1. **Training throughput** — forward + backward + Adam step of each model (``unet``, ``spt-unet``,
-   ``spt-unet-b``) at ``--size`` (default 64 here; 200 is the paper's), batch ``--batch-size``
-   (default 2, the paper's), mixed precision on CUDA, after a few warm-up steps. Samples/s.
+   ``spt-unet-b``) at each of ``--sizes`` (default 64, the demo's, and 200, the paper's), batch
+   ``--batch-size`` (default 2, the paper's), mixed precision on CUDA, after a few warm-up steps.
+   Samples/s.
 2. **Data loading** — on a synthetic contract-conformant run of ``--pairs`` 800x800 uint8 frames:
    building the cache (HDF5 read + bilinear antialiased downsample to N + normalise, pairs/s), then
    random training batches read from the memory-mapped cache (samples/s), against reading and
    preprocessing each sample straight from HDF5 (what the cache avoids).
 3. **Time to SSIM 0.9** — with ``--dataset RUN.h5`` (e.g. the quick demo dataset): trains
-   ``--model`` at ``--size`` from scratch and reports the wall time (cache build included) until the
-   test-set SSIM after an epoch first reaches 0.9, or the best SSIM after ``--max-epochs``.
+   ``--model`` at ``--size`` from scratch, prints every epoch, and reports the wall time (cache build
+   included) until the training-pair and the test-face SSIM first reach 0.9, or the best SSIM after
+   ``--max-epochs`` or ``--max-minutes``. ``--record FILE`` keeps the output for bench/RESULTS.md.
 
-Usage: ``python bench/bench_train.py [--size 64] [--models unet spt-unet spt-unet-b] [--device auto]
+Usage: ``python bench/bench_train.py [--sizes 64 200] [--models unet spt-unet spt-unet-b] [--device auto]
 [--dataset RUN.h5 --model spt-unet --max-epochs 30]``. Timings taken on a shared machine are
 indicative only.
 """
@@ -175,9 +177,12 @@ def bench_time_to_ssim(dataset: str, model: str, size: int, max_epochs: int, dev
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--size", type=int, default=64, help="image size of the loading and time-to-SSIM runs")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 200],
+                    help="image sizes of the training-throughput table")
     ap.add_argument("--batch-size", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=10,
+                    help="timed steps at 64x64 (fewer at larger sizes on CPU)")
     ap.add_argument("--models", nargs="*", default=["unet", "spt-unet", "spt-unet-b"])
     ap.add_argument("--pairs", type=int, default=64, help="synthetic pairs for the loading benchmark")
     ap.add_argument("--device", default="auto")
@@ -231,14 +236,17 @@ def run_benchmarks(args) -> int:
 
     device = pick_device(args.device)
     if not args.skip_models:
-        bench_models(args.models, args.size, args.batch_size, args.steps, device)
+        for size in args.sizes:  # fewer steps where each costs more (~(N/64)^2), at least 3
+            steps = max(3, round(args.steps * (64 / size) ** 2)) if device.type == "cpu" else args.steps
+            bench_models(args.models, size, args.batch_size, steps, device)
     if not args.skip_loading:
         bench_loading(args.pairs, args.size, args.batch_size)
     if args.dataset:
         bench_time_to_ssim(args.dataset, args.model, args.size, args.max_epochs, args.device,
                            args.batch_size, args.lr, args.loss, args.max_minutes)
     else:
-        print("## Time to SSIM 0.9: skipped (give --dataset RUN.h5, e.g. the quick demo dataset)")
+        print("## Time to SSIM 0.9: not run here (about 30 min; give --dataset RUN.h5, e.g. the quick "
+              "demo dataset; recorded runs: bench/RESULTS-time-to-ssim-*.md)")
     return 0
 
 

@@ -36,6 +36,8 @@ def _model_args(pairs: tuple[str, ...]) -> dict:
 @click.option("--lr", default=1e-4, show_default=True, type=float, help="Initial learning rate.")
 @click.option("--weight-decay", default=1e-5, show_default=True, type=float, help="Adam L2 weight.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--clip-grad-norm", type=float, default=None,
+              help="Clip the global gradient norm to this value (off by default, as in the paper).")
 @click.option("--resume", is_flag=True,
               help="Continue OUT/last.pt exactly where it stopped, with the options it started with.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -47,7 +49,8 @@ def _model_args(pairs: tuple[str, ...]) -> dict:
               help="Test/validation pairs scored after each epoch (a fixed subset).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(run: str, out_dir: str, model: str, model_arg: tuple[str, ...], image_size: int, epochs: int,
-          batch_size: int, loss: str, lr: float, weight_decay: float, device: str, resume: bool, seed: int,
+          batch_size: int, loss: str, lr: float, weight_decay: float, device: str,
+          clip_grad_norm: float | None, resume: bool, seed: int,
           diffusers: tuple[str, ...], max_pairs: int | None, test_fraction: float, eval_max: int,
           quiet: bool) -> None:
     """Train a model on RUN.h5 (works the same under torchrun for DDP)."""
@@ -57,7 +60,8 @@ def train(run: str, out_dir: str, model: str, model_arg: tuple[str, ...], image_
     cfg = TrainConfig(run=run, out_dir=out_dir, model=model, model_args=_model_args(model_arg),
                       image_size=image_size, epochs=epochs, batch_size=batch_size, loss=loss, lr=lr,
                       weight_decay=weight_decay, seed=seed, diffusers=list(diffusers) or None,
-                      max_pairs=max_pairs, test_fraction=test_fraction, eval_max=eval_max, device=device)
+                      max_pairs=max_pairs, test_fraction=test_fraction, eval_max=eval_max, device=device,
+                      clip_grad_norm=clip_grad_norm)
     run_training(cfg, resume=resume, progress=not quiet, log=click.echo)
 
 

@@ -66,6 +66,28 @@ def test_npcc_training_lowers_the_loss(run, tmp_path):
     assert hist["train_loss"][-1] < hist["train_loss"][0] - 0.05
 
 
+def test_clip_grad_norm_bounds_the_gradient_of_every_step(run, tmp_path, monkeypatch):
+    original = torch.nn.utils.clip_grad_norm_
+    norms_after = []
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        original(parameters, max_norm, *args, **kwargs)
+        norms_after.append(float(torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(p.grad) for p in parameters if p.grad is not None]))))
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    train_tiny(run, tmp_path / "out", clip_grad_norm=1e-3, lr=1e-2)
+    assert norms_after and max(norms_after) <= 1e-3 * (1 + 1e-5)
+
+
+def test_gradients_are_not_clipped_by_default(run, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: calls.append(a))
+    train_tiny(run, tmp_path / "out")
+    assert calls == []
+
+
 def test_cli_train_runs_and_rejects_bad_options(run, tmp_path):
     args = ["train", str(run), "--model", "unet", "--model-arg", "base_channels=4", "--image-size", "16",
             "--epochs", "1", "--quiet", "--out"]
@@ -74,6 +96,7 @@ def test_cli_train_runs_and_rejects_bad_options(run, tmp_path):
     assert cli_run(args + [str(tmp_path / "bad"), "--diffuser", "999"]) == 2
     assert cli_run(args + [str(tmp_path / "bad"), "--model-arg", "nope"]) == 2
     assert cli_run(args + [str(tmp_path / "bad"), "--model", "resnet"]) == 2
+    assert cli_run(args + [str(tmp_path / "bad"), "--clip-grad-norm", "0"]) == 2
 
 
 def test_cli_import_does_not_import_torch():

@@ -67,19 +67,24 @@ def quiet_run(argv: list[str]) -> tuple[int, str]:
     return code, err.getvalue()
 
 
+def quiet_exit_code(argv: list[str]) -> int:
+    return quiet_run(argv)[0]
+
+
 # -- SIGKILL ------------------------------------------------------------------------------------------
 
 
 def kill_trials(table: Table, work: Path, n_kills: int) -> None:
+    import tests._run_files as R
     import tests.test_kill_resume as K
 
     print("SIGKILL trials", flush=True)
     launcher = K.Launcher()
     try:
-        protocol = K.write_toml(work / "kill.toml", K.KILL_PROTOCOL)
-        rig = K.write_toml(work / "rig.toml", K.TINY_SIM_RIG)
+        protocol = R.write_toml(work / "kill.toml", K.KILL_PROTOCOL)
+        rig = R.write_toml(work / "rig.toml", R.TINY_SIM_RIG)
         whole = work / "whole.h5"
-        child = launcher.start(K.acquire_argv(protocol, rig, whole))
+        child = launcher.start(R.acquire_argv(protocol, rig, whole))
         while K.run_starts(whole.with_suffix(".log")) == 0 and child.poll() is None:
             time.sleep(0.002)
         t0 = time.monotonic()
@@ -114,7 +119,7 @@ def kill_trials(table: Table, work: Path, n_kills: int) -> None:
                     launcher, case, part, rng, runs == 1, trace, already=kills, target=n_kills
                 )
                 kills += got
-                K.assert_same_run(whole, part)
+                R.assert_same_run(whole, part)
                 same += 1
             except AssertionError as e:
                 failures.append(str(e)[:200])
@@ -150,25 +155,22 @@ def kill_trials(table: Table, work: Path, n_kills: int) -> None:
 
 
 def fault_trials(table: Table, work: Path) -> None:
+    import tests._run_files as R
     import tests.test_faults as F
-    import tests.test_kill_resume as K
 
     print("fault trials", flush=True)
-    protocol = K.write_toml(work / "faults.toml", F.FAULT_PROTOCOL)
-    rig = K.write_toml(work / "rig.toml", K.TINY_SIM_RIG)
-    whole = work / "fault-free.h5"
-    assert quiet_run(K.acquire_argv(protocol, rig, whole))[0] == 0
+    protocol, _, whole = R.uninterrupted_run(work, "faults", F.FAULT_PROTOCOL, run=quiet_exit_code)
     for fault, rate, logged in F.EACH:
         out = work / f"{fault}.h5"
         code, err = quiet_run(
-            K.acquire_argv(protocol, K.write_toml(work / f"{fault}.toml", F.faulty_rig({fault: rate})), out)
+            R.acquire_argv(protocol, R.write_toml(work / f"{fault}.toml", F.faulty_rig({fault: rate})), out)
         )
         log = out.with_suffix(".log").read_text() if out.with_suffix(".log").exists() else ""
         retries = sum(1 for line in log.splitlines() if logged in line and "retrying" in line)
         good = 0
         try:
             assert code == 0, err
-            K.assert_same_run(whole, out)
+            R.assert_same_run(whole, out)
             good = 1
         except AssertionError as e:
             err = str(e)[:160]
@@ -181,12 +183,12 @@ def fault_trials(table: Table, work: Path) -> None:
         )
     out = work / "moderate.h5"
     code, err = quiet_run(
-        K.acquire_argv(protocol, K.write_toml(work / "moderate.toml", F.faulty_rig(F.MODERATE)), out)
+        R.acquire_argv(protocol, R.write_toml(work / "moderate.toml", F.faulty_rig(F.MODERATE)), out)
     )
     retries = out.with_suffix(".log").read_text().count("retrying")
     try:
         assert code == 0, err
-        K.assert_same_run(whole, out)
+        R.assert_same_run(whole, out)
         good = 1
     except AssertionError as e:
         good, err = 0, str(e)[:160]
@@ -199,19 +201,19 @@ def fault_trials(table: Table, work: Path) -> None:
         err,
     )
     for fault, rate, retries_allowed, device in F.STUBBORN:
-        p = K.write_toml(
+        p = R.write_toml(
             work / f"s-{fault}.toml",
             {**F.FAULT_PROTOCOL, "retry": {**F.FAULT_PROTOCOL["retry"], "max_retries": retries_allowed}},
         )
         out = work / f"stubborn-{fault}.h5"
         code, err = quiet_run(
-            K.acquire_argv(p, K.write_toml(work / f"sr-{fault}.toml", F.faulty_rig({fault: rate})), out)
+            R.acquire_argv(p, R.write_toml(work / f"sr-{fault}.toml", F.faulty_rig({fault: rate})), out)
         )
         lines = err.strip().splitlines()
         done = 0
         try:
             assert code == 1 and len(lines) == 1 and f"{device}:" in lines[0], err
-            done = K.assert_done_rows_hold_the_reference_frames(whole, out)
+            done = R.assert_done_rows_hold_the_reference_frames(whole, out)
             good = 1
         except AssertionError as e:
             good, err = 0, str(e)[:160]
@@ -231,24 +233,21 @@ def fault_trials(table: Table, work: Path) -> None:
 def disk_trials(table: Table, work: Path) -> None:
     import h5py
 
+    import tests._run_files as R
     import tests.test_disk_full as D
-    import tests.test_kill_resume as K
 
     print("disk-full trials", flush=True)
-    protocol = K.write_toml(work / "disk.toml", D.DISK_PROTOCOL)
-    rig = K.write_toml(work / "rig.toml", K.TINY_SIM_RIG)
-    whole = work / "whole.h5"
-    assert quiet_run(K.acquire_argv(protocol, rig, whole))[0] == 0
+    protocol, rig, whole = R.uninterrupted_run(work, "disk", D.DISK_PROTOCOL, run=quiet_exit_code)
 
     def trial(name: str, out: Path, inject, undo) -> tuple[bool, bool, str]:
         inject()
         try:
-            code, err = quiet_run(K.acquire_argv(protocol, rig, out))
+            code, err = quiet_run(R.acquire_argv(protocol, rig, out))
         finally:
             undo()
         D.stopped_for_lack_of_space(code, err, out, whole)
-        assert quiet_run(K.acquire_argv(protocol, rig, out, resume=True))[0] == 0
-        K.assert_same_run(whole, out)
+        assert quiet_run(R.acquire_argv(protocol, rig, out, resume=True))[0] == 0
+        R.assert_same_run(whole, out)
         line = err.strip()
         clear = (
             bool(re.search(r"no space left|disk is full|ENOSPC", line, re.I)) and line.count(str(out)) == 1

@@ -78,10 +78,11 @@ def assert_done_rows_hold_the_reference_frames(reference: Path, path: Path) -> i
     return int(done.sum())
 
 
-def uninterrupted_run(folder: Path, name: str, protocol: dict,
-                      rig: dict = TINY_SIM_RIG) -> tuple[Path, Path, Path]:
+def uninterrupted_run(folder: Path, name: str, protocol: dict, rig: dict = TINY_SIM_RIG,
+                      run=run) -> tuple[Path, Path, Path]:
     """Writes ``name``.toml and rig.toml in ``folder`` and acquires them in one go: the reference
-    (protocol, rig, run file) that interrupted runs are compared with."""
+    (protocol, rig, run file) that interrupted runs are compared with. ``run(argv) -> exit code`` is
+    the CLI entry point (the reliability report passes one that silences the output)."""
     protocol_path = write_toml(folder / f"{name}.toml", protocol)
     rig_path = write_toml(folder / "rig.toml", rig)
     whole = folder / "whole.h5"

@@ -28,7 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from acquisition.dataset import (
+from acquisition.engine import Engine, EngineSettings, RunOutcome
+from acquisition.exposure import AutoExposureSettings
+from speckle_core.errors import UserError
+from speckle_core.runfile import (
     CREATING_SUFFIX,
     BlockSpec,
     RunLayout,
@@ -37,9 +40,6 @@ from acquisition.dataset import (
     create_run,
     open_run,
 )
-from acquisition.engine import Engine, EngineSettings, RunOutcome
-from acquisition.exposure import AutoExposureSettings
-from speckle_lab.errors import UserError
 
 log = logging.getLogger("speckle_lab.acquire")
 

@@ -1,6 +1,6 @@
 """The acquisition engine: runs a laid-out run file on a rig, resumably, pipelined, with retries.
 
-The run file (``acquisition.dataset``) is the single source of truth: the engine reads the plan
+The run file (``speckle_core.runfile``) is the single source of truth: the engine reads the plan
 (pair rows, blocks, reference schedule) and what is already done from it, so a fresh run and a
 resumed one execute the same code. Per block (one diffuser and distance) it moves the slow devices
 once, decides the exposure once (stored: a resume reuses it), takes the dark frame, then shows each
@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from acquisition.dataset import RunWriter, read_strings
 from acquisition.exposure import AutoExposureSettings, auto_expose, mean_dark
 from acquisition.stability import StabilityMonitor
 from hardware.errors import DeviceError, DeviceNotFound, DriverMissing
+from speckle_core.runfile import RunWriter, read_strings
 
 log = logging.getLogger("speckle_lab.acquire")
 
@@ -62,7 +62,7 @@ class EngineSettings:
     retries: int = 4  # retries per device operation before the run stops
     backoff_s: float = 0.05  # first retry delay, doubled each retry ...
     backoff_max_s: float = 5.0  # ... up to this
-    sync_interval_s: float = 1.0  # see acquisition.dataset: done flags follow an fsync
+    sync_interval_s: float = 1.0  # see speckle_core.runfile: done flags follow an fsync
     queue_frames: int = 8  # frames the writer thread may lag behind
     pipelined: bool = True  # False: each capture waits for its write (only to measure the gain)
     laser_blocked_for_dark: bool = False  # the rig makes darks itself (sim); else the operator blocks it

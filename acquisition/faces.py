@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 log = logging.getLogger("speckle_lab.faces")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from acquisition.dataset import open_run, read_strings
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
+from speckle_core.runfile import open_run, read_strings
 
 TILE_PX = 160
 GAP_PX = 4  # white space between tiles

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocols import ProtocolFile, load_protocol
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 # -- timings for the estimate ----------------------------------------------------------------------
 

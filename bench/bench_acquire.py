@@ -28,10 +28,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acquisition.dataset import BlockSpec, RunLayout, RunWriter, create_run  # noqa: E402
 from acquisition.engine import Engine, EngineSettings  # noqa: E402
 from hardware.interfaces import Frame  # noqa: E402
 from hardware.lut import PhaseLUT  # noqa: E402
+from speckle_core.runfile import BlockSpec, RunLayout, RunWriter, create_run  # noqa: E402
 
 SHAPE = (800, 800)
 

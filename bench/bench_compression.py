@@ -6,7 +6,7 @@ speckle (an FFT of a random-phase pupil, exposed so its 99th percentile sits at 
 scale, with Poisson and read noise). Each filter
 writes the same frames one chunk per frame, as the engine does, and flushes after each frame.
 
-Decision rule (acquisition/dataset.py): uncompressed chunks can be preallocated, so a frame write
+Decision rule (speckle_core/runfile.py): uncompressed chunks can be preallocated, so a frame write
 touches raw bytes only and a SIGKILL cannot tear HDF5 metadata; a filter must save a lot to be
 worth giving that up. Usage: ``python bench/bench_compression.py [--frames 60]``.
 """
@@ -135,7 +135,7 @@ def main() -> None:
             if opts and ratio < best[1]:
                 best = (name, ratio)
     saving = 1 - best[1]
-    verdict = ("none (as acquisition/dataset.py does)" if saving < MIN_SAVING
+    verdict = ("none (as speckle_core/runfile.py does)" if saving < MIN_SAVING
                else f"{best[0]}: RECONSIDER the layout")
     print(f"rule: compress only if a filter saves >= {MIN_SAVING:.0%} (it gives up preallocated, kill-proof "
           f"chunks); best here: {best[0]} saves {saving:.0%} -> {verdict}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 TWO_PI = 2.0 * np.pi
 

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from hardware.lut import PhaseLUT
 from hardware.sim.config import SimConfig
-from speckle_lab.config import StrictModel, load_toml_model, parse_toml_model
+from speckle_core.config import StrictModel, load_toml_model, parse_toml_model
 
 PositivePx = Annotated[int, Field(gt=0, le=100_000)]
 Px2 = tuple[PositivePx, PositivePx]

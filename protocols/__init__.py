@@ -30,7 +30,7 @@ class ProtocolFile:
 
 def load_protocol(path: str | Path) -> ProtocolFile:
     """Reads and validates a protocol file; raises a one-line UserError on any problem."""
-    from speckle_lab.config import load_toml_model
+    from speckle_core.config import load_toml_model
 
     model, text = load_toml_model(path, ProtocolConfig, "protocol")
     return ProtocolFile(model, text, Path(path))

@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from speckle_lab.config import StrictModel
+from speckle_core.config import StrictModel
 
 
 def _invalid(message: str) -> PydanticCustomError:

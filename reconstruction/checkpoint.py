@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 FORMAT = "speckle-lab-checkpoint/1"
 REQUIRED_KEYS = ("format", "model_config", "model", "epoch", "history", "train_config")

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 
 def _model_args(pairs: tuple[str, ...]) -> dict:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 CACHE_VERSION = 1
 CHUNK_ROWS = 16

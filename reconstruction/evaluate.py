@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 METRICS = ("pcc", "ssim", "jaccard", "psnr")
 EVAL_CHUNK = 256  # pairs predicted and scored at a time

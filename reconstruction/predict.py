@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 H5_SUFFIXES = (".h5", ".hdf5")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 LOSSES = ("bce", "npcc", "bce+npcc")
 WEIGHT_DECAY = 1e-5  # the paper's "L2 norm regularizer" has no stated weight; a common Adam L2 value

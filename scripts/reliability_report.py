@@ -417,7 +417,7 @@ def bad_input_trials(table: Table, work: Path, n_mutations: int) -> None:
     from hypothesis import HealthCheck, Phase, given, settings
 
     import tests.test_protocol_properties as P
-    from speckle_lab.errors import UserError
+    from speckle_core.errors import UserError
 
     outcomes: collections.Counter = collections.Counter()
     examples: dict = {}

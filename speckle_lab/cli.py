@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
+from speckle_core.errors import NotAvailableError, UserError
 from speckle_lab import __version__
-from speckle_lab.errors import NotAvailableError, UserError
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -82,7 +82,7 @@ class DemoSettings:
     @classmethod
     def make(cls, fast: bool = False, image_size: int | None = None, epochs: int | None = None,
              batch_size: int | None = None, lr: float = DEMO_LR, device: str = "auto") -> DemoSettings:
-        from speckle_lab.errors import UserError
+        from speckle_core.errors import UserError
 
         base = FAST if fast else {"image_size": DEMO_IMAGE_SIZE, "batch_size": DEMO_BATCH_SIZE}
         if epochs is None:
@@ -114,7 +114,7 @@ def run_demo(out_dir, settings: DemoSettings, protocol_path=None, rig_path=None,
     from pathlib import Path
 
     from protocols import shipped
-    from speckle_lab.errors import UserError
+    from speckle_core.errors import UserError
 
     t_start = time.perf_counter()
     out = Path(out_dir)
@@ -177,8 +177,8 @@ def dataset_state(run, protocol_text: str, rig_text: str) -> str:
     """"absent", "incomplete" or "complete"; a file from another protocol or rig is a UserError."""
     import numpy as np
 
-    from acquisition.dataset import open_run
-    from speckle_lab.errors import UserError
+    from speckle_core.errors import UserError
+    from speckle_core.runfile import open_run
 
     if not run.exists():
         return "absent"
@@ -194,7 +194,7 @@ def acquire_stage(protocol, run, rig_path, progress: bool, log) -> int:
     """Acquires (or resumes, or reuses) the demo's dataset; returns the acquisition's exit code."""
     from acquisition.engine import acquire_command
     from hardware.rig import load_rig
-    from speckle_lab.config import read_text
+    from speckle_core.config import read_text
 
     state = dataset_state(run, read_text(protocol, "protocol"), load_rig(rig_path).text)
     if state == "complete":
@@ -216,7 +216,7 @@ def train_stage(run, folder, name: str, overrides: dict, settings: DemoSettings,
     """Trains one model into ``folder`` (resumes or reuses a matching one); returns its best.pt path."""
     from reconstruction.checkpoint import load_checkpoint
     from reconstruction.train import TrainConfig, train
-    from speckle_lab.errors import UserError
+    from speckle_core.errors import UserError
 
     cfg = TrainConfig(run=str(run), out_dir=str(folder), model=name, model_args=dict(overrides),
                       image_size=settings.image_size, epochs=settings.epochs[name],

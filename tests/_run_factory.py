@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from acquisition.dataset import BlockSpec, RunLayout
+from speckle_core.runfile import BlockSpec, RunLayout
 
 
 def tiny_layout(n_objects: int = 3, frame_shape=(16, 16), pattern_shape=(8, 8), diffusers=("120", "220"),

@@ -352,7 +352,7 @@ FACE_CASES = [
 
 
 def valid_run(tmp: Path, name: str = "good.h5") -> Path:
-    from acquisition.dataset import create_run
+    from speckle_core.runfile import create_run
     from tests._run_factory import tiny_layout
 
     path = tmp / name

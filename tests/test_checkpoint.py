@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from reconstruction.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, save_checkpoint
+from speckle_core.errors import UserError
 from speckle_lab.cli import run as cli_run
-from speckle_lab.errors import UserError
 
 
 def test_checkpoint_loads_with_weights_only(trained):

@@ -6,7 +6,7 @@ import pytest
 
 from reconstruction import data
 from reconstruction.train import TrainConfig, select_sets
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 from tests.tiny_dataset import write_tiny_dataset
 
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from speckle_core.errors import UserError
 from speckle_lab.demo import DemoSettings, run_demo
-from speckle_lab.errors import UserError
 
 RIG = """
 name = "tiny simulated rig"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from acquisition.acquire import RunSettings, preflight_devices, preflight_people
-from acquisition.dataset import RunWriter, create_run
 from acquisition.engine import Engine, EngineSettings
 from acquisition.exposure import AutoExposureSettings
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
+from speckle_core.runfile import RunWriter, create_run
 from tests._fake_rig import FakeOperator, FakeStage, fake_rig
 from tests._run_factory import tiny_layout
 

@@ -21,7 +21,7 @@ from hardware.drivers.monitors import Monitor, choose_monitor
 from hardware.errors import DeviceError, DeviceNotFound
 from hardware.lut import PhaseLUT
 from hardware.rig import SlmConfig
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 from tests.xvfb import Head, XvfbServer, screenshot_rgb, xvfb_missing_reason
 
 pytestmark = pytest.mark.timeout(120)

@@ -17,7 +17,7 @@ from acquisition.faces import (
     open_source,
     selection_order,
 )
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 N_FACES = 12  # images in the built sources: small and fast
 

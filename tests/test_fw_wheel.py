@@ -5,7 +5,7 @@ import pytest
 from hardware.drivers.fw_wheel import FilterWheelChanger
 from hardware.errors import DeviceError, DeviceNotFound, DeviceTimeout
 from hardware.rig import ChangerConfig
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 from tests.vendor_fakes_fw102c import FakeFW102C
 
 SLOTS = {"1": "120", "2": "220", "3": "600", "4": "1500"}

@@ -66,7 +66,7 @@ import importlib, json, os, signal, sys
 import h5py
 
 for name in ("numpy", "speckle_lab.cli", "acquisition.acquire", "acquisition.engine", "acquisition.plan",
-             "acquisition.faces", "acquisition.dataset", "hardware.sim.devices", "hardware.sim.optics",
+             "acquisition.faces", "speckle_core.runfile", "hardware.sim.devices", "hardware.sim.optics",
              "hardware.drivers.manual", "protocols", "skimage.data", "rich.progress"):
     try:
         importlib.import_module(name)

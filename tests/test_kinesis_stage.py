@@ -8,7 +8,7 @@ from pylablib.devices.Thorlabs import KinesisMotor, ThorlabsError
 from hardware.drivers.kinesis_stage import KinesisStage
 from hardware.errors import DeviceError, DeviceNotFound, DeviceTimeout, DriverMissing
 from hardware.rig import StageConfig
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 from tests.vendor_fakes_kinesis import FakeKinesisMotor, fake_vendor
 
 

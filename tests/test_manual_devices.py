@@ -7,7 +7,7 @@ import pytest
 
 from hardware.drivers.manual import ConsoleOperator, ManualDiffuserChanger, ManualStage, UnattendedOperator
 from hardware.errors import DeviceError
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 
 class TTYInput(io.StringIO):

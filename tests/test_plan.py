@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from acquisition import plan as plan_mod
 from acquisition.plan import build_objects, make_plan, reference_schedule
 from protocols import shipped
+from speckle_core.errors import UserError
 from speckle_lab.cli import run
-from speckle_lab.errors import UserError
 
 FOUR_BY_THREE = """
 name = "4 diffusers x 3 distances"

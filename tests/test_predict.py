@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from reconstruction.predict import parse_rows, predict_inputs
+from speckle_core.errors import UserError
 from speckle_lab.cli import run as cli_run
-from speckle_lab.errors import UserError
 
 
 def test_png_tiff_and_npy_frames_give_pngs_of_the_model_size(trained, tmp_path):

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from protocols import load_protocol
 from protocols.schema import ProtocolConfig
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 # No shrinking: on this 2-core machine shrinking a failure takes a minute; the failing example is
 # printed with what was mutated, which is readable as it is.

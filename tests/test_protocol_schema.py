@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from protocols import load_protocol, shipped
+from speckle_core.errors import UserError
 from speckle_lab.cli import run
-from speckle_lab.errors import UserError
 
 MINIMAL = """
 [faces]

@@ -110,8 +110,8 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
 
 def test_resume_refuses_a_different_protocol(tmp_path):
     from acquisition.acquire import check_output
-    from acquisition.dataset import create_run
-    from speckle_lab.errors import UserError
+    from speckle_core.errors import UserError
+    from speckle_core.runfile import create_run
 
     path = tmp_path / "r.h5"
     create_run(path, tiny_layout(protocol_text="a = 1\n", rig_text="r = 1\n"))
@@ -124,7 +124,7 @@ def test_resume_refuses_a_different_protocol(tmp_path):
 
 def test_an_existing_run_without_resume_is_an_error(tmp_path):
     from acquisition.acquire import check_output
-    from speckle_lab.errors import UserError
+    from speckle_core.errors import UserError
 
     path = tmp_path / "r.h5"
     path.write_bytes(b"x")
@@ -224,8 +224,8 @@ def test_cli_sigkill_at_random_moments_then_resume_is_byte_identical(tmp_path):
 
 def test_resume_of_a_tampered_file_is_a_one_line_error(tmp_path):
     from acquisition.acquire import check_output
-    from acquisition.dataset import create_run
-    from speckle_lab.errors import UserError
+    from speckle_core.errors import UserError
+    from speckle_core.runfile import create_run
 
     path = tmp_path / "r.h5"
     create_run(path, tiny_layout(protocol_text="a\n", rig_text="r\n"))

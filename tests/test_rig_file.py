@@ -3,7 +3,7 @@
 import pytest
 
 from hardware.rig import load_rig
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 
 def write(tmp_path, text):

@@ -15,7 +15,7 @@ from hardware.lut import PhaseLUT
 from hardware.rig import build_rig, load_rig
 from hardware.sim import build_sim_devices
 from hardware.sim.operator import ABORT, ScriptedOperator
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 from tests._sim_helpers import blocks, pearson, small_config, small_rig
 
 pytestmark = pytest.mark.timeout(60)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from reconstruction.train import TrainConfig, train
+from speckle_core.errors import UserError
 from speckle_lab.cli import run as cli_run
-from speckle_lab.errors import UserError
 from tests.tiny_dataset import TINY_MODEL, train_tiny, write_tiny_dataset
 
 

@@ -10,7 +10,7 @@ from pylablib.devices.uc480 import UC480Camera, uc480Error
 from hardware.drivers.uc480_camera import UC480CameraDriver, load_vendor
 from hardware.errors import DeviceError, DeviceNotFound, DeviceTimeout, DriverMissing
 from hardware.rig import CameraConfig
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 from tests.vendor_fakes_uc480 import FakeUC480Camera, fake_vendor
 
 

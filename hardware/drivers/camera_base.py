@@ -19,7 +19,7 @@ import numpy as np
 
 from hardware.errors import DeviceError
 from hardware.interfaces import Frame, FrameKey
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 # One grabbed frame: (image, the camera's frame counter or None, the camera's clock in s or None).
 Grabbed = tuple[np.ndarray, int | None, float | None]

@@ -16,7 +16,7 @@ import numpy as np
 from hardware.drivers.exulus_display import EXULUS_PANEL_PX, ExulusDisplay, check_gray, window_origin_px
 from hardware.errors import DeviceError, DriverMissing
 from hardware.lut import PhaseLUT
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import numbers
 from collections.abc import Iterator
 
 from hardware.errors import DeviceError, DeviceNotFound, DeviceTimeout
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 
 def load_vendor():

@@ -16,7 +16,7 @@ import numbers
 from collections.abc import Iterator
 
 from hardware.errors import DeviceError, DeviceNotFound, DeviceTimeout, DriverMissing
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 FTDI_MISSING = (
     "the FTDI D2XX driver that pylablib needs to open a Kinesis device by serial number is missing "

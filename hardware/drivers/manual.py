@@ -15,7 +15,7 @@ import sys
 from typing import TextIO
 
 from hardware.errors import DeviceError
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 log = logging.getLogger("speckle_lab.operator")
 

@@ -17,7 +17,7 @@ def build_sim_devices(config, lut):
     """
     from hardware.sim.devices import SimBench, SimCamera, SimChanger, SimSLM, SimStage
     from hardware.sim.sensor import COLOR_MODES
-    from speckle_lab.errors import UserError
+    from speckle_core.errors import UserError
 
     missing = [d for d in config.changer.diffusers if d not in config.sim.diffusers]
     if missing:

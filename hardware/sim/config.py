@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from speckle_lab.config import StrictModel
+from speckle_core.config import StrictModel
 
 
 class DiffuserSpec(StrictModel):

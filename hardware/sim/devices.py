@@ -25,7 +25,7 @@ from hardware.lut import PhaseLUT
 from hardware.sim.diffuser import seed_sequence
 from hardware.sim.optics import Geometry, OpticalModel
 from hardware.sim.sensor import Sensor
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 
 def _plain(value: object) -> object:

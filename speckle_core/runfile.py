@@ -36,7 +36,7 @@ Crash safety (a SIGKILL or a power cut at any moment leaves a file plain h5py op
   layout is written, flushed and fsync'ed. A kill during creation leaves only the temporary file.
 - Superblock version 0 (libver low bound "earliest"): HDF5 sets its status-flags word (byte 20)
   while a writer has the file open but enforces it only for superblock v3 ("latest"), so a file
-  whose writer died opens for reading and for resuming (tests/test_dataset.py kills writers).
+  whose writer died opens for reading and for resuming (tests/test_runfile.py kills writers).
 - Every dataset is fully allocated at creation (``H5D_ALLOC_TIME_EARLY``; ``fill_time=never`` so a
   big run's frames become a sparse file instantly), strings are written once at creation, the
   chunk cache is off and ``track_times`` is off: after creation the writer changes only raw data
@@ -71,7 +71,7 @@ import h5py
 import numpy as np
 from h5py import h5d, h5p
 
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 FORMAT = "speckle-lab/1"
 CREATING_SUFFIX = ".creating"

@@ -13,8 +13,8 @@ import h5py
 import numpy as np
 import pytest
 
-from acquisition.dataset import FORMAT, RunWriter, create_run, open_run, read_strings
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
+from speckle_core.runfile import FORMAT, RunWriter, create_run, open_run, read_strings
 from tests._run_factory import frame_for, tiny_layout
 
 ROOT = Path(__file__).resolve().parents[1]

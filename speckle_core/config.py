@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-from speckle_lab.errors import UserError
+from speckle_core.errors import UserError
 
 MAX_CONFIG_BYTES = 1_000_000  # a protocol or rig file is a few kB; refuse anything absurd
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from speckle_core.errors import UserError
+from speckle_core.fileio import atomic_path, check_output_file
 from speckle_core.runfile import open_run, read_strings
 
 TILE_PX = 160
@@ -117,7 +118,20 @@ def _tile(img: np.ndarray | None, stretch: bool):
 
 
 def contact_sheet(f, sheet_path: Path) -> int:
-    """Writes the sheet; returns the number of rows (face × diffuser)."""
+    """Writes the sheet (atomically); returns the number of rows (face × diffuser)."""
+    sheet, n = render_contact_sheet(f)
+    write_png(sheet, sheet_path, "contact sheet")
+    return n
+
+
+def write_png(image, path: Path, what: str) -> None:
+    """Saves a PIL image as ``path``: a temporary file beside it, fsync'ed, renamed into place."""
+    with atomic_path(path, what) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def render_contact_sheet(f):
+    """The sheet as a PIL image, and its number of rows (face × diffuser)."""
     from PIL import Image, ImageDraw
 
     diff = np.array(read_strings(f["pairs/diffuser"]), dtype=object)
@@ -156,26 +170,26 @@ def contact_sheet(f, sheet_path: Path) -> int:
         for j, z in enumerate(distances):
             img = f["pairs/speckle"][at[z]] if z in at else None
             sheet.paste(_tile(img, stretch=True), (label_w + step * (j + 1), y))
-    sheet_path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(sheet_path)
-    return len(rows)
+    return sheet, len(rows)
 
 
 def inspect_command(run_path: str, sheet_path: str | None) -> int:
     path = Path(run_path)
     sheet = Path(sheet_path) if sheet_path else path.with_name(path.stem + ".contact.png")
+    # The sheet is checked before anything is opened: a .png, never the run file itself nor any
+    # other run file, checkpoint or protocol (docs/design.md, "Files").
+    check_output_file(sheet, inputs=[path], what="contact sheet", suffixes=(".png",))
     f = open_run(path)
     try:
         try:
             blocks = summarise(f)
             print_summary(f, path, blocks)
-            n = contact_sheet(f, sheet)
-        except (OSError, KeyError, ValueError, IndexError) as e:
-            if isinstance(e, OSError) and getattr(e, "filename", None) == str(sheet):
-                raise UserError(f"{sheet}: cannot write the contact sheet ({e.strerror or e})") from None
+            image, n = render_contact_sheet(f)
+        except (OSError, KeyError, ValueError, IndexError, TypeError) as e:
             detail = " ".join(str(e).split())[:160]
             raise UserError(f"{path}: damaged or truncated run file ({detail})") from None
     finally:
         f.close()
+    write_png(image, sheet, "contact sheet")
     print(f"contact sheet: {sheet} ({n} faces)")
     return 0

@@ -3,11 +3,13 @@
 Each area registers its own commands: ``hardware.cli`` (devices), ``acquisition.cli`` (plan,
 acquire, inspect), ``reconstruction.cli`` (train, evaluate, predict) and ``speckle_lab.demo``.
 Those modules import only click at load time, so ``speckle-lab --help`` stays fast and never
-imports torch. Exit codes: 0 success, 2 bad input (one line), 1 anything else, 130 Ctrl-C.
+imports torch. Exit codes: 0 success, 2 bad input (one line), 1 anything else, 130 Ctrl-C,
+143 SIGTERM, 129 SIGHUP (128 + the signal, after the same clean stop as Ctrl-C).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -16,6 +18,8 @@ from pathlib import Path
 import click
 
 from speckle_core.errors import NotAvailableError, UserError
+from speckle_core.fileio import describe_os_error, is_disk_full
+from speckle_core.signals import Terminated, exit_code_for, terminate_as_interrupt
 from speckle_lab import __version__
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -62,6 +66,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(argv: list[str] | None = None) -> int:
+    # SIGTERM (systemd, docker, timeout, SLURM) and SIGHUP (a dropped SSH session) are handled as
+    # Ctrl-C: `finally` blocks run, temporary files go, exit 128 + signal (speckle_core.signals).
+    with terminate_as_interrupt():
+        try:
+            return _run(argv)
+        except KeyboardInterrupt as e:  # a signal that arrived while reporting
+            return _interrupted(e)
+
+
+def _interrupted(e: BaseException) -> int:
+    code = exit_code_for(e.signum) if isinstance(e, Terminated) else EXIT_INTERRUPTED
+    with contextlib.suppress(OSError, ValueError):
+        _error("", f"interrupted ({e})" if isinstance(e, Terminated) else "interrupted")
+    return code
+
+
+def _usage_error(e: click.ClickException) -> int:
+    """Click's usage errors (three lines: usage, hint, error) as one line naming the command."""
+    ctx = getattr(e, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None else ""
+    hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    _error("error: ", f"{where}{e.format_message()}{hint}")
+    return EXIT_BAD_INPUT
+
+
+def _run(argv: list[str] | None) -> int:  # noqa: C901 - one except clause per exit code
     try:
         result = cli.main(args=argv, prog_name="speckle-lab", standalone_mode=False)
         return int(result) if isinstance(result, int) else EXIT_OK
@@ -71,24 +101,32 @@ def run(argv: list[str] | None = None) -> int:
         _error("", "interrupted")
         return EXIT_INTERRUPTED
     except click.ClickException as e:  # usage errors: bad option, missing argument, no such file
-        e.show()
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        _error("", "interrupted")
-        return EXIT_INTERRUPTED
+        return _usage_error(e)
+    except KeyboardInterrupt as e:
+        return _interrupted(e)
     except UserError as e:
         _error("error: ", str(e))
         return EXIT_BAD_INPUT
     except NotAvailableError as e:
         _error("", str(e))
         return EXIT_ERROR
-    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, details in a file
-        if os.environ.get("SPECKLE_LAB_DEBUG"):
-            raise
-        where = _crash_log(e)
-        tail = f" (traceback in {where})" if where else ""
-        _error("error: ", f"{type(e).__name__}: {e}{tail}")
+    except OSError as e:
+        if not is_disk_full(e) or os.environ.get("SPECKLE_LAB_DEBUG"):
+            return _unexpected(e)
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        _error("error: ", f"{where}{describe_os_error(e)}; free space and run again")
         return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, details in a file
+        return _unexpected(e)
+
+
+def _unexpected(e: Exception) -> int:
+    if os.environ.get("SPECKLE_LAB_DEBUG"):
+        raise e
+    where = _crash_log(e)
+    tail = f" (traceback in {where})" if where else ""
+    _error("error: ", f"{type(e).__name__}: {e}{tail}")
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

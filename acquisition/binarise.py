@@ -113,7 +113,9 @@ def contact_sheet(grays: list[np.ndarray | None] | None, objects: list[np.ndarra
             sheet.paste(Image.fromarray(_tile(grays[i], tile_px)), (x, y))
         sheet.paste(Image.fromarray(_tile(objects[i], tile_px)), (x + tile_px + pad, y))
         draw.text((x, y + tile_px + 1), names[i][: 2 * tile_px // 6], fill=0)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
+    from speckle_core.fileio import atomic_path, check_output_file
+
+    out = check_output_file(path, what="faces contact sheet", suffixes=(".png",))
+    with atomic_path(out, "faces contact sheet") as tmp:  # never a half-written sheet
+        sheet.save(tmp, format="PNG")
     return out

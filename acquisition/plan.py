@@ -128,7 +128,7 @@ class RunPlan:
     protocol: ProtocolFile
     rig: object  # hardware.rig.RigFile
     source_label: str  # where the faces come from
-    faces_available: int  # images the source holds
+    faces_available: int | None  # images the source holds (None: the source is missing)
     rows: tuple[PlanRow, ...]
     blocks: tuple[PlanBlock, ...]
     moves: tuple[Move, ...]
@@ -143,6 +143,7 @@ class RunPlan:
     timings: Timings
     estimate: Estimate
     face_names: tuple[str, ...] = field(default=(), repr=False)  # every name the source holds, sorted
+    faces_missing: str | None = None  # why the source could not be listed (plan only; acquire refuses)
 
     @property
     def config(self):
@@ -239,20 +240,36 @@ def _bytes_per_pixel(rig) -> int:
     return 1 if rig.camera.kind == "sim" or mode.endswith("8") or mode.endswith("8p") else 2
 
 
-def make_plan(protocol_file, rig_file=None) -> RunPlan:
-    """Lays out a protocol on a rig. ``protocol_file``: a path or ProtocolFile; ``rig_file``: a path,
-    a RigFile, or None (the default simulated rig). Lists the face names; decodes no image."""
+def _list_faces(pf: ProtocolFile, allow_missing: bool) -> tuple[str, list[str], str | None]:
+    """(source label, names, None) — or, when the source does not exist and ``allow_missing``,
+    (label, [], the reason): the plan is still laid out for ``faces.count`` objects."""
     from acquisition.faces import check_count, open_source
+    from acquisition.sources import missing_source_message, resolve_source
+
+    cfg = pf.model.faces
+    if allow_missing and not cfg.embedded:
+        p = resolve_source(cfg.source, pf.folder)
+        if not p.exists():
+            return f"missing {p}", [], missing_source_message(p, f"{pf.path}: ")
+    source = open_source(cfg.source, pf.folder, str(pf.path))
+    names = source.names()
+    check_count(source, names, cfg.count)
+    return source.label, names, None
+
+
+def make_plan(protocol_file, rig_file=None, allow_missing_faces: bool = False) -> RunPlan:
+    """Lays out a protocol on a rig. ``protocol_file``: a path or ProtocolFile; ``rig_file``: a path,
+    a RigFile, or None (the default simulated rig). Lists the face names; decodes no image.
+
+    ``allow_missing_faces`` (``speckle-lab plan``): a ``faces.source`` that does not exist (LFW not
+    downloaded yet) does not stop the plan; ``RunPlan.faces_missing`` says why."""
     from hardware.rig import RigFile, load_rig
 
     pf = protocol_file if isinstance(protocol_file, ProtocolFile) else load_protocol(protocol_file)
     rf = rig_file if isinstance(rig_file, RigFile) else load_rig(rig_file)
     _validate(pf, rf)
     cfg, rig = pf.model, rf.config
-
-    source = open_source(cfg.faces.source, pf.folder, str(pf.path))
-    names = source.names()
-    check_count(source, names, cfg.faces.count)
+    label, names, missing = _list_faces(pf, allow_missing_faces)
 
     manual_stage = rig.stage.kind == "manual"
     manual_changer = rig.changer.kind == "manual"
@@ -299,9 +316,9 @@ def make_plan(protocol_file, rig_file=None) -> RunPlan:
     settle_ms = max(cfg.slm.settle_ms, rig.slm.settle_ms)
     bpp = _bytes_per_pixel(rig)
     est = _estimate(cfg, rig, len(rows), blocks, moves, len(ref_before), timings, settle_ms, bpp)
-    return RunPlan(pf, rf, source.label, len(names), tuple(rows), tuple(blocks), tuple(moves), tuple(steps),
-                   tuple(ref_before), tuple(ref_block), dark, gray_pi, settle_ms, tuple(cfg.camera.roi_px),
-                   bpp, timings, est, tuple(names))
+    return RunPlan(pf, rf, label, None if missing else len(names), tuple(rows), tuple(blocks), tuple(moves),
+                   tuple(steps), tuple(ref_before), tuple(ref_block), dark, gray_pi, settle_ms,
+                   tuple(cfg.camera.roi_px), bpp, timings, est, tuple(names), missing)
 
 
 def _estimate(cfg, rig, n_pairs: int, blocks, moves, n_refs: int, t: Timings, settle_ms: float,
@@ -345,7 +362,8 @@ def build_objects(plan: RunPlan):
 
     cfg = plan.config.faces
     source = _BinarisingSource(open_source(cfg.source, plan.protocol.folder, str(plan.protocol.path)), cfg)
-    faces = load_faces(source, cfg.count, cfg.holdout, cfg.seed, list(plan.face_names) or None)
+    faces = load_faces(source, cfg.count, cfg.holdout, cfg.seed, list(plan.face_names) or None,
+                       cfg.holdout_match)
     h, w = cfg.target_px
     patterns = np.empty((len(faces.images), h, w), dtype=np.uint8)
     for i, obj in enumerate(faces.images):
@@ -429,14 +447,22 @@ def check_disk(plan: RunPlan, out_path: str | None) -> tuple[Path, int]:
     return folder, free
 
 
+def _faces_line(plan: RunPlan) -> str:
+    f = plan.config.faces
+    held = (f"holdout: names matching {f.holdout_match!r}" if f.holdout_match is not None
+            else f"{f.count - f.holdout} train, {f.holdout} holdout (whole persons)")
+    how = f"seed {f.seed}; binarised {f.binarise.method} at {f.target_px[0]}x{f.target_px[1]}"
+    if plan.faces_missing:
+        return (f"{f.kind}: {f.count} MISSING ({plan.faces_missing}); the estimate below assumes "
+                f"{f.count} {f.kind} ({held}; {how})")
+    return f"{f.kind}: {f.count} of {plan.faces_available} in {plan.source_label} ({held}; {how})"
+
+
 def format_plan(plan: RunPlan, folder: Path | None = None, free: int | None = None) -> str:
     cfg, rig = plan.config, plan.rig.config
     lines = [f"protocol {plan.protocol.path}: {cfg.name}",
              f"rig: {plan.rig.path or 'default simulated rig'} ({rig.name})",
-             f"faces: {cfg.faces.count} of {plan.faces_available} in {plan.source_label} "
-             f"({cfg.faces.count - cfg.faces.holdout} train, {cfg.faces.holdout} holdout; "
-             f"seed {cfg.faces.seed}; "
-             f"binarised {cfg.faces.binarise.method} at {cfg.faces.target_px[0]}x{cfg.faces.target_px[1]})",
+             _faces_line(plan),
              f"pairs: {plan.pairs_total} in {len(plan.blocks)} blocks, in this order:",
              f"  {'block':>5}  {'diffuser':>8}  {'distance':>8}  {'role':<10}  {'pairs':>6}  rows"]
     for b in plan.blocks:
@@ -469,6 +495,8 @@ def format_plan(plan: RunPlan, folder: Path | None = None, free: int | None = No
                  + ", ".join(f"{k} {_fmt_s(v)}" for k, v in e.duration_parts.items() if v > 0) + ")")
     lines.append(f"  from {'simulated' if rig.simulated else 'nominal device'} timings "
                  "(acquisition/plan.py; bench/bench_acquire.py measures)")
+    if plan.faces_missing:
+        lines.append(f"NOTE: the {cfg.faces.kind} are missing: acquire refuses until faces.source exists")
     where = f"; {_fmt_bytes(free)} free in {folder}" if free is not None else ""
     lines.append(f"disk need: {_fmt_bytes(e.disk_bytes)} uncompressed ("
                  + ", ".join(f"{k} {_fmt_bytes(v)}" for k, v in e.disk_parts.items()) + f"){where}")
@@ -477,7 +505,7 @@ def format_plan(plan: RunPlan, folder: Path | None = None, free: int | None = No
 
 def plan_command(protocol_path: str, rig_path: str | None, out_path: str | None) -> int:
     """``speckle-lab plan``: prints the plan; UserError (exit 2) when it is invalid or the disk too small."""
-    plan = make_plan(protocol_path, rig_path)
+    plan = make_plan(protocol_path, rig_path, allow_missing_faces=True)
     folder, free = check_disk(plan, out_path)
     print(format_plan(plan, folder, free))
     return 0

@@ -20,6 +20,7 @@ Pair count = faces.count × Σ over blocks (len(distances_mm) × repeats).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -52,17 +53,28 @@ class BinariseConfig(StrictModel):
 
 
 class FacesConfig(StrictModel):
-    """The objects: face images, selected, cropped, resized and binarised to the SLM window."""
+    """The objects: face images (or a lab's own), selected, cropped, resized and binarised to the SLM
+    window."""
 
+    kind: Literal["faces", "objects"] = Field(
+        "faces", description="what the images show: faces (LFW, the embedded set), or a lab's own "
+                             "objects (digits, letters, patterns); named so in plan and inspect")
     source: str = Field(
         "embedded",
         description='"embedded" (scikit-image lfw_subset, its 100 faces), or a path relative to the '
-                    "protocol file: an LFW folder (Name/Name_0001.jpg) or an lfw.tgz archive")
-    count: int = Field(100, ge=1, le=MAX_FACES, description="faces to select (all of them are captured)")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the selection: same seed, same faces")
+                    "protocol file: a folder of images (flat, or LFW's Name/Name_0001.jpg) or an "
+                    "archive of them (.tgz, .tar, .zip; e.g. lfw.tgz); PNG, JPEG or TIFF at any "
+                    "size and bit depth")
+    count: int = Field(100, ge=1, le=MAX_FACES, description="images to select (all of them are captured)")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the selection: same seed, same images")
     holdout: int = Field(
         0, ge=0, le=MAX_FACES,
-        description="of `count`, faces never used for training (split 'holdout'); still captured")
+        description="of `count`, images never used for training (split 'holdout'; still captured), "
+                    "whole persons at a time: A_0001 and A_0002 are one person (docs/protocol.md)")
+    holdout_match: str | None = Field(
+        None, description="instead of `holdout`: hold out the selected images whose name matches this "
+                          "regular expression (Python re.search), e.g. '_test$'; a person on both "
+                          "sides is refused")
     crop_px: tuple[int, int, int, int] | None = Field(
         None, description="[top, left, height, width] in source pixels, applied first; none: whole image")
     target_px: Px2 = Field(
@@ -76,6 +88,19 @@ class FacesConfig(StrictModel):
     def _source_nonempty(cls, v: str) -> str:
         if not v.strip():
             raise _invalid('must be "embedded" or a path to an LFW folder or lfw.tgz')
+        return v
+
+    @field_validator("holdout_match")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v.strip() or len(v) > 1000:
+            raise _invalid("must be a regular expression (1..1000 characters) matching held-out names")
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise _invalid(f"not a regular expression ({e})") from None
         return v
 
     @field_validator("crop_px")
@@ -97,6 +122,9 @@ class FacesConfig(StrictModel):
 
     @model_validator(mode="after")
     def _holdout_below_count(self) -> FacesConfig:
+        if self.holdout_match is not None and self.holdout:
+            raise _invalid("faces.holdout and faces.holdout_match both set: hold out a number of images "
+                           "at random (holdout) or those whose name matches (holdout_match), not both")
         if self.holdout >= self.count:
             raise _invalid(f"faces.holdout ({self.holdout}) must be less than faces.count ({self.count}): "
                              "some faces must remain for training")

@@ -175,13 +175,13 @@ def test_build_objects_skips_a_corrupt_face_and_keeps_the_count(tmp_path):
 
 
 def test_plan_never_decodes_an_image(small, tmp_path, monkeypatch):
-    from acquisition import faces
+    from acquisition import sources
 
     def boom(*a, **k):
         raise AssertionError("plan decoded an image")
 
-    monkeypatch.setattr(faces, "decode_gray", boom)
-    monkeypatch.setattr(faces.EmbeddedSource, "read", boom)
+    monkeypatch.setattr(sources, "decode_gray", boom)
+    monkeypatch.setattr(sources.EmbeddedSource, "read", boom)
     assert run(["plan", str(protocol_toml(tmp_path)), "--rig", str(rig_toml(tmp_path))]) == 0
 
 
@@ -249,3 +249,31 @@ def test_any_protocol_plans_each_pair_once_with_one_selection_per_diffuser(tmp_p
     sets = [frozenset(ds) for ds in layout.values()]
     if len(set(sets)) == 1:  # the same distances for every diffuser: snaking saves a move per change
         assert sum(m.device == "stage" for m in plan.moves) == 1 + len(sets) * (len(sets[0]) - 1)
+
+
+def test_plan_of_a_protocol_whose_faces_are_missing_still_estimates_the_run(tmp_path, capsys):
+    text = shipped("paper-2023").read_text()  # source = "lfw.tgz", not downloaded in tmp_path
+    assert run(["plan", str(protocol_toml(tmp_path, text))]) == 0
+    out = capsys.readouterr().out
+    assert "faces: 1500 MISSING" in out and "lfw.tgz does not exist" in out
+    assert "pairs: 18000 in 12 blocks" in out and "estimated duration" in out and "disk need" in out
+
+
+def test_acquire_refuses_a_protocol_whose_faces_are_missing(tmp_path):
+    text = shipped("paper-2023").read_text()
+    with pytest.raises(UserError, match="faces.source: .*lfw.tgz does not exist"):
+        make_plan(protocol_toml(tmp_path, text), None)
+
+
+def test_a_flat_folder_of_a_labs_own_objects_is_planned_and_binarised(tmp_path, capsys):
+    from skimage.data import lfw_subset
+
+    from tests.test_sources import flat_folder
+
+    flat_folder(tmp_path / "digits", lfw_subset()[:6])
+    text = FOUR_BY_THREE.format(t=32, blocks=BLOCKS).replace(
+        "[faces]", '[faces]\nkind = "objects"\nsource = "digits"')
+    plan = make_plan(protocol_toml(tmp_path, text), rig_toml(tmp_path))
+    patterns, names, splits, skipped = build_objects(plan)
+    assert len(patterns) == 5 and skipped == [] and all(n.startswith("digit_") for n in names)
+    assert "objects: 5 of 6 in folder" in plan_mod.format_plan(plan)

@@ -109,19 +109,23 @@ class DemoSettings:
 def run_demo(out_dir, settings: DemoSettings, protocol_path=None, rig_path=None, progress: bool = True,
              log=click.echo) -> int:
     """The four stages; returns the exit code (0, or the acquisition's when it stopped early)."""
+    import time
+
+    from speckle_core.fileio import check_output_dir, output_lock, write_text_atomic
+
+    t_start = time.perf_counter()
+    out = check_output_dir(out_dir, what="demo folder")
+    with output_lock(out, "demo folder"):  # a second demo on the same --out is refused, naming the first
+        return _run_demo(out, settings, protocol_path, rig_path, progress, log, t_start, write_text_atomic)
+
+
+def _run_demo(out, settings, protocol_path, rig_path, progress, log, t_start, write_text_atomic) -> int:
     import json
     import time
     from pathlib import Path
 
     from protocols import shipped
-    from speckle_core.errors import UserError
 
-    t_start = time.perf_counter()
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"--out {out}: cannot create the folder ({e.strerror})") from None
     protocol = Path(protocol_path) if protocol_path else shipped("quick")
     run = out / RUN_NAME
     timings: dict[str, float] = {}
@@ -162,7 +166,7 @@ def run_demo(out_dir, settings: DemoSettings, protocol_path=None, rig_path=None,
                        "timings_s": {k: round(v, 2) for k, v in timings.items()},
                        "reference_mean_face": reference,
                        "figure": str(figure)}
-    metrics_path.write_text(json.dumps(metrics, indent=1))
+    write_text_atomic(metrics_path, json.dumps(metrics, indent=1), "metrics")
 
     log("demo 4/4: results")
     print_table(metrics)
@@ -278,7 +282,7 @@ def write_reconstructions_figure(checkpoints: dict, run, path, device: str = "au
     from reconstruction.data import prepare_cache
     from reconstruction.evaluate import predict_positions
     from reconstruction.metrics import pcc_per_image, ssim_per_image
-    from reconstruction.train import pick_device
+    from reconstruction.runtime import pick_device
 
     dev = pick_device(device)
     rows: list[tuple[str, np.ndarray, list[str] | None]] = []
@@ -313,7 +317,10 @@ def write_reconstructions_figure(checkpoints: dict, run, path, device: str = "au
                 ax.set_ylabel(title, fontsize=8)
     fig.suptitle("held-out faces at the unseen distance (never trained on)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from speckle_core.fileio import atomic_path
+
+    with atomic_path(path, "reconstructions figure") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from hardware.clock import REAL_CLOCK
 from hardware.lut import PhaseLUT
 from hardware.sim.config import SimConfig
 from speckle_core.config import StrictModel, load_toml_model, parse_toml_model
@@ -150,6 +151,7 @@ class Rig:
     changer: object
     operator: object
     lut: PhaseLUT
+    clock: object = REAL_CLOCK  # hardware.clock: wait for the devices on this (the sim's is virtual)
 
     @property
     def config(self) -> RigConfig:
@@ -175,7 +177,7 @@ def build_rig(rig_file: RigFile, operator: object) -> Rig:
         from hardware.sim import build_sim_devices
 
         slm, camera, stage, changer = build_sim_devices(cfg, lut)
-        return Rig(rig_file, slm, camera, stage, changer, operator, lut)
+        return Rig(rig_file, slm, camera, stage, changer, operator, lut, clock=slm.clock)
 
     opened: list[object] = []
     try:

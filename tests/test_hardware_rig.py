@@ -29,7 +29,7 @@ def test_example_lab_rig_file_is_valid_and_wholly_real():
     assert not cfg.simulated
     assert (cfg.camera.kind, cfg.camera.color_mode, cfg.stage.kind, cfg.changer.kind) == \
         ("uc480", "mono8", "kinesis", "fw102c")
-    assert cfg.changer.diffusers == ("120", "220", "600", "1500")
+    assert cfg.changer.diffusers == ("120", "220", "600", "1500", "empty")
 
 
 @pytest.mark.hardware

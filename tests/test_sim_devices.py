@@ -32,7 +32,7 @@ def test_default_rig_builds_devices_that_satisfy_the_interfaces():
     assert isinstance(rig.stage, DistanceStage) and isinstance(rig.changer, DiffuserChanger)
     assert isinstance(ScriptedOperator(), Operator)
     assert rig.slm.window_shape == (800, 800) and rig.camera.max_value == 255
-    assert rig.changer.diffusers == ("120", "220", "600", "1500")
+    assert rig.changer.diffusers == ("120", "220", "600", "1500", "empty")
     assert rig.slm.stroke_mode() == "full-wave"
 
 

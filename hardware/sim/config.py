@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from hardware.sim.slm_response import SlmResponseSpec
 from speckle_core.config import StrictModel
+
+EMPTY_SLOT = "empty"  # a changer slot of this name holds no diffuser (docs/calibration.md)
 
 
 class DiffuserSpec(StrictModel):
@@ -22,7 +25,7 @@ class DiffuserSpec(StrictModel):
     values (no grit→roughness data from Thorlabs); see docs/simulation.md, "Diffusers".
     """
 
-    rms_height_um: float = Field(gt=0, le=20)
+    rms_height_um: float = Field(ge=0, le=20)  # 0: clear glass (the empty wheel slot)
     corr_length_um: float = Field(gt=0, le=500)
 
 
@@ -103,6 +106,8 @@ class SimConfig(StrictModel):
     diffusers: dict[str, DiffuserSpec] = Field(default_factory=_default_diffusers)
 
     sensor: SensorSpec = SensorSpec()
+    # the SLM glass: hidden gray → phase curve and liquid-crystal settling (hardware/sim/slm_response.py)
+    slm: SlmResponseSpec = SlmResponseSpec()
 
     # -- optional effects, all off by default (docs/simulation.md, "Optional effects") -----------
     slm_response_ms: float = Field(0.0, ge=0, le=10_000)  # LC settling: blend old→new phase
@@ -114,4 +119,6 @@ class SimConfig(StrictModel):
         for name in self.diffusers:
             if not name.strip():
                 raise ValueError("diffusers: a diffuser name is empty")
+        if EMPTY_SLOT not in self.diffusers:  # the empty slot is clear glass unless stated otherwise
+            self.diffusers[EMPTY_SLOT] = DiffuserSpec(rms_height_um=0.0, corr_length_um=10.0)
         return self

@@ -8,8 +8,10 @@ diffuser, distance, frame key, sub-frame index), never from a running generator,
 gives the same bytes in any process, in any order. ``capture(key=None)`` uses ("auto", n), n the
 count of key-less captures since the camera was built. Two optional effects make frames depend on
 history, by design: diffuser drift (on the capture count) and SLM settling (on the time since the
-flip). Faults come from a separate running generator (seeded by the rig seed) and are drawn before
-a frame is computed, so they never change the bytes of a frame that succeeds.
+flip). That time is the bench's virtual clock (``SimBench.clock``, hardware/clock.py), which moves
+only when a caller sleeps on it or the camera exposes, so a frame taken a given delay after a flip
+is the same on every run. Faults come from a separate running generator (seeded by the rig seed)
+and are drawn before a frame is computed, so they never change the bytes of a frame that succeeds.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import time
 
 import numpy as np
 
+from hardware.clock import SimClock
 from hardware.errors import DeviceError, DeviceTimeout
 from hardware.interfaces import Frame
 from hardware.lut import PhaseLUT
 from hardware.sim.diffuser import seed_sequence
 from hardware.sim.optics import Geometry, OpticalModel
 from hardware.sim.sensor import Sensor
+from hardware.sim.slm_response import LiquidCrystal, true_phase_curve
 from speckle_core.errors import UserError
 
 
@@ -46,11 +50,14 @@ class SimBench:
         self.config = config
         self.sim = config.sim
         self.geometry = Geometry.from_rig(config)
+        response = self.sim.slm
+        if response.phase_curve == "nonlinear":  # the glass's own curve; the rig's LUT only picks grays
+            lut = PhaseLUT(true_phase_curve(response, self.sim.wavelength_nm, config.slm.stroke_mode))
         self.optics = OpticalModel(self.sim, self.geometry, lut, self.sim.seed)
         window = tuple(config.slm.window_px)
+        self.clock = SimClock(time.monotonic())  # virtual: see the module doc
+        self.lc = LiquidCrystal(self.optics.lut_phase, response, self.sim.slm_response_ms, window)
         self.gray = np.zeros(window, np.uint8)
-        self.prev_gray = self.gray
-        self.flip_s = -math.inf
         self.slm_version = 0
         self.diffuser: str = config.changer.diffusers[0]  # a wheel reports its slot: known at start
         self.distance_mm: float = 0.0
@@ -60,21 +67,23 @@ class SimBench:
     def fault(self, rate: float) -> bool:
         return rate > 0.0 and bool(self._faults.random() < rate)
 
+    @property
+    def flip_s(self) -> float:
+        return self.lc.flip_s
+
+    @flip_s.setter
+    def flip_s(self, value: float) -> None:  # tests move a flip into the past
+        self.lc.flip_s = value
+
     def settling(self, now_s: float) -> bool:
         """Whether the liquid crystal is still moving to the last pattern shown."""
-        return now_s - self.flip_s < self.sim.slm_response_ms / 1000.0
+        return not self.lc.settled(now_s)
 
     def slm_field(self, now_s: float) -> np.ndarray:
-        """The field leaving the SLM window now."""
-        response_s = self.sim.slm_response_ms / 1000.0
-        t = now_s - self.flip_s
-        if response_s > 0.0 and t < response_s:
-            # The liquid crystal moves from the old phase to the new one: a linear ramp over
-            # slm_response_ms (ASSUMED shape; the EXULUS response is ~ tens of ms, Thorlabs).
-            a = np.float32(max(t, 0.0) / response_s)
-            old = self.optics.lut_phase[self.prev_gray]
-            new = self.optics.lut_phase[self.gray]
-            return self.optics.slm_field_from_phase(old + a * (new - old))
+        """The field leaving the SLM window at ``now_s`` on the bench clock."""
+        if self.settling(now_s):
+            # hardware/sim/slm_response.py: each pixel relaxes from its phase at the flip
+            return self.optics.slm_field_from_phase(self.lc.phase(now_s))
         return self.optics.slm_field(self.gray)
 
     def drift_rad(self) -> float:
@@ -100,11 +109,16 @@ class SimSLM:
         b = self._bench
         if b.fault(b.sim.faults.display_error):
             raise DeviceError("slm", "display window lost (simulated fault)")
-        b.prev_gray = b.gray
         b.gray = gray.copy()
         b.slm_version += 1
-        b.flip_s = time.monotonic()
-        return b.flip_s
+        now = b.clock.monotonic()
+        b.lc.flip(b.gray, now)
+        return now
+
+    @property
+    def clock(self) -> SimClock:
+        """The bench's virtual clock, shared by every simulated device (``Rig.clock``)."""
+        return self._bench.clock
 
     def read_back(self) -> np.ndarray:
         return self._bench.gray.copy()
@@ -129,7 +143,7 @@ class SimCamera:
         self.exposure_us = 1000.0
         self._auto_keys = 0
         self._frames = 0
-        self._t0 = time.monotonic()
+        self._t0 = bench.clock.monotonic()
         self._cache: tuple[tuple, np.ndarray] | None = None
 
     def configure(self, roi_px: tuple[int, int], exposure_us: float) -> float:
@@ -178,7 +192,10 @@ class SimCamera:
         key = _plain(key)
         b.captures += 1
         dark = bool(key) and key[0] == "dark"  # the simulated rig blocks the laser itself
-        irr = None if dark else self._irradiance(time.monotonic())
+        # The frame integrates from now for the exposure; a settling SLM is taken at mid-exposure.
+        start = b.clock.monotonic()
+        irr = None if dark else self._irradiance(start + 0.5e-6 * self.exposure_us)
+        b.clock.advance(1e-6 * self.exposure_us * int(average))
         lam = self.sensor.mean_electrons(irr, self.exposure_us, self.roi)
         identity = (b.sim.seed, b.diffuser, _plain(float(b.distance_mm)), key)
         frames = []
@@ -191,7 +208,7 @@ class SimCamera:
             image = np.rint(np.mean(frames, axis=0, dtype=np.float32)).astype(np.uint8)
         self._frames += 1
         return Frame(image=image, exposure_us=self.exposure_us, timestamp_s=time.time(),
-                     frame_index=self._frames, device_timestamp_s=time.monotonic() - self._t0,
+                     frame_index=self._frames, device_timestamp_s=b.clock.monotonic() - self._t0,
                      saturated_fraction=float(np.count_nonzero(image >= self.max_value)) / image.size,
                      meta={"key": key, "diffuser": b.diffuser, "distance_mm": b.distance_mm})
 

@@ -88,7 +88,7 @@ def main() -> int:
             rig.camera.capture(1000.0, key=("pair", diffuser, distance, i, 0))
 
         ms = best_ms(frame, N_FRAMES)
-        plan = optics.plan((800, 800), distance)
+        plan = optics.plan((800, 800))
         pr = optics.pruned(plan, distance)
         floor, full_ms = fft_floor_ms(plan.shape, len(pr.rows), len(pr.cols), window)
         (n0, n1), nr, nc = plan.shape, len(pr.rows), len(pr.cols)

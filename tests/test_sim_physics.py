@@ -25,18 +25,21 @@ def test_noiseless_speckle_has_unit_contrast():
 
 
 def test_propagation_conserves_energy_over_the_full_field():
-    # iris and relay pupil wide open: the lens + angular-spectrum step is unitary
-    slm, cam, stage, changer = small_rig(window=64, imaging_na=0.5, relay_pupil_mm=200.0)
+    # the angular-spectrum step is unitary: behind the iris, the energy is the same at every z,
+    # and the phase-only SLM and diffuser absorb nothing
+    slm, cam, stage, changer = small_rig(window=64, imaging_na=0.03, relay_pupil_mm=200.0)
     optics = cam._bench.optics
     plan = _GridPlan(optics.geo, (160, 160), (64, 64))
     assert plan.relay_mask is None
-    behind = optics.diffuser_field(optics.slm_field(blocks(64, 1) * np.uint8(128)), "220", plan)
+    behind = optics.diffuser_field(optics.slm_field(blocks(64, 1) * np.uint8(128)), "1500", plan)
     e_in = float(np.sum(np.abs(behind.astype(np.complex128)) ** 2))
+    assert e_in == pytest.approx(64 * 64, rel=1e-5)
+    energies = []
     for z in (0.0, 20.0, 40.0):
         out = optics.camera_field(behind.copy(), z, plan)
-        e_out = float(np.sum(np.abs(out.astype(np.complex128)) ** 2))
-        assert abs(e_out - e_in) / e_in < 1e-6
-    assert e_in == pytest.approx(64 * 64, rel=1e-5)  # the phase-only SLM and diffuser absorb nothing
+        energies.append(float(np.sum(np.abs(out.astype(np.complex128)) ** 2)))
+    assert max(energies) - min(energies) < 1e-5 * energies[0]
+    assert 0.2 * e_in < energies[0] < e_in  # the iris keeps the ballistic light, drops the wide scatter
 
 
 def test_grain_size_matches_the_iris_theory():
@@ -79,7 +82,7 @@ def test_the_same_pattern_twice_gives_the_same_frame_apart_from_noise():
 def test_coarser_grit_scatters_wider_as_theory_says():
     slm, cam, stage, changer = small_rig(window=256)
     optics = cam._bench.optics
-    plan = optics.plan((256, 256), 0.0)
+    plan = optics.plan((256, 256))
     geo = optics.geo
     fy = sfft.fftfreq(plan.shape[0], d=geo.dx_diffuser_um)[:, None]
     spreads = {}
@@ -114,7 +117,7 @@ def test_fine_grit_lets_ballistic_light_show_the_object():
 def test_a_relay_pupil_inside_the_band_removes_the_spatial_frequencies_beyond_it():
     slm, cam, stage, changer = small_rig(window=128, relay_pupil_mm=10.0)  # 26 cycles/mm at the SLM
     optics = cam._bench.optics
-    plan = optics.plan((128, 128), 0.0)
+    plan = optics.plan((128, 128))
     assert plan.relay_mask is not None
     changer.select("1500")
     field = optics.diffuser_field(optics.slm_field(blocks(128, 3) * np.uint8(128)), "1500", plan)
@@ -129,8 +132,8 @@ def test_pruned_ffts_give_the_same_field_as_the_full_grid():
     slm, cam, stage, changer = small_rig(window=128)
     optics = cam._bench.optics
     field = optics.slm_field(blocks(128, 5) * np.uint8(128))
+    plan = optics.plan((128, 128))
     for z in (0.0, 40.0):
-        plan = optics.plan((128, 128), z)
         full = optics.camera_field(optics.diffuser_field(field, "600", plan), z, plan)[plan.roi]
         fast = optics.camera_field_roi(field, "600", z, (128, 128))
         assert np.abs(fast - full).max() < 1e-5 * np.abs(full).max()

@@ -14,8 +14,10 @@
 Sampling. One grid, sampled at 3.33 µm in the diffuser plane and hence 3.6 µm (one camera pixel)
 at the camera: the magnification of step 4 is what reaches the camera's grid, so no
 interpolation is needed. The grid is zero-padded around the window so that light spreading at the
-iris angle over the camera distance never wraps into the camera window (``Geometry.grid_shape``):
-it grows with the distance (825² at 0 mm, 840² at 20 mm, 864² at 40 mm for the 800×800 default).
+iris angle over the stage's farthest reach, plus 3 Airy radii of diffraction tails, never wraps
+into the camera window (``Geometry.grid_shape``). It is the same grid at every distance (960² for
+the 800×800 default), and the iris has an apodised edge, so every grid samples the same pupil.
+``imaging_na`` is refused beyond the NA whose |E|² the camera samples without aliasing.
 
 FFTs per frame: lens-plus-propagation (FFT, iris × H_z, inverse FFT): the lens's Fourier
 transform into the iris plane and the angular-spectrum step share one spectrum, so they fold
@@ -35,15 +37,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
+from scipy import special
 
 from hardware.lut import PhaseLUT
 from hardware.sim.config import SimConfig
 from hardware.sim.diffuser import phase_screen
+from speckle_core.errors import UserError
 
 Px2 = tuple[int, int]
 WORKERS = -1  # scipy.fft threads: all cores
 SCREEN_MARGIN = 32  # diffuser-plane samples of screen kept around the window (relay ringing)
-SPREAD_EXTRA_PX = 16  # grid margin beyond the geometric spread, for the iris's diffraction tails
+GUARD_AIRY_RADII = 3.0  # grid margin beyond the geometric spread, in Airy first-zero radii
+EDGE_SUPPORT_SIGMAS = 5.0  # the apodised iris is cut to zero this many edge widths past ν_c
+# |E|² has twice the field's bandwidth. It is sampled without aliasing when its band edge
+# 2·ν_max (ν_max: where the apodised iris is cut) stays within the camera's Nyquist frequency.
+INTENSITY_NYQUIST_SHARE = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,9 +66,11 @@ class Geometry:
     window: Px2  # illuminated SLM window, (rows, cols) samples
     sensor: Px2
     relay_cutoff_per_um: float  # relay pupil cut-off, diffuser-plane spatial frequency
-    iris_cutoff_per_um: float  # iris cut-off, diffuser-plane spatial frequency (NA/λ)
+    iris_cutoff_per_um: float  # iris cut-off (the edge's 50 % point), diffuser plane: NA/λ
+    iris_edge: float  # rms width of the iris's apodised edge, as a share of the cut-off
     na_camera: float  # camera-side NA = imaging_na / M2
     relay_corners: bool  # clip the corners of the sampled band too (see SimConfig.relay_pupil_corners)
+    max_distance_mm: float  # the farthest the stage can put the camera from z = 0
 
     @classmethod
     def from_rig(cls, rig) -> Geometry:
@@ -70,31 +80,85 @@ class Geometry:
         dx = sim.slm_pixel_um * m1
         m2 = cam.pixel_um / dx
         relay_nu_slm = (sim.relay_pupil_mm * 500.0) / (lam * sim.relay_f1_mm * 1000.0)
-        return cls(wavelength_um=lam, dx_diffuser_um=dx, camera_px_um=cam.pixel_um, m_relay=m1,
-                   m_imaging=m2, window=tuple(rig.slm.window_px), sensor=tuple(cam.sensor_px),
-                   relay_cutoff_per_um=relay_nu_slm / m1, iris_cutoff_per_um=sim.imaging_na / lam,
-                   na_camera=sim.imaging_na / m2, relay_corners=sim.relay_pupil_corners)
+        st = rig.stage
+        reach = max(abs(st.travel_mm[0] - st.zero_mm), abs(st.travel_mm[1] - st.zero_mm))
+        geo = cls(wavelength_um=lam, dx_diffuser_um=dx, camera_px_um=cam.pixel_um, m_relay=m1,
+                  m_imaging=m2, window=tuple(rig.slm.window_px), sensor=tuple(cam.sensor_px),
+                  relay_cutoff_per_um=relay_nu_slm / m1, iris_cutoff_per_um=sim.imaging_na / lam,
+                  iris_edge=sim.iris_edge, na_camera=sim.imaging_na / m2,
+                  relay_corners=sim.relay_pupil_corners, max_distance_mm=reach)
+        limit = geo.max_imaging_na()
+        if sim.imaging_na > limit:
+            raise UserError(f"rig: sim.imaging_na {sim.imaging_na:g} is beyond {limit:.4f}, the largest "
+                            f"the {cam.pixel_um:g} µm camera sampling supports without aliasing |E|²")
+        return geo
+
+    @property
+    def iris_support_per_um(self) -> float:
+        """Where the apodised iris is cut to zero (diffuser-plane frequency)."""
+        return self.iris_cutoff_per_um * (1.0 + EDGE_SUPPORT_SIGMAS * self.iris_edge)
+
+    def max_imaging_na(self) -> float:
+        """The largest diffuser-side NA whose |E|² the camera samples without aliasing.
+
+        At the camera the field's band reaches ν_max = (NA/λ)(1 + 5·edge)/M2 and |E|²'s reaches
+        2·ν_max; it must stay within the pixel's Nyquist frequency 1/(2·pitch). (The field's own
+        band, NA/λ ≤ 1/(2·dx), is then met twice over.)
+        """
+        nyq_cam = INTENSITY_NYQUIST_SHARE * 0.5 / self.camera_px_um
+        support = 1.0 + EDGE_SUPPORT_SIGMAS * self.iris_edge
+        return nyq_cam / 2.0 * self.m_imaging * self.wavelength_um / support
 
     @property
     def grain_px(self) -> float:
         """Mean speckle size λ/(2·NA) at the camera, in pixels (Goodman, Speckle Phenomena §4.4)."""
         return self.wavelength_um / (2.0 * self.na_camera) / self.camera_px_um
 
+    @property
+    def airy_radius_px(self) -> float:
+        """First zero of the iris's Airy pattern at the camera, 0.61·λ/NA, in pixels (Born & Wolf §8.5)."""
+        return 0.61 * self.wavelength_um / self.na_camera / self.camera_px_um
+
     def spread_px(self, distance_mm: float) -> float:
-        """How far light at the iris angle moves sideways over ``distance_mm``, in pixels."""
-        angle = math.asin(min(self.na_camera, 0.99))
+        """How far light at the iris's outer angle moves sideways over ``distance_mm``, in pixels.
+
+        The outer angle is where the apodised edge has fallen to 2 % (ν_c + 2σ)."""
+        angle = math.asin(min(self.na_camera * (1.0 + 2.0 * self.iris_edge), 0.99))
         return abs(distance_mm) * 1000.0 * math.tan(angle) / self.camera_px_um
 
-    def grid_shape(self, roi: Px2, distance_mm: float) -> Px2:
-        """The FFT grid for a ROI and camera distance.
+    def guard_px(self) -> int:
+        return int(math.ceil(GUARD_AIRY_RADII * self.airy_radius_px))
+
+    def grid_shape(self, roi: Px2) -> Px2:
+        """The one FFT grid for a ROI, whatever the camera distance.
 
         The grid is periodic: light that leaves one edge re-enters at the other. It must not land
-        in the ROI, so each side needs N ≥ (ROI + window)/2 + spread + a margin for the iris's
-        diffraction tails, and N ≥ ROI.
+        in the ROI at any distance the stage reaches, so each side needs N ≥ (ROI + window)/2 +
+        the spread at the stage's farthest reach + a guard of ``GUARD_AIRY_RADII`` Airy radii for
+        the iris's diffraction tails, and N ≥ ROI. One grid for every distance means one
+        sampling of the iris and hence frames at different distances differ only by the physics
+        (test_sim_physics: the same frame on grids N and 1.5N).
         """
-        spread = int(math.ceil(self.spread_px(distance_mm))) + SPREAD_EXTRA_PX
+        spread = int(math.ceil(self.spread_px(self.max_distance_mm))) + self.guard_px()
         return tuple(sfft.next_fast_len(max(r, w, (r + w + 1) // 2 + spread))
                      for r, w in zip(roi, self.window, strict=True))
+
+
+def iris_amplitude(nu_per_um: np.ndarray, cutoff_per_um: float, edge: float) -> np.ndarray:
+    """The apodised iris: 1 inside, ½·erfc((ν − ν_c)/(√2·σ)) across the edge, σ = edge·ν_c.
+
+    A hard disc sampled on an FFT grid is pixelated differently on every grid, and its Airy tails
+    (amplitude ∝ r^(−3/2)) wrap around the periodic grid; the frame then depends on the grid
+    (0.954 correlation between 840² and 864²). An edge smooth on the scale of a few spectral samples
+    makes the pupil a fixed, smooth function that every grid samples alike, and its diffraction
+    tails fall off fast. The 50 % point stays at ν_c = NA/λ. ``edge`` 0 gives the hard disc.
+    """
+    if edge <= 0.0:
+        return (nu_per_um <= cutoff_per_um).astype(np.float64)
+    sigma = edge * cutoff_per_um
+    amp = 0.5 * special.erfc((nu_per_um - cutoff_per_um) / (math.sqrt(2.0) * sigma))
+    amp[nu_per_um > cutoff_per_um + EDGE_SUPPORT_SIGMAS * sigma] = 0.0
+    return amp
 
 
 def centred(outer: Px2, inner: Px2) -> tuple[slice, slice]:
@@ -160,9 +224,11 @@ class OpticalModel:
         self.window_in_screen = tuple(slice(SCREEN_MARGIN, SCREEN_MARGIN + w) for w in geo.window)
 
     # -- caches -------------------------------------------------------------------------------------
-    def plan(self, roi: Px2, distance_mm: float) -> _GridPlan:
+    def plan(self, roi: Px2, shape: Px2 | None = None) -> _GridPlan:
+        """The grid plan for ``roi``: on the rig's one grid (``Geometry.grid_shape``) unless
+        ``shape`` names another (the convergence tests compare grids)."""
         roi = tuple(int(r) for r in roi)
-        shape = self.geo.grid_shape(roi, distance_mm)
+        shape = self.geo.grid_shape(roi) if shape is None else tuple(int(n) for n in shape)
         if (shape, roi) not in self._plans:
             self._plans[(shape, roi)] = _GridPlan(self.geo, shape, roi)
         return self._plans[(shape, roi)]
@@ -192,13 +258,13 @@ class OpticalModel:
         key = (plan.shape, round(float(distance_mm), 9))
         if key not in self._transfer:
             geo = self.geo
-            inside = plan.nu2_diffuser <= geo.iris_cutoff_per_um**2
+            iris = iris_amplitude(np.sqrt(plan.nu2_diffuser), geo.iris_cutoff_per_um, geo.iris_edge)
             nu2_cam = plan.nu2_diffuser / geo.m_imaging**2  # camera-plane frequency = ν_d / M2
             kz = np.sqrt(np.maximum(1.0 / geo.wavelength_um**2 - nu2_cam, 0.0))
             # H_z = exp(i2πz(kz − 1/λ)): the plain exp(ikz) dropped; evanescent waves (none at
             # 3.6 µm sampling, since 1/(2·3.6 µm) < 1/λ) would be cut.
             phase = 2.0 * np.pi * distance_mm * 1000.0 * (kz - 1.0 / geo.wavelength_um)
-            h = np.where(inside & (nu2_cam < 1.0 / geo.wavelength_um**2), np.exp(1j * phase), 0.0)
+            h = np.where(nu2_cam < 1.0 / geo.wavelength_um**2, iris * np.exp(1j * phase), 0.0)
             self._transfer[key] = h.astype(np.complex64)
         return self._transfer[key]
 
@@ -238,7 +304,7 @@ class OpticalModel:
         return self._pruned[key]
 
     def camera_field_roi(self, slm_field: np.ndarray, diffuser: str, distance_mm: float, roi: Px2,
-                         drift_rad: float = 0.0) -> np.ndarray:
+                         drift_rad: float = 0.0, grid: Px2 | None = None) -> np.ndarray:
         """Steps 1–4 for the ROI only (complex64), the fast way when no relay FFTs are needed.
 
         The iris passes a small disc of the spectrum (about 30×30 of 864×864 samples by default),
@@ -247,7 +313,7 @@ class OpticalModel:
         reverse and evaluates only the ROI. Equal to ``camera_field`` (test_sim_physics) at about
         the cost of one full 2-D FFT instead of two.
         """
-        plan = self.plan(roi, distance_mm)
+        plan = self.plan(roi, grid)
         if plan.relay_mask is not None:
             behind = self.diffuser_field(slm_field, diffuser, plan, drift_rad)
             return self.camera_field(behind, distance_mm, plan)[plan.roi]
@@ -266,15 +332,17 @@ class OpticalModel:
         return sfft.ifft(z, axis=0, workers=WORKERS, overwrite_x=True)[plan.roi[0]]
 
     def irradiance(self, slm_field: np.ndarray, diffuser: str, distance_mm: float, roi: Px2 | None,
-                   drift_rad: float = 0.0, grid_roi: Px2 | None = None) -> np.ndarray:
+                   drift_rad: float = 0.0, grid_roi: Px2 | None = None,
+                   grid: Px2 | None = None) -> np.ndarray:
         """The noiseless camera irradiance over ``roi`` (float32), or over the whole grid if None.
 
-        ``grid_roi`` picks the grid when ``roi`` is None (default: the window).
+        ``grid_roi`` picks the grid when ``roi`` is None (default: the window); ``grid`` forces a
+        grid shape (default: the rig's one grid for the ROI).
         """
         if roi is not None:
-            field = self.camera_field_roi(slm_field, diffuser, distance_mm, roi, drift_rad)
+            field = self.camera_field_roi(slm_field, diffuser, distance_mm, roi, drift_rad, grid)
         else:
-            plan = self.plan(grid_roi or self.geo.window, distance_mm)
+            plan = self.plan(grid_roi or self.geo.window, grid)
             field = self.camera_field(self.diffuser_field(slm_field, diffuser, plan, drift_rad),
                                       distance_mm, plan)
         return (field.real * field.real + field.imag * field.imag).astype(np.float32, copy=False)

@@ -80,11 +80,13 @@ def bench_models(models, size: int, batch: int, steps: int, device) -> None:
 def write_synthetic_run(path: Path, n_pairs: int, frame_px: int = 800) -> None:
     import h5py
 
+    from speckle_core.runfile import FORMAT
+
     rng = np.random.default_rng(0)
     n_obj = max(2, n_pairs // 2)
     sdt = h5py.string_dtype()
     with h5py.File(path, "w") as f:
-        for k, v in (("format", "speckle-lab/1"), ("protocol", ""), ("rig", ""), ("created", ""),
+        for k, v in (("format", FORMAT), ("protocol", ""), ("rig", ""), ("created", ""),
                      ("software", "{}")):
             f.attrs[k] = v
         f["objects/pattern"] = (rng.random((n_obj, 800, 800)) > 0.5).astype(np.uint8)

@@ -1,4 +1,4 @@
-"""Data loading: selects pairs from a run dataset (DESIGN.md, "Dataset") and prepares model tensors.
+"""Data loading: selects pairs from a run file (docs/design.md, "The run file") and prepares model tensors.
 
 Decisions (the paper, "Data processing", says only "normalised between 0 and 1", "binary labels" and
 "downsampled from 800x800 to 200x200 using bilinear interpolation"):
@@ -33,12 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from speckle_core.errors import UserError
+from speckle_core.runfile import open_run, read_string_array
 
 CACHE_VERSION = 1
 CHUNK_ROWS = 16
-FORMAT = "speckle-lab/1"
-REQUIRED = ("objects/pattern", "objects/split", "pairs/speckle", "pairs/object_index", "pairs/diffuser",
-            "pairs/distance_mm", "pairs/done")
 
 
 @dataclass
@@ -72,62 +70,27 @@ class PairIndex:
         return np.flatnonzero(keep)
 
 
-def _open(path: str | Path):
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such dataset file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise UserError(f"{path}: not an HDF5 file ({e})") from None
-    fmt = f.attrs.get("format")
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode()
-    if fmt != FORMAT:
-        f.close()
-        raise UserError(f"{path}: attribute format: expected {FORMAT!r} (got {fmt!r})")
-    for key in REQUIRED:
-        if key not in f:
-            f.close()
-            raise UserError(f"{path}: /{key}: missing; not a speckle-lab dataset")
-    return f
-
-
-def _strings(ds) -> np.ndarray:
-    return np.array(ds.asstr()[()], dtype=object).astype(str)
-
-
 def read_index(path: str | Path) -> PairIndex:
-    """Reads the pair table of a run (no frames) and checks it against the contract."""
+    """Reads the pair table of a run (no frames); the file is checked by the run-file reader."""
     path = Path(path)
-    with _open(path) as f:
+    with open_run(path) as f:
         p = f["pairs"]
         done = np.asarray(p["done"][()], dtype=bool)
         rows = np.flatnonzero(done)
         obj = np.asarray(p["object_index"][()], dtype=np.int64)
-        diffuser = _strings(p["diffuser"])
+        diffuser = read_string_array(p["diffuser"])
         distance = np.asarray(p["distance_mm"][()], dtype=np.float64)
         if "role" in p:
-            role = _strings(p["role"])
+            role = read_string_array(p["role"])
         else:  # the largest distance is the validation distance (the paper: 40 mm)
             uniq = np.unique(distance)
             role = np.where(np.isclose(distance, uniq.max()) & (len(uniq) > 1), "validation", "train")
-        split = _strings(f["objects/split"])
-        n_obj = len(split)
-        if f["objects/pattern"].shape[0] != n_obj:
-            raise UserError(f"{path}: /objects/pattern has {f['objects/pattern'].shape[0]} rows but "
-                            f"/objects/split has {n_obj}")
+        split = read_string_array(f["objects/split"])
         shape = tuple(p["speckle"].shape[1:3])
-        if len(p["speckle"].shape) != 3:
-            raise UserError(f"{path}: /pairs/speckle: expected (M, H, W) (got {p['speckle'].shape})")
-    if len(rows) and (obj[rows].min() < 0 or obj[rows].max() >= n_obj):
-        raise UserError(f"{path}: /pairs/object_index: out of range 0..{n_obj - 1}")
     return PairIndex(path=path, rows=rows, object_index=obj[rows], diffuser=diffuser[rows],
                      distance_mm=distance[rows], role=np.asarray(role)[rows].astype(str),
                      face_split=split[obj[rows]] if len(rows) else np.array([], dtype=str),
-                     n_objects=n_obj, object_split=split, frame_shape=shape)
+                     n_objects=len(split), object_split=split, frame_shape=shape)
 
 
 def split_test_objects(index: PairIndex, test_fraction: float, seed: int) -> list[int]:

@@ -91,9 +91,9 @@ def _split_h5(item: str) -> tuple[Path, str] | None:
 
 
 def read_rows(path: Path, spec: str) -> list[tuple[str, np.ndarray]]:
-    from reconstruction.data import _open
+    from speckle_core.runfile import open_run
 
-    with _open(path) as f:
+    with open_run(path) as f:
         speckle = f["pairs/speckle"]
         rows = parse_rows(spec, speckle.shape[0], f"{path}:{spec}")
         done = f["pairs/done"][()]

@@ -373,9 +373,11 @@ def foreign_h5(tmp: Path) -> Path:
 def format_only_h5(tmp: Path) -> Path:
     import h5py
 
+    from speckle_core.runfile import FORMAT
+
     path = tmp / "hollow.h5"
     with h5py.File(path, "w") as f:
-        f.attrs["format"] = "speckle-lab/1"
+        f.attrs["format"] = FORMAT
     return path
 
 

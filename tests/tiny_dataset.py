@@ -1,4 +1,4 @@
-"""A small dataset that follows the DESIGN.md contract, written with plain h5py (test helper).
+"""A small run file (the contract of docs/design.md, "The run file"), written with plain h5py (test helper).
 
 The speckle of each pair is a fixed random linear map of its object (one map per diffuser, slightly
 perturbed per distance), so a model can learn something in a few steps. Distances 0 and 20 mm are
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+from speckle_core.runfile import FORMAT
 
 
 def write_tiny_dataset(path: str | Path, n_objects: int = 6, pattern_px: int = 32, frame_shape=(40, 48),
@@ -49,7 +51,7 @@ def write_tiny_dataset(path: str | Path, n_objects: int = 6, pattern_px: int = 3
 
     sdt = h5py.string_dtype()
     with h5py.File(path, "w") as f:
-        f.attrs["format"] = "speckle-lab/1"
+        f.attrs["format"] = FORMAT
         f.attrs["protocol"] = "# tiny test protocol\n"
         f.attrs["rig"] = "# tiny test rig\n"
         f.attrs["created"] = "2026-01-01T00:00:00+00:00"

@@ -162,13 +162,13 @@ def check_output_file(path: str | Path, *, inputs: Iterable[str | Path] = (), wh
     is a file, a folder that cannot be written. ``make_parents`` creates missing folders.
     """
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{p}: is a directory, expected a file for the {what}")
     if suffixes is not None:
         allowed = tuple(s.lower() for s in suffixes)
         if p.suffix.lower() not in allowed:
             raise UserError(f"{p}: the {what} must end in {' or '.join(allowed)} "
                             f"(got {p.suffix or 'no suffix'})")
-    if p.is_dir():
-        raise UserError(f"{p}: is a directory, expected a file for the {what}")
     check_not_input(p, inputs, what)
     if p.exists() or p.is_symlink():
         kind = sniff_kind(p)

@@ -26,6 +26,8 @@ from speckle_core.runfile.format import (
     PAIR_META,
     RunLayout,
 )
+from speckle_core.runfile.nexus import write_nexus
+from speckle_core.runfile.reader import check_resumable, check_run, open_h5
 
 
 def software_versions() -> dict:
@@ -162,7 +164,8 @@ def _write_stability(f: h5py.File, layout: RunLayout) -> None:
 
 
 # the groups of a new file, in writing order; each writes its datasets in full (add one here to extend)
-LAYOUT_WRITERS = (_write_root, _write_objects, _write_pairs, _write_blocks, _write_dark, _write_stability)
+LAYOUT_WRITERS = (_write_root, _write_objects, _write_pairs, _write_blocks, _write_dark, _write_stability,
+                  write_nexus)
 
 
 def create_run(path: str | Path, layout: RunLayout) -> None:
@@ -206,7 +209,16 @@ class RunWriter:
     def __init__(self, path: str | Path, sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S):
         self.path = Path(path)
         # rdcc_nbytes=0: no chunk cache, each frame goes straight to the OS on write
-        self._f = h5py.File(self.path, "r+", rdcc_nbytes=0)
+        self._f = open_h5(self.path, "r+", rdcc_nbytes=0)
+        try:
+            # before a byte is written: the data stays inside this file (no external storage, no
+            # virtual datasets, no external links), every dataset written into has the writer's
+            # dtype and shape, and its storage is allocated (issue #12, "Crafted files")
+            check_run(self._f, self.path)
+            check_resumable(self._f, self.path)
+        except BaseException:
+            self._f.close()
+            raise
         self._fd = self._f.id.get_vfd_handle()
         self._sync_interval_s = float(sync_interval_s)
         self._pending: list[tuple] = []

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocols import ProtocolFile, load_protocol
+from protocols.schema import block_ref
 from speckle_core.errors import UserError
 
 # -- timings for the estimate ----------------------------------------------------------------------
@@ -92,6 +93,7 @@ class PlanBlock:
     first_row: int
     pairs: int  # rows in this block: faces × repeats
     repeats: int
+    table: int = -1  # the protocol's [[blocks]] table it comes from (0-based; shown 1-based)
 
 
 @dataclass(frozen=True)
@@ -168,15 +170,15 @@ def reference_schedule(blocks: tuple[PlanBlock, ...], every: int) -> tuple[list[
     return before, owner
 
 
-def _order_blocks(cfg, distance_major: bool = False) -> list[tuple[str, float, str, int]]:
-    """(diffuser, distance, role, repeats) in capture order.
+def _order_blocks(cfg, distance_major: bool = False) -> list[tuple[str, float, str, int, int]]:
+    """(diffuser, distance, role, repeats, [[blocks]] table index) in capture order.
 
     Diffuser-major (the default): diffusers in the protocol's order, the distances of each snaking.
     Distance-major (a manual stage with a motorised changer: the person's steps are the slowest):
     distances ascending, the diffusers of each snaking."""
-    items: list[tuple[str, float, str, int]] = []
-    for b in cfg.blocks:
-        items.extend((b.diffuser, float(d), b.role, b.repeats) for d in b.distances_mm)
+    items: list[tuple[str, float, str, int, int]] = []
+    for t, b in enumerate(cfg.blocks):
+        items.extend((b.diffuser, float(d), b.role, b.repeats, t) for d in b.distances_mm)
     diff_rank = {d: i for i, d in enumerate(dict.fromkeys(b.diffuser for b in cfg.blocks))}
     if distance_major:
         outer = lambda it: it[1]  # noqa: E731
@@ -187,7 +189,7 @@ def _order_blocks(cfg, distance_major: bool = False) -> list[tuple[str, float, s
     groups: dict[float, list] = {}
     for it in sorted(items, key=lambda it: (outer(it), inner(it))):
         groups.setdefault(outer(it), []).append(it)
-    out: list[tuple[str, float, str, int]] = []
+    out: list[tuple[str, float, str, int, int]] = []
     at = None
     for group in groups.values():
         if at is not None and abs(inner(group[-1]) - at) < abs(inner(group[0]) - at):
@@ -213,13 +215,13 @@ def _validate(pf: ProtocolFile, rig_file) -> None:
     names = rig.changer.diffusers
     for i, b in enumerate(cfg.blocks):
         if b.diffuser not in names:
-            raise UserError(f"{src}: blocks[{i}].diffuser: {b.diffuser!r} is not in the changer slots of "
+            raise UserError(f"{src}: {block_ref(i)}.diffuser: {b.diffuser!r} is not in the changer slots of "
                             f"{rig_name} ({', '.join(names)})")
         lo, hi = rig.stage.travel_mm
         for d in b.distances_mm:
             pos = rig.stage.zero_mm + d
             if not lo <= pos <= hi:
-                raise UserError(f"{src}: blocks[{i}].distances_mm: {d:g} mm puts the stage at {pos:g} mm, "
+                raise UserError(f"{src}: {block_ref(i)}.distances_mm: {d:g} mm puts the stage at {pos:g} mm, "
                                 f"outside its travel {lo:g}..{hi:g} mm "
                                 f"(stage.zero_mm = {rig.stage.zero_mm:g} in {rig_name})")
     roi, sensor = cfg.camera.roi_px, rig.camera.sensor_px
@@ -276,12 +278,12 @@ def make_plan(protocol_file, rig_file=None, allow_missing_faces: bool = False) -
     rows: list[PlanRow] = []
     blocks: list[PlanBlock] = []
     order = _order_blocks(cfg, distance_major=manual_stage and not manual_changer)
-    for bi, (diffuser, dist, role, repeats) in enumerate(order):
+    for bi, (diffuser, dist, role, repeats, table) in enumerate(order):
         first = len(rows)
         for obj in range(cfg.faces.count):
             for rep in range(repeats):
                 rows.append(PlanRow(len(rows), bi, role, diffuser, dist, obj, rep))
-        blocks.append(PlanBlock(bi, diffuser, dist, role, first, len(rows) - first, repeats))
+        blocks.append(PlanBlock(bi, diffuser, dist, role, first, len(rows) - first, repeats, table))
 
     timings = SIM_TIMINGS if rig.simulated else REAL_TIMINGS
     moves: list[Move] = []
@@ -464,10 +466,12 @@ def format_plan(plan: RunPlan, folder: Path | None = None, free: int | None = No
              f"rig: {plan.rig.path or 'default simulated rig'} ({rig.name})",
              _faces_line(plan),
              f"pairs: {plan.pairs_total} in {len(plan.blocks)} blocks, in this order:",
-             f"  {'block':>5}  {'diffuser':>8}  {'distance':>8}  {'role':<10}  {'pairs':>6}  rows"]
+             f"  {'block':>5}  {'diffuser':>8}  {'distance':>8}  {'role':<10}  {'pairs':>6}  {'rows':<13}  "
+             "from the protocol's"]
     for b in plan.blocks:
+        rows = f"{b.first_row + 1}-{b.first_row + b.pairs}"
         lines.append(f"  {b.index + 1:>5}  {b.diffuser:>8}  {b.distance_mm:>5g} mm  {b.role:<10}  "
-                     f"{b.pairs:>6}  {b.first_row + 1}-{b.first_row + b.pairs}")
+                     f"{b.pairs:>6}  {rows:<13}  {block_ref(b.table)}")
     by_role: dict[str, int] = {}
     for b in plan.blocks:
         by_role[b.role] = by_role.get(b.role, 0) + b.pairs

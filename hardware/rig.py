@@ -18,6 +18,7 @@ from hardware.clock import REAL_CLOCK
 from hardware.lut import PhaseLUT
 from hardware.sim.config import SimConfig
 from speckle_core.config import StrictModel, load_toml_model, parse_toml_model
+from speckle_core.errors import UserError
 
 PositivePx = Annotated[int, Field(gt=0, le=100_000)]
 Px2 = tuple[PositivePx, PositivePx]
@@ -136,8 +137,25 @@ def load_rig(path: str | Path | None = None) -> RigFile:
     if path is None:
         text = importlib.resources.files("hardware").joinpath("rigs", DEFAULT_RIG).read_text()
         return RigFile(parse_toml_model(text, RigConfig, f"<default rig {DEFAULT_RIG}>"), text, None)
-    config, text = load_toml_model(path, RigConfig, "rig")
+    try:
+        config, text = load_toml_model(path, RigConfig, "rig")
+    except UserError:
+        _refuse_a_protocol(path)
+        raise
     return RigFile(config, text, Path(path))
+
+
+def _refuse_a_protocol(path) -> None:
+    """A protocol given as the rig file is named as such (not as its first unknown key)."""
+    from speckle_core.config import read_text
+    from speckle_core.tomlkind import wrong_kind_message
+
+    try:
+        message = wrong_kind_message(path, read_text(path, "rig"), "rig")
+    except UserError:
+        return
+    if message:
+        raise UserError(message) from None
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocols.schema import ProtocolConfig
+from protocols.schema import ProtocolConfig, name_blocks_in
 
 SHIPPED_DIR = Path(__file__).resolve().parent
 
@@ -30,9 +30,18 @@ class ProtocolFile:
 
 def load_protocol(path: str | Path) -> ProtocolFile:
     """Reads and validates a protocol file; raises a one-line UserError on any problem."""
-    from speckle_core.config import load_toml_model
+    from speckle_core.config import load_toml_model, read_text
+    from speckle_core.errors import UserError
+    from speckle_core.tomlkind import wrong_kind_message
 
-    model, text = load_toml_model(path, ProtocolConfig, "protocol")
+    try:
+        model, text = load_toml_model(path, ProtocolConfig, "protocol")
+    except UserError as e:
+        try:
+            message = wrong_kind_message(path, read_text(path, "protocol"), "protocol")
+        except UserError:
+            message = None
+        raise UserError(message or name_blocks_in(str(e))) from None
     return ProtocolFile(model, text, Path(path))
 
 

@@ -41,6 +41,17 @@ MAX_PAIRS = 1_000_000  # ~ 11 days at 1 pair/s: anything larger is a typo
 Px2 = tuple[int, int]
 
 
+def block_ref(i: int) -> str:
+    """How messages name the protocol's i-th (0-based) ``[[blocks]]`` table: counted from 1, as a
+    person counts them in the file, and as ``speckle-lab plan`` lists them."""
+    return f"[[blocks]] #{i + 1}"
+
+
+def name_blocks_in(message: str) -> str:
+    """Rewrites pydantic's ``blocks.0.key`` location into ``[[blocks]] #1.key``."""
+    return re.sub(r"(?<![\w.])blocks\.(\d+)(?=[.:])", lambda m: block_ref(int(m.group(1))), message)
+
+
 class BinariseConfig(StrictModel):
     """How a gray face (0..1) becomes a binary object (0/1). See ``acquisition.binarise``."""
 
@@ -245,9 +256,18 @@ class BlockConfig(StrictModel):
 
 
 class DarkConfig(StrictModel):
-    """Dark frames (laser blocked), at each block's exposure."""
+    """Dark frames (laser blocked), taken once per exposure setting (the dark signal depends on the
+    exposure: bias + dark current × time), or once per block."""
 
-    frames: int = Field(8, ge=0, le=1000, description="dark frames per block, averaged into one stored frame")
+    frames: int = Field(
+        8, ge=0, le=1000, description="dark frames per dark capture, averaged into one stored frame (0: off)")
+    per: Literal["exposure", "block"] = Field(
+        "exposure", description="exposure: one dark capture per exposure setting, reused by every block at "
+                                "that exposure; block: one per block (diffuser and distance)")
+    exposure_tolerance: float = Field(
+        0.0, ge=0.0, le=0.5,
+        description="per = exposure: blocks whose exposures differ by at most this fraction share a dark "
+                    "(0: only equal exposures; auto exposure gives each block its own)")
 
 
 class StabilityConfig(StrictModel):
@@ -295,8 +315,8 @@ class ProtocolConfig(StrictModel):
             for d in b.distances_mm:
                 key = (b.diffuser, float(d))
                 if key in seen:
-                    raise _invalid(f"blocks[{i}]: diffuser {b.diffuser!r} at {d:g} mm is already in "
-                                     f"blocks[{seen[key]}]")
+                    raise _invalid(f"{block_ref(i)}: diffuser {b.diffuser!r} at {d:g} mm is already in "
+                                   f"{block_ref(seen[key])}")
                 seen[key] = i
         return v
 

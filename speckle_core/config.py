@@ -97,11 +97,16 @@ def read_text(path: str | Path, what: str = "file") -> str:
         raise UserError(f"{p}: not UTF-8 text (bad byte at offset {e.start})") from None
 
 
+LIBRARY_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
 def format_validation_error(source: str, err: ValidationError) -> str:
     """One line: ``source: key.path: message (got value)`` for the first error."""
     first = err.errors(include_url=False)[0]
     loc = ".".join(str(x) for x in first.get("loc", ())) or "(top level)"
     msg = first.get("msg", "invalid")
+    for prefix in LIBRARY_PREFIXES:  # pydantic's "Value error, ..." for a validator's ValueError
+        msg = msg.removeprefix(prefix)
     got = first.get("input")
     shown = ""
     if first.get("type") not in ("missing", "extra_forbidden") and not isinstance(got, dict):

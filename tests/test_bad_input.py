@@ -84,6 +84,16 @@ def plan_of(text: str | bytes | dict, names: str | None = None, case_id: str = "
     return Case(case_id, make, names)
 
 
+def acquire_of(text: str | bytes | dict, names: str | None = None, case_id: str = "") -> Case:
+    """A protocol given to ``speckle-lab acquire`` (checks ``plan`` lets through, e.g. missing faces)."""
+
+    def make(tmp: Path) -> list[str]:
+        return ["acquire", str(write(tmp / "p.toml", text)), "--rig", str(tiny_rig(tmp)),
+                "--out", str(tmp / "run.h5"), "--unattended", "--no-progress"]
+
+    return Case(case_id, make, names)
+
+
 def rig_of(text: str | bytes | dict, names: str | None = None, case_id: str = "") -> Case:
     """A rig file given to ``speckle-lab plan`` with a valid protocol."""
 
@@ -130,7 +140,7 @@ PROTOCOL_CASES = [
             "distance-beyond-travel"),
     plan_of(tiny_protocol(camera={"roi_px": [5000, 5000]}), "roi", "roi-larger-than-sensor"),
     plan_of(tiny_protocol(faces={"count": 500, "holdout": 0}), "500", "more-faces-than-embedded"),
-    plan_of(tiny_protocol(faces={"source": "no/such/lfw"}), "no/such/lfw", "missing-face-source"),
+    acquire_of(tiny_protocol(faces={"source": "no/such/lfw"}), "no/such/lfw", "missing-face-source"),
     plan_of("", "blocks", "empty-file"),
     plan_of("name = 'x'\nname = 'y'\n", "p.toml", "duplicate-key"),
     plan_of("name = \n", "p.toml", "not-toml"),

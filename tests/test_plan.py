@@ -138,8 +138,8 @@ def test_duration_on_a_real_rig_includes_moves_settle_and_exposure(tmp_path):
 
 
 @pytest.mark.parametrize("edit, expected", [
-    (lambda t: t.replace('diffuser = "600"', 'diffuser = "999"'), "blocks[4].diffuser: '999'"),
-    (lambda t: t.replace("[0, 20]", "[0, 70]", 1), "blocks[0].distances_mm: 70 mm"),
+    (lambda t: t.replace('diffuser = "600"', 'diffuser = "999"'), "[[blocks]] #5.diffuser: '999'"),
+    (lambda t: t.replace("[0, 20]", "[0, 70]", 1), "[[blocks]] #1.distances_mm: 70 mm"),
     (lambda t: t.replace("roi_px = [64, 64]", "roi_px = [2000, 64]"), "camera.roi_px: 2000x64"),
     (lambda t: t.replace("target_px = [32, 32]", "target_px = [48, 48]"), "faces.target_px: [48, 48]"),
     (lambda t: t + '[slm]\nstroke_mode = "half-wave"\n', "slm.stroke_mode"),
@@ -277,3 +277,13 @@ def test_a_flat_folder_of_a_labs_own_objects_is_planned_and_binarised(tmp_path, 
     patterns, names, splits, skipped = build_objects(plan)
     assert len(patterns) == 5 and skipped == [] and all(n.startswith("digit_") for n in names)
     assert "objects: 5 of 6 in folder" in plan_mod.format_plan(plan)
+
+
+def test_plan_names_each_block_and_the_protocol_table_it_comes_from_as_errors_do(tmp_path, capsys):
+    text = FOUR_BY_THREE.format(t=32, blocks=BLOCKS)
+    assert run(["plan", str(protocol_toml(tmp_path, text)), "--rig", str(rig_toml(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "[[blocks]] #2" in out  # the 40 mm validation block of diffuser 120 (the 2nd table)
+    bad = text.replace("[0, 20]", "[0, 70]", 1)
+    assert run(["plan", str(protocol_toml(tmp_path, bad)), "--rig", str(rig_toml(tmp_path))]) == 2
+    assert "[[blocks]] #1.distances_mm" in capsys.readouterr().err

@@ -77,11 +77,11 @@ def test_unknown_top_level_section_is_refused(tmp_path):
     (("count = 10", "count = -1"), "faces.count"),
     (("count = 10", "count = 10000000"), "faces.count"),
     (("holdout = 2", "holdout = 10"), "holdout"),
-    (("distances_mm = [0, 20]", "distances_mm = []"), "blocks.0.distances_mm"),
-    (("distances_mm = [0, 20]", "distances_mm = [0, 0]"), "blocks.0.distances_mm"),
-    (("distances_mm = [0, 20]", "distances_mm = [0, 5000]"), "blocks.0.distances_mm"),
-    (("distances_mm = [0, 20]", "distances_mm = [0, 20]\nrole = \"test\""), "blocks.0.role"),
-    (("distances_mm = [0, 20]", "distances_mm = [0, 20]\nrepeats = 0"), "blocks.0.repeats"),
+    (("distances_mm = [0, 20]", "distances_mm = []"), "[[blocks]] #1.distances_mm"),
+    (("distances_mm = [0, 20]", "distances_mm = [0, 0]"), "[[blocks]] #1.distances_mm"),
+    (("distances_mm = [0, 20]", "distances_mm = [0, 5000]"), "[[blocks]] #1.distances_mm"),
+    (("distances_mm = [0, 20]", "distances_mm = [0, 20]\nrole = \"test\""), "[[blocks]] #1.role"),
+    (("distances_mm = [0, 20]", "distances_mm = [0, 20]\nrepeats = 0"), "[[blocks]] #1.repeats"),
 ])
 def test_out_of_range_values_are_refused_naming_the_key(tmp_path, edit, key):
     msg = error_of(tmp_path, MINIMAL.replace(*edit))
@@ -109,7 +109,7 @@ def test_bad_section_values_are_refused_naming_the_key(tmp_path, section, key):
 def test_the_same_diffuser_and_distance_twice_is_refused(tmp_path):
     again = '\n[[blocks]]\ndiffuser = "120"\ndistances_mm = [20]\nrole = "validation"\n'
     msg = error_of(tmp_path, MINIMAL + again)
-    assert "blocks[1]" in msg and "20 mm" in msg
+    assert "[[blocks]] #2" in msg and "20 mm" in msg
 
 
 def test_a_protocol_without_blocks_is_refused(tmp_path):
@@ -138,3 +138,30 @@ def test_cli_plan_with_a_bad_protocol_exits_2_with_one_line(tmp_path, capsys):
     assert run(["plan", str(p)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "faces.count" in err
+
+
+def test_a_rig_file_given_as_a_protocol_is_named_as_such(capsys):
+    from speckle_lab.cli import run
+
+    rig = Path(__file__).resolve().parents[1] / "hardware" / "rigs" / "lab-example.toml"
+    assert run(["plan", str(rig)]) == 2
+    err = capsys.readouterr().err
+    assert "is a rig file" in err and "--rig" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_protocol_given_as_the_rig_is_named_as_such(capsys):
+    from protocols import shipped
+    from speckle_lab.cli import run
+
+    assert run(["plan", str(shipped("quick")), "--rig", str(shipped("quick"))]) == 2
+    assert "is a protocol" in capsys.readouterr().err
+
+
+def test_no_library_prefix_leaks_into_messages(tmp_path):
+    from hardware.rig import load_rig
+
+    rig = tmp_path / "rig.toml"
+    rig.write_text('[changer]\nkind = "sim"\nslots = { 1 = "120", 2 = "120" }\n')
+    with pytest.raises(UserError) as e:
+        load_rig(rig)
+    assert "a diffuser appears twice" in str(e.value) and "Value error" not in str(e.value)

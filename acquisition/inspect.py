@@ -173,7 +173,26 @@ def render_contact_sheet(f):
     return sheet, len(rows)
 
 
-def inspect_command(run_path: str, sheet_path: str | None) -> int:
+def print_stored(run_path: str, which: str) -> int:
+    """``inspect RUN.h5 --protocol`` / ``--rig``: the protocol or rig file the run was started with,
+    byte for byte as it was read (the root attribute), on stdout: ``> p.toml`` gets the file back."""
+    path = Path(run_path)
+    f = open_run(path)
+    try:
+        text = f.attrs[which]
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+    finally:
+        f.close()
+    sys.stdout.write(str(text))
+    sys.stdout.flush()
+    return 0
+
+
+def inspect_command(run_path: str, sheet_path: str | None, show: str | None = None) -> int:
+    """Summary and contact sheet; or, with ``show`` = "protocol" / "rig", only that stored file."""
+    if show is not None:
+        return print_stored(run_path, show)
     path = Path(run_path)
     sheet = Path(sheet_path) if sheet_path else path.with_name(path.stem + ".contact.png")
     # The sheet is checked before anything is opened: a .png, never the run file itself nor any

@@ -40,8 +40,11 @@ def acquire(protocol: str, out_path: str, rig_path: str | None, resume: bool, un
 @click.command()
 @click.argument("run")
 @click.option("--sheet", "sheet_path", default=None, help="contact-sheet PNG (default: RUN.contact.png)")
-def inspect(run: str, sheet_path: str | None) -> int:
+@click.option("--protocol", "show", flag_value="protocol", default=None,
+              help="print only the protocol file the run was started with (> p.toml gets it back)")
+@click.option("--rig", "show", flag_value="rig", help="print only the rig file the run was started with")
+def inspect(run: str, sheet_path: str | None, show: str | None) -> int:
     """Summarise a dataset (counts, exposure, saturation, stability) and write its contact sheet."""
     from acquisition.inspect import inspect_command
 
-    return inspect_command(run, sheet_path)
+    return inspect_command(run, sheet_path, show)

@@ -1,0 +1,348 @@
+"""The console's ASGI server (starlette): the page, its static files and one websocket per page.
+
+One *pump* task per server takes the newest frame from the source's one-slot buffer, computes its
+statistics and encodes it once (in a worker thread), then every page's sender sends it. Flow
+control is per page: a page acknowledges each frame once drawn, and at most ``MAX_IN_FLIGHT`` frames
+may be unacknowledged, so a slow page (a slow link, a background tab) gets fewer, fresher frames
+instead of a growing queue: the latency stays bounded. Frames nobody is watching are never encoded.
+
+Messages to the page: binary images (``console.encoding``), then JSON text: ``hello`` (on connect),
+``stats`` (after each frame), ``status`` (when it changes), ``ok`` / ``error`` (answers to commands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import math
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from console.commands import SERVER_COMMANDS, parse_command
+from console.encoding import SLM_MAGIC, encode_image
+from console.source import CommandError, FrameItem, Source
+from console.stats import frame_stats
+from speckle_core.errors import UserError
+
+log = logging.getLogger("speckle_lab.console")
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_IN_FLIGHT = 2  # frames sent to a page but not yet drawn
+ACK_TIMEOUT_S = 2.0  # a page that stops acknowledging is sent frames again after this
+SLM_THUMB_PX = 256  # the SLM pattern is sent at most this size (a binary face reads well at it)
+COMMAND_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Prepared:
+    """One frame ready to send: encodings made on demand, statistics once."""
+
+    seq: int
+    item: FrameItem
+    stats: dict
+    encoded: dict[str, bytes] = field(default_factory=dict)
+
+    def message(self, encoding: str) -> bytes:
+        msg = self.encoded.get(encoding)
+        if msg is None:
+            it = self.item
+            msg = encode_image(it.image, seq=self.seq, time_s=it.time_s, max_value=it.max_value,
+                               encoding=encoding, exposure_us=it.exposure_us)
+            self.encoded[encoding] = msg
+        return msg
+
+
+def prepare(seq: int, item: FrameItem) -> Prepared:
+    stats = frame_stats(item.image, item.max_value, item.black_level, item.saturation_level).to_json()
+    stats.update(type="stats", seq=seq, time_s=item.time_s, exposure_us=item.exposure_us,
+                 shape=list(item.image.shape), info=item.info)
+    p = Prepared(seq, item, stats)
+    p.message("raw")
+    return p
+
+
+def slm_thumbnail(gray: np.ndarray, version: int) -> bytes:
+    step = max(1, math.ceil(max(gray.shape) / SLM_THUMB_PX))
+    return encode_image(gray[::step, ::step], seq=version, time_s=time.time(), magic=SLM_MAGIC)
+
+
+class Pump:
+    """Turns the source's newest frame, SLM pattern and status into messages, for every page."""
+
+    def __init__(self, source: Source, max_fps: float | None):
+        self.source = source
+        self.min_interval_s = 1.0 / max_fps if max_fps else 0.0
+        self.frame: Prepared | None = None
+        self.slm: tuple[int, bytes] | None = None
+        self.status: tuple[int, str] | None = None
+        self.clients = 0
+        self.changed = asyncio.Condition()
+        self.frames_prepared = 0
+
+    async def run(self) -> None:
+        seq = 0
+        status_seen = slm_seen = -1
+        while True:
+            got = await asyncio.to_thread(self.source.frames.wait_newer, seq, 0.1)
+            changed = False
+            if got is not None:
+                seq = got[0]
+                if self.clients:
+                    self.frame = await asyncio.to_thread(prepare, *got)
+                    self.frames_prepared += 1
+                    changed = True
+            v = self.source.status_version()
+            if v != status_seen:
+                status_seen = v
+                self.status = (v, json.dumps({"type": "status", **self.source.status()}, default=str))
+                changed = True
+            slm_seq, gray = self.source.slm.latest()
+            if slm_seq != slm_seen and gray is not None and self.clients:
+                slm_seen = slm_seq
+                self.slm = (slm_seq, await asyncio.to_thread(slm_thumbnail, gray, slm_seq))
+                changed = True
+            if changed:
+                async with self.changed:
+                    self.changed.notify_all()
+            if got is not None and self.min_interval_s:
+                await asyncio.sleep(self.min_interval_s)
+
+
+class Page:
+    """One connected page: its sender (frames, status) and receiver (commands, acks)."""
+
+    def __init__(self, ws, pump: Pump, source: Source):
+        self.ws, self.pump, self.source = ws, pump, source
+        self.encoding = "raw"
+        self.in_flight: dict[int, float] = {}  # seq → time sent
+        self.sent_frame = self.sent_status = self.sent_slm = -1
+        self.send_lock = asyncio.Lock()
+        self.latency_ms: float | None = None
+
+    async def send_json(self, obj: dict) -> None:
+        async with self.send_lock:
+            await self.ws.send_text(json.dumps(obj, default=str))
+
+    def _due(self) -> bool:
+        now = time.monotonic()
+        self.in_flight = {s: t for s, t in self.in_flight.items() if now - t < ACK_TIMEOUT_S}
+        p = self.pump
+        room = len(self.in_flight) < MAX_IN_FLIGHT
+        frame_due = p.frame is not None and p.frame.seq > self.sent_frame and room
+        return (frame_due
+                or (p.status is not None and p.status[0] != self.sent_status)
+                or (p.slm is not None and p.slm[0] != self.sent_slm))
+
+    async def sender(self) -> None:
+        p = self.pump
+        while True:
+            async with p.changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(p.changed.wait_for(self._due), 0.5)
+            await self._send_due()
+
+    async def _send_due(self) -> None:
+        p = self.pump
+        if p.status is not None and p.status[0] != self.sent_status:
+            self.sent_status = p.status[0]
+            async with self.send_lock:
+                await self.ws.send_text(p.status[1])
+        if p.slm is not None and p.slm[0] != self.sent_slm:
+            self.sent_slm = p.slm[0]
+            async with self.send_lock:
+                await self.ws.send_bytes(p.slm[1])
+        frame = p.frame
+        if frame is not None and frame.seq > self.sent_frame and len(self.in_flight) < MAX_IN_FLIGHT:
+            self.sent_frame = frame.seq
+            msg = frame.encoded.get(self.encoding)
+            if msg is None:
+                msg = await asyncio.to_thread(frame.message, self.encoding)
+            self.in_flight[frame.seq] = time.monotonic()
+            async with self.send_lock:
+                await self.ws.send_bytes(msg)
+                await self.ws.send_text(json.dumps(frame.stats))
+
+    async def receiver(self) -> None:
+        while True:
+            msg = await self.ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            await self.handle(msg.get("text"))
+
+    async def handle(self, text: str | None) -> None:
+        try:
+            cmd = parse_command(text)
+            if cmd["cmd"] in SERVER_COMMANDS:
+                self._server_command(cmd)
+                return
+            if self.source.readonly:
+                raise CommandError("read-only: this page watches an acquisition run; nothing can be changed")
+            result = await asyncio.wait_for(asyncio.to_thread(self.source.command, cmd), COMMAND_TIMEOUT_S)
+            await self.send_json({"type": "ok", "cmd": cmd["cmd"], **(result or {})})
+        except CommandError as e:
+            await self.send_json({"type": "error", "message": str(e)})
+        except TimeoutError:
+            await self.send_json({"type": "error", "message": "the rig did not answer in time"})
+
+    def _server_command(self, cmd: dict) -> None:
+        if cmd["cmd"] == "ack":
+            self.in_flight.pop(cmd["seq"], None)
+            if "latency_ms" in cmd:
+                self.latency_ms = cmd["latency_ms"]
+        else:
+            self.encoding = cmd["encoding"]
+        # a freed slot may let the next frame go: wake this page's sender
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self.pump.changed:
+            self.pump.changed.notify_all()
+
+
+def build_app(source: Source, max_fps: float | None = None, title: str = "speckle-lab console"):
+    """The ASGI app serving ``source`` (a live rig or a run being acquired)."""
+    from starlette.applications import Starlette
+    from starlette.responses import FileResponse, JSONResponse
+    from starlette.routing import Mount, Route, WebSocketRoute
+    from starlette.staticfiles import StaticFiles
+    from starlette.websockets import WebSocketDisconnect
+
+    state: dict = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        pump = Pump(source, max_fps)
+        state["pump"] = pump
+        task = asyncio.create_task(pump.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def index(request):
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def status(request):
+        return JSONResponse(json.loads(json.dumps(source.status(), default=str)))
+
+    async def websocket(ws):
+        await ws.accept()
+        pump: Pump = state["pump"]
+        page = Page(ws, pump, source)
+        pump.clients += 1
+        source.clients_changed(pump.clients)
+        tasks = []
+        try:
+            await page.send_json({"type": "hello", "readonly": source.readonly, "title": title})
+            tasks = [asyncio.create_task(page.sender()), asyncio.create_task(page.receiver())]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+            pump.clients -= 1
+            source.clients_changed(pump.clients)
+
+    routes = [Route("/", index), Route("/status", status), WebSocketRoute("/ws", websocket),
+              Mount("/static", StaticFiles(directory=STATIC))]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+# -- serving ---------------------------------------------------------------------------------------------
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def host_warning(host: str) -> str | None:
+    if host in LOCAL_HOSTS:
+        return None
+    return (f"warning: serving on {host}: anyone who can reach this machine on that network can "
+            "open the page and drive the rig; bind 127.0.0.1 and use an SSH port forward instead")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or a one-line UserError (port in use, bad address, no permission)."""
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port}: must be 0..65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UserError(f"--host {host}: not an address of this machine ({e.strerror})") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(64)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise UserError(f"--port {port}: already in use on {host}; choose another port") from None
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def make_server(app, sock: socket.socket):
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level="warning", ws="websockets", lifespan="on",
+                            ws_max_size=1 << 16, timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    return server
+
+
+def serve(app, sock: socket.socket) -> None:
+    """Serves in this thread until Ctrl-C."""
+    import asyncio as _asyncio
+
+    server = make_server(app, sock)
+    _asyncio.run(server.serve(sockets=[sock]))
+
+
+class ServerThread:
+    """Serves ``app`` on ``sock`` from a daemon thread. Whatever happens in it (an exception, a
+    crash of the event loop) stays in it: logged, never raised into the caller."""
+
+    def __init__(self, app, sock: socket.socket):
+        self.sock = sock
+        self.server = make_server(app, sock)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="console-server", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve(sockets=[self.sock]))
+        except BaseException as e:  # noqa: BLE001 - the view must never take the run down
+            self.error = e
+            log.warning("view server stopped: %s: %s (the run goes on)", type(e).__name__, e)
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 3.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout_s)
+        with contextlib.suppress(OSError):
+            self.sock.close()

@@ -33,12 +33,13 @@ def cli() -> None:
 
 def _register() -> None:
     from acquisition.cli import acquire, inspect, plan
+    from calibration.cli import calibrate
     from console.cli import live
     from hardware.cli import devices
     from reconstruction.cli import evaluate, predict, train
     from speckle_lab.demo import demo
 
-    for command in (devices, plan, acquire, inspect, live, train, evaluate, predict, demo):
+    for command in (devices, plan, acquire, inspect, live, train, evaluate, predict, demo, calibrate):
         cli.add_command(command)
 
 

@@ -1,0 +1,28 @@
+"""``speckle-lab calibrate phase | settle | twin``. Imports only click at load time."""
+
+from __future__ import annotations
+
+import click
+
+RIG_HELP = "rig TOML file (default: the simulated rig)"
+
+
+@click.group()
+def calibrate() -> None:
+    """Measure the SLM's π level and settle time; fit the simulated rig to a captured run."""
+
+
+@calibrate.command()
+@click.option("--rig", "rig_path", default=None, help=RIG_HELP)
+@click.option("--out", "out", required=True, help="the LUT file to write (CSV gray,phase_rad), e.g. lut.csv")
+@click.option("--step", default=1, show_default=True, help="measure every STEP-th gray level")
+@click.option("--wait-ms", default=500.0, show_default=True,
+              help="wait after each pattern (at least the rig's settle_ms)")
+@click.option("--average", default=1, show_default=True, help="frames averaged per gray level")
+@click.option("--report", default=None, help="report PNG (default: OUT with .report.png)")
+@click.option("--progress/--no-progress", "show_progress", default=True, help="show a progress bar")
+def phase(rig_path, out, step, wait_ms, average, report, show_progress) -> int:
+    """Measure the SLM's gray → phase curve through the empty slot; write a LUT and its π level."""
+    from calibration.commands import phase_command
+
+    return phase_command(rig_path, out, step, wait_ms, average, report, show_progress)

@@ -10,6 +10,8 @@ to :data:`RUN_CHECKS` (run in order; a later check may rely on the earlier ones 
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +19,8 @@ import h5py
 import numpy as np
 
 from speckle_core.errors import UserError
+from speckle_core.h5safety import attr_text
+from speckle_core.run_contract import check_run_contract, check_writable_contract
 from speckle_core.runfile.format import FORMAT, OBJECT_FIELDS, PAIR_FIELDS, RESUME_NEEDS, ROOT_ATTRS
 from speckle_core.text import one_line
 
@@ -28,10 +32,9 @@ def open_run(path: str | Path, mode: str = "r") -> h5py.File:
         raise UserError(f"{p}: no such run file")
     if p.is_dir():
         raise UserError(f"{p}: is a directory, expected a run file (.h5)")
-    try:
-        f = h5py.File(p, mode)
-    except OSError as e:
-        raise UserError(f"{p}: not a readable HDF5 file ({one_line(e, 160)})") from None
+    if not p.is_file():
+        raise UserError(f"{p}: not a regular file (a FIFO, device or socket), expected a run file")
+    f = open_h5(p, mode)
     try:
         check_run(f, p)
     except BaseException:
@@ -40,12 +43,28 @@ def open_run(path: str | Path, mode: str = "r") -> h5py.File:
     return f
 
 
+def open_h5(p: Path, mode: str = "r", **kwargs) -> h5py.File:
+    """``h5py.File``, with a file held by another program (HDF5's lock: a notebook, a viewer, a
+    second writer) or an unreadable one as a one-line UserError naming it."""
+    try:
+        return h5py.File(p, mode, **kwargs)
+    except OSError as e:
+        text = str(e).lower()
+        if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "unable to lock" in text or "lock file" in text:
+            raise UserError(f"{p}: open in another program (HDF5 file lock: a notebook, a viewer or "
+                            "another speckle-lab run); close it there and try again") from None
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise UserError(f"{p}: cannot open the run file {'for writing ' if mode != 'r' else ''}"
+                            f"({os.strerror(e.errno)})") from None
+        raise UserError(f"{p}: not a readable HDF5 file ({one_line(e, 160)})") from None
+
+
 # -- the checks, in order ----------------------------------------------------------------------------
 
 def _check_format(f: h5py.File, p: Path) -> None:
-    fmt = f.attrs.get("format")
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode("utf-8", "replace")
+    if "format" not in f.attrs:
+        raise UserError(f"{p}: not a speckle-lab dataset (no format attribute, expected {FORMAT!r})")
+    fmt = attr_text(f, "format", p)  # one UTF-8 string: an array or bad bytes are refused here
     if fmt != FORMAT:
         raise UserError(f"{p}: not a speckle-lab dataset (format attribute {fmt!r}, expected {FORMAT!r})")
     for a in ROOT_ATTRS:
@@ -82,7 +101,11 @@ def _check_references(f: h5py.File, p: Path) -> None:
 
 
 RunCheck = Callable[[h5py.File, Path], None]
-RUN_CHECKS: list[RunCheck] = [_check_format, _check_names, _check_shapes, _check_references]
+# check_run_contract (speckle_core.run_contract) comes before any data is read: the file must keep
+# its data inside itself (no external links or storage, no virtual datasets), and every dataset
+# must have the format's rank, type and storage.
+RUN_CHECKS: list[RunCheck] = [_check_format, check_run_contract, _check_names, _check_shapes,
+                              _check_references]
 
 
 def check_run(f: h5py.File, p: Path) -> None:
@@ -101,7 +124,17 @@ def check_run(f: h5py.File, p: Path) -> None:
 
 
 def check_resumable(f: h5py.File, p: Path) -> None:
-    """The writer's extras a resume needs; one-line UserError if a dataset is missing or mis-sized."""
+    """The writer's extras a resume needs; one-line UserError if a dataset is missing or mis-sized,
+    of another type than the writer writes, or not preallocated."""
+    try:
+        _check_resumable(f, p)
+    except UserError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise UserError(f"{p}: damaged or truncated run file ({one_line(e, 160)})") from None
+
+
+def _check_resumable(f: h5py.File, p: Path) -> None:
     m = f["pairs/speckle"].shape[0]
     for name in RESUME_NEEDS:
         if not isinstance(f.get(name), h5py.Dataset):
@@ -119,6 +152,7 @@ def check_resumable(f: h5py.File, p: Path) -> None:
         raise UserError(f"{p}: /stability/block points outside /blocks (0..{nb - 1})")
     if len(refs) and f["stability/pattern"].shape != f["objects/pattern"].shape[1:]:
         raise UserError(f"{p}: /stability/pattern is not the size of the objects")
+    check_writable_contract(f, p)
 
 
 # -- reading values ----------------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""The Python API (``import speckle_lab as sl``): the CLI's steps as functions that raise, never exit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import speckle_lab as sl
+from speckle_lab.cli import run as cli_run
+from tests._run_files import TINY_SIM_RIG, write_toml
+from tests.tiny_dataset import write_tiny_dataset
+
+
+def test_import_is_lazy_and_lists_the_api():
+    assert "open_rig" in dir(sl)
+    with pytest.raises(AttributeError):
+        sl.no_such_function  # noqa: B018
+
+
+def test_open_rig_shows_a_binary_face_and_captures_a_frame(tmp_path):
+    rig_file = write_toml(tmp_path / "rig.toml", TINY_SIM_RIG)
+    with sl.open_rig(rig_file, roi_px=(24, 24), exposure_us=500) as rig:
+        face = np.zeros(rig.slm.window_shape, dtype=bool)
+        face[8:24, 8:24] = True
+        rig.slm.show(face)
+        shown = rig.slm.read_back()
+        assert set(np.unique(shown)) == {0, rig.slm.gray_pi}
+        frame = rig.camera.capture()
+        assert frame.image.shape == (24, 24)
+        assert frame.image.max() > 0
+
+
+def test_slm_show_refuses_a_pattern_larger_than_the_window(tmp_path):
+    rig_file = write_toml(tmp_path / "rig.toml", TINY_SIM_RIG)
+    with sl.open_rig(rig_file) as rig, pytest.raises(ValueError, match="larger than the SLM window"):
+        rig.slm.show(np.ones((64, 64), dtype=bool))
+
+
+def test_camera_refuses_a_negative_exposure(tmp_path):
+    rig_file = write_toml(tmp_path / "rig.toml", TINY_SIM_RIG)
+    with sl.open_rig(rig_file) as rig, pytest.raises(ValueError, match="exposure_us"):
+        rig.camera.capture(exposure_us=-1)
+
+
+def test_open_run_selects_by_role_diffuser_and_distance(tmp_path):
+    path = write_tiny_dataset(tmp_path / "run.h5", n_objects=4, diffusers=("120", "600"), n_not_done=0)
+    with sl.open_run(path) as run:
+        sel = run.select(role="validation", diffuser="600", distance_mm=40)
+        frames, objects = sel.frames(), sel.objects()
+        assert len(sel) == 4
+        assert frames.shape == (4, *run.file["pairs/speckle"].shape[1:])
+        assert objects.shape[0] == 4 and set(np.unique(objects)) <= {0, 1}
+        assert set(sel.diffuser) == {"600"} and np.all(sel.distance_mm == 40)
+        assert np.array_equal(frames[0], run.file["pairs/speckle"][sel.rows[0]])
+
+
+def test_open_run_skips_rows_not_yet_captured(tmp_path):
+    path = write_tiny_dataset(tmp_path / "run.h5", n_objects=3, n_not_done=2)
+    with sl.open_run(path) as run:
+        assert len(run.select()) == run.pairs_done == len(run.done) - 2
+        assert len(run.select(done_only=False)) == len(run.done)
+
+
+def test_api_and_cli_refuse_a_broken_run_with_the_same_line(tmp_path, capsys):
+    bad = tmp_path / "broken.h5"
+    bad.write_bytes(b"not an hdf5 file at all")
+    with pytest.raises(sl.UserError) as e:
+        sl.open_run(bad)
+    assert cli_run(["inspect", str(bad)]) == 2
+    assert str(e.value) in capsys.readouterr().err
+    assert "\n" not in str(e.value)
+
+
+def test_plan_is_printable_and_counts_the_pairs(tmp_path):
+    from tests._tiny_sim import tiny_files
+
+    protocol, rig = tiny_files(tmp_path, count=3)
+    plan = sl.plan(protocol, rig)
+    assert plan.pairs > 0 and plan.duration_s > 0 and plan.disk_bytes > 0
+    assert "estimated duration" in str(plan)
+
+
+def test_plan_raises_user_error_not_system_exit(tmp_path):
+    with pytest.raises(sl.UserError, match="nope.toml"):
+        sl.plan(tmp_path / "nope.toml")
+
+
+@pytest.mark.slow
+def test_train_evaluate_predict_from_python(tmp_path):
+    run = write_tiny_dataset(tmp_path / "run.h5", n_objects=6)
+    record = sl.train(run, tmp_path / "model", model="unet", model_args={"base_channels": 4},
+                      image_size=16, epochs=1, batch_size=4, device="cpu")
+    assert (tmp_path / "model" / "best.pt").is_file()
+    assert isinstance(record, dict)
+    metrics = sl.evaluate(tmp_path / "model" / "best.pt", run, tmp_path / "eval", device="cpu")
+    assert "model" in metrics["models"]
+    written = sl.predict(tmp_path / "model" / "best.pt", [f"{run}:0-1"], tmp_path / "pred", device="cpu")
+    assert written and all(p.is_file() for p in written)
+
+
+def test_train_refuses_a_bad_option_with_user_error(tmp_path):
+    run = write_tiny_dataset(tmp_path / "run.h5", n_objects=4)
+    with pytest.raises(sl.UserError, match="lr"):
+        sl.train(run, tmp_path / "model", lr=float("nan"))

@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/install_xvfb.sh || echo "warning: Xvfb could not be installed; display-window tests will skip"
+	bash scripts/install_chromium.sh || echo "warning: chromium could not be installed; browser tests will skip (fail under CI)"
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 

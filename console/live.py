@@ -252,6 +252,10 @@ class LiveSession:
         self.last_snapshot = str(paths[0])
         return {"files": [str(p) for p in paths]}
 
+    def frame(self, seq: int) -> FrameItem | None:
+        """One of the last frames by its number (what a page drew), or None when already gone."""
+        return next((item for s, item in list(self._history) if s == seq), None)
+
     def _pick(self, seq: int | None) -> tuple[int, FrameItem | None]:
         if seq is not None:
             for s, item in self._history:

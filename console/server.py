@@ -306,7 +306,7 @@ def url_of(sock: socket.socket) -> str:
 def make_server(app, sock: socket.socket):
     import uvicorn
 
-    config = uvicorn.Config(app, log_level="warning", ws="websockets", lifespan="on",
+    config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on",
                             ws_max_size=1 << 16, timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     return server

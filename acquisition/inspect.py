@@ -18,6 +18,7 @@ import numpy as np
 
 from speckle_core.errors import UserError
 from speckle_core.fileio import atomic_path, check_output_file
+from speckle_core.h5safety import read_checked
 from speckle_core.runfile import open_run, read_strings
 
 TILE_PX = 160
@@ -166,9 +167,9 @@ def render_contact_sheet(f):
         y = head_h + i * step
         draw.text((6, y + 6), f"diffuser {d}", fill=0)
         draw.text((6, y + 22), names[o][:22], fill=0)
-        sheet.paste(_tile(f["objects/pattern"][o], stretch=False), (label_w, y))
+        sheet.paste(_tile(read_checked(f["objects/pattern"], f.filename, o), stretch=False), (label_w, y))
         for j, z in enumerate(distances):
-            img = f["pairs/speckle"][at[z]] if z in at else None
+            img = read_checked(f["pairs/speckle"], f.filename, at[z]) if z in at else None
             sheet.paste(_tile(img, stretch=True), (label_w + step * (j + 1), y))
     return sheet, len(rows)
 

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speckle-lab-installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench docs notebooks clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,7 @@ test: $(STAMP)
 	bash scripts/install_xvfb.sh || echo "warning: Xvfb could not be installed; display-window tests will skip"
 	bash scripts/install_chromium.sh || echo "warning: chromium could not be installed; browser tests will skip (fail under CI)"
 	$(VENV)/bin/ruff check .
+	PYTHONPATH=. $(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -27,6 +28,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+# The Python API reference (HTML, from the docstrings) in docs/api/: open docs/api/index.html.
+docs: $(STAMP)
+	$(PY) -m pdoc speckle_lab.api speckle_lab.interactive speckle_core.runfile.selection speckle_core.errors -o docs/api
+
+# Rewrites and re-executes examples/*.ipynb (make test executes them too, without writing).
+notebooks: $(STAMP)
+	$(PY) scripts/make_notebooks.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

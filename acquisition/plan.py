@@ -146,6 +146,7 @@ class RunPlan:
     estimate: Estimate
     face_names: tuple[str, ...] = field(default=(), repr=False)  # every name the source holds, sorted
     faces_missing: str | None = None  # why the source could not be listed (plan only; acquire refuses)
+    darks: DarkPlan | None = None  # dark captures, their source and cost
 
     @property
     def config(self):
@@ -286,6 +287,25 @@ def make_plan(protocol_file, rig_file=None, allow_missing_faces: bool = False) -
         blocks.append(PlanBlock(bi, diffuser, dist, role, first, len(rows) - first, repeats, table))
 
     timings = SIM_TIMINGS if rig.simulated else REAL_TIMINGS
+    moves, steps = _moves_and_steps(blocks, rig, timings)
+    darks = _dark_plan(cfg, rig, blocks, timings)
+    if darks.manual and darks.captures:
+        steps.append(darks.step)
+
+    ref_before, ref_block = reference_schedule(tuple(blocks), cfg.stability.reference_every)
+    gray_pi = rf.lut().gray_pi if cfg.slm.gray_pi == "auto" else int(cfg.slm.gray_pi)
+    settle_ms = max(cfg.slm.settle_ms, rig.slm.settle_ms)
+    bpp = _bytes_per_pixel(rig)
+    est = _estimate(cfg, rig, len(rows), blocks, moves, len(ref_before), timings, settle_ms, bpp, darks)
+    return RunPlan(pf, rf, label, None if missing else len(names), tuple(rows), tuple(blocks), tuple(moves),
+                   tuple(steps), tuple(ref_before), tuple(ref_block), cfg.dark.frames, gray_pi, settle_ms,
+                   tuple(cfg.camera.roi_px), bpp, timings, est, tuple(names), missing, darks)
+
+
+def _moves_and_steps(blocks: list[PlanBlock], rig, timings: Timings) -> tuple[list[Move], list[str]]:
+    """The slow device moves before each block, and the steps a person must do for them."""
+    manual_stage = rig.stage.kind == "manual"
+    manual_changer = rig.changer.kind == "manual"
     moves: list[Move] = []
     steps: list[str] = []
     cur_diff: str | None = None
@@ -308,23 +328,51 @@ def make_plan(protocol_file, rig_file=None, allow_missing_faces: bool = False) -
                 steps.append(f"before pair {b.first_row + 1}: set the camera {b.distance_mm:g} mm from the "
                              "focal plane")
             cur_dist = b.distance_mm
-    dark = cfg.dark.frames
-    if dark > 0 and not rig.simulated:
-        steps.append(f"at each of the {len(blocks)} blocks: block the laser for {dark} dark frames, then "
-                     "unblock it")
+    return moves, steps
 
-    ref_before, ref_block = reference_schedule(tuple(blocks), cfg.stability.reference_every)
-    gray_pi = rf.lut().gray_pi if cfg.slm.gray_pi == "auto" else int(cfg.slm.gray_pi)
-    settle_ms = max(cfg.slm.settle_ms, rig.slm.settle_ms)
-    bpp = _bytes_per_pixel(rig)
-    est = _estimate(cfg, rig, len(rows), blocks, moves, len(ref_before), timings, settle_ms, bpp)
-    return RunPlan(pf, rf, label, None if missing else len(names), tuple(rows), tuple(blocks), tuple(moves),
-                   tuple(steps), tuple(ref_before), tuple(ref_block), dark, gray_pi, settle_ms,
-                   tuple(cfg.camera.roi_px), bpp, timings, est, tuple(names), missing)
+
+@dataclass(frozen=True)
+class DarkPlan:
+    """Dark captures: how many (at most), by what, and the time of one block-and-unblock."""
+
+    frames: int  # averaged per capture
+    captures: int  # at most: 1 for a fixed exposure shared by every block, else one per block
+    exact: bool  # False: auto exposure decides how many distinct exposures there are
+    source: str  # what blocks the laser (hardware.dark)
+    manual: bool  # a person does it
+    switch_s: float  # blocking + unblocking once
+
+    @property
+    def step(self) -> str:
+        times = "once" if self.captures == 1 else (f"{'up to ' if not self.exact else ''}{self.captures} "
+                                                   "times (once per exposure setting)")
+        return (f"{times}: block the laser for {self.frames} dark frames, then unblock it (no [shutter] or "
+                "changer.dark_slot in the rig file)")
+
+
+def _dark_plan(cfg, rig, blocks: list[PlanBlock], t: Timings) -> DarkPlan:
+    from hardware.dark import describe_dark_source
+
+    info = describe_dark_source(rig)
+    d = cfg.dark
+    shared = d.per == "exposure" and not cfg.camera.auto  # one fixed exposure for every block
+    captures = 0 if d.frames == 0 else (1 if shared else len(blocks))
+    exact = shared or d.per == "block"
+    if rig.simulated:
+        switch = 0.0
+    elif info.manual:
+        switch = 2 * t.manual_s
+    elif rig.shutter.kind == "mff101":
+        switch = 2 * 1.5  # MFF101 transit 0.3–2.8 s (its transit_time; Thorlabs default 500 ms) + settling
+    elif rig.shutter.kind == "ksc101":
+        switch = 2 * 0.05  # SH05: 10 ms opening time (Thorlabs spec) + the USB round trip
+    else:  # the wheel's blank slot: there and back
+        switch = 2 * (t.wheel_fixed_s + 3 * t.wheel_s_per_slot)
+    return DarkPlan(d.frames, captures, exact, info.label, info.manual, switch)
 
 
 def _estimate(cfg, rig, n_pairs: int, blocks, moves, n_refs: int, t: Timings, settle_ms: float,
-              bpp: int) -> Estimate:
+              bpp: int, darks: DarkPlan) -> Estimate:
     cam = cfg.camera
     exposure_us = cam.auto_exposure.start_us if cam.auto else float(cam.exposure_us)
     exposure_s = exposure_us / 1e6 if t.exposure_is_wall_time else 0.0
@@ -335,8 +383,7 @@ def _estimate(cfg, rig, n_pairs: int, blocks, moves, n_refs: int, t: Timings, se
         "references": n_refs * pair_s,
         "moves": sum(m.estimate_s for m in moves),
         "auto exposure": (len(blocks) * t.probe_captures * pair_s) if cam.auto else 0.0,
-        "dark frames": len(blocks) * (cfg.dark.frames * frame_s
-                                      + (2 * t.manual_s if cfg.dark.frames and not rig.simulated else 0.0)),
+        "dark frames": darks.captures * (darks.frames * frame_s + darks.switch_s),
     }
     frame_bytes = cam.roi_px[0] * cam.roi_px[1] * bpp
     h, w = cfg.faces.target_px
@@ -460,10 +507,29 @@ def _faces_line(plan: RunPlan) -> str:
     return f"{f.kind}: {f.count} of {plan.faces_available} in {plan.source_label} ({held}; {how})"
 
 
+def _rig_devices(rig) -> str:
+    if rig.rig_kind == "simulated":
+        return "every device simulated"
+    if rig.rig_kind == "real":
+        return "every device real"
+    sim = ", ".join(rig.simulated_devices)
+    return f"MIXED: {sim} simulated (nothing moves; the run file says so), SLM and camera real"
+
+
+def _darks_line(plan: RunPlan) -> str:
+    d = plan.darks
+    if d is None or d.captures == 0:
+        return "dark frames: none (dark.frames = 0)"
+    per = "per exposure setting" if plan.config.dark.per == "exposure" else "per block"
+    count = ("1 capture (one fixed exposure)" if d.captures == 1 and d.exact else
+             f"{'up to ' if not d.exact else ''}{d.captures} captures")
+    return f"dark frames: {d.frames} {per}, {count}; the laser blocked by {d.source}"
+
+
 def format_plan(plan: RunPlan, folder: Path | None = None, free: int | None = None) -> str:
     cfg, rig = plan.config, plan.rig.config
     lines = [f"protocol {plan.protocol.path}: {cfg.name}",
-             f"rig: {plan.rig.path or 'default simulated rig'} ({rig.name})",
+             f"rig: {plan.rig.path or 'default simulated rig'} ({rig.name}); {_rig_devices(rig)}",
              _faces_line(plan),
              f"pairs: {plan.pairs_total} in {len(plan.blocks)} blocks, in this order:",
              f"  {'block':>5}  {'diffuser':>8}  {'distance':>8}  {'role':<10}  {'pairs':>6}  {'rows':<13}  "
@@ -487,8 +553,8 @@ def format_plan(plan: RunPlan, folder: Path | None = None, free: int | None = No
                     f"below it: {cfg.stability.on_drift})" if every else "(monitor off)"))
     exp = "auto per block" if cfg.camera.auto else f"{cfg.camera.exposure_us:g} µs"
     lines.append(f"camera: ROI {plan.roi_px[0]}x{plan.roi_px[1]}, exposure {exp}, "
-                 f"average {cfg.camera.average}; dark frames: {plan.dark_frames} per block; "
-                 f"SLM: π at gray {plan.gray_pi}, settle {plan.settle_ms:g} ms")
+                 f"average {cfg.camera.average}; SLM: π at gray {plan.gray_pi}, settle {plan.settle_ms:g} ms")
+    lines.append(_darks_line(plan))
     if plan.manual_steps:
         lines.append(f"a person must ({len(plan.manual_steps)} steps; run attended):")
         lines.extend(f"  - {s}" for s in plan.manual_steps)

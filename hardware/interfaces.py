@@ -118,6 +118,25 @@ class DiffuserChanger(Protocol):
 
 
 @runtime_checkable
+class DarkSource(Protocol):
+    """What blocks the laser for dark frames (hardware/drivers/shutter.py): a flip mount, a shutter,
+    the filter wheel's blank slot, or a person."""
+
+    manual: bool  # a person does it (the run cannot be unattended)
+    label: str  # what the plan and the log call it
+
+    def block(self) -> None:
+        """The laser no longer reaches the camera (checked where the device can tell)."""
+        ...
+
+    def unblock(self) -> None:
+        """The beam is back as it was before ``block``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
 class Operator(Protocol):
     """The person at the rig, or a script standing in for one."""
 

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from hardware.clock import REAL_CLOCK
+from hardware.dark import ShutterConfig, build_dark_source
 from hardware.lut import PhaseLUT
 from hardware.sim.config import SimConfig
 from speckle_core.config import StrictModel, load_toml_model, parse_toml_model
@@ -71,6 +72,7 @@ class ChangerConfig(StrictModel):
         default_factory=lambda: {"1": "120", "2": "220", "3": "600", "4": "1500"}
     )  # wheel slot (1..6) → diffuser grit; a manual changer uses only the names
     timeout_s: float = Field(20.0, gt=0, le=600)
+    dark_slot: int | None = Field(None, ge=1, le=12)  # FW102C slot holding a blank: darks need nobody
 
     @model_validator(mode="after")
     def _check_slots(self) -> ChangerConfig:
@@ -84,6 +86,13 @@ class ChangerConfig(StrictModel):
         names = list(self.slots.values())
         if len(set(names)) != len(names):
             raise ValueError(f"slots: a diffuser appears twice ({names})")
+        if self.dark_slot is not None:
+            if str(self.dark_slot) in self.slots:
+                raise ValueError(f"dark_slot: slot {self.dark_slot} holds diffuser "
+                                 f"{self.slots[str(self.dark_slot)]!r}; the dark slot must hold a blank")
+            if self.kind != "fw102c":
+                raise ValueError("dark_slot: only a filter wheel (kind = 'fw102c') has a slot to block the "
+                                 "beam; use a [shutter] or leave darks to a person")
         return self
 
     @property
@@ -97,21 +106,44 @@ class RigConfig(StrictModel):
     camera: CameraConfig = CameraConfig()
     stage: StageConfig = StageConfig()
     changer: ChangerConfig = ChangerConfig()
+    shutter: ShutterConfig = ShutterConfig()
     sim: SimConfig = SimConfig()
 
     @property
     def simulated(self) -> bool:
+        """The optics are simulated (SLM and camera); stage and changer are then simulated too."""
         return self.slm.kind == "sim"
 
+    @property
+    def simulated_devices(self) -> tuple[str, ...]:
+        """The devices of kind "sim", in slm, camera, stage, changer order."""
+        kinds = (("slm", self.slm.kind), ("camera", self.camera.kind), ("stage", self.stage.kind),
+                 ("changer", self.changer.kind))
+        return tuple(name for name, kind in kinds if kind == "sim")
+
+    @property
+    def rig_kind(self) -> str:
+        """"simulated", "real", or "mixed" (real optics, a simulated stage or changer)."""
+        sim = self.simulated_devices
+        return "simulated" if self.simulated else ("mixed" if sim else "real")
+
     @model_validator(mode="after")
-    def _all_or_none_simulated(self) -> RigConfig:
-        kinds = {"slm": self.slm.kind, "camera": self.camera.kind, "stage": self.stage.kind,
-                 "changer": self.changer.kind}
-        sim = [k for k, v in kinds.items() if v == "sim"]
-        if sim and len(sim) != len(kinds):
-            real = [k for k in kinds if k not in sim]
-            raise ValueError(f"{', '.join(sim)} simulated but {', '.join(real)} real: "
-                             "a rig is either wholly simulated or wholly real")
+    def _simulated_parts(self) -> RigConfig:
+        # The optics are simulated or real as a whole: a simulated SLM cannot light a real camera.
+        # Around real optics, a stage or changer may be simulated (a rig brought up one device at a
+        # time); around simulated optics they must be simulated (the model sets distance and diffuser).
+        if (self.slm.kind == "sim") != (self.camera.kind == "sim"):
+            raise ValueError(f"slm.kind {self.slm.kind!r} with camera.kind {self.camera.kind!r}: the SLM "
+                             "and camera are simulated together or real together (a simulated SLM cannot "
+                             "light a real camera); a real camera may have a simulated stage and changer")
+        if self.simulated:
+            real = [n for n, k in (("stage", self.stage.kind), ("changer", self.changer.kind)) if k != "sim"]
+            if real:
+                raise ValueError(f"{real[0]}.kind: a simulated SLM and camera need the simulated {real[0]} "
+                                 f"(the optical model sets it); use kind = 'sim' or real optics")
+            if self.shutter.kind != "none":
+                raise ValueError("shutter.kind: the simulated camera renders dark frames itself; "
+                                 "use kind = 'none'")
         return self
 
 
@@ -170,6 +202,7 @@ class Rig:
     operator: object
     lut: PhaseLUT
     clock: object = REAL_CLOCK  # hardware.clock: wait for the devices on this (the sim's is virtual)
+    dark: object = None  # hardware.drivers.shutter: blocks the laser for dark frames (see hardware.dark)
 
     @property
     def config(self) -> RigConfig:
@@ -178,7 +211,9 @@ class Rig:
     def close(self) -> None:
         """Closes every device, even if one of them fails to close."""
         errors = []
-        for dev in (self.camera, self.slm, self.stage, self.changer):
+        for dev in (self.camera, self.slm, self.stage, self.changer, self.dark):
+            if dev is None:
+                continue
             try:
                 dev.close()
             except Exception as e:  # noqa: BLE001 - close them all, report the first
@@ -195,7 +230,8 @@ def build_rig(rig_file: RigFile, operator: object) -> Rig:
         from hardware.sim import build_sim_devices
 
         slm, camera, stage, changer = build_sim_devices(cfg, lut)
-        return Rig(rig_file, slm, camera, stage, changer, operator, lut, clock=slm.clock)
+        return Rig(rig_file, slm, camera, stage, changer, operator, lut, clock=slm.clock,
+                   dark=build_dark_source(cfg, changer, operator))
 
     opened: list[object] = []
     try:
@@ -209,10 +245,16 @@ def build_rig(rig_file: RigFile, operator: object) -> Rig:
             from hardware.drivers.tsi_camera import TSICameraDriver as CameraClass
         camera = CameraClass.from_config(cfg.camera)
         opened.append(camera)
+        if "sim" in (cfg.stage.kind, cfg.changer.kind):  # a mixed rig: positions only, no optics
+            from hardware.sim.movers import build_sim_movers
+
+            sim_stage, sim_changer = build_sim_movers(cfg)
         if cfg.stage.kind == "kinesis":
             from hardware.drivers.kinesis_stage import KinesisStage
 
             stage = KinesisStage.from_config(cfg.stage)
+        elif cfg.stage.kind == "sim":
+            stage = sim_stage
         else:
             from hardware.drivers.manual import ManualStage
 
@@ -222,14 +264,18 @@ def build_rig(rig_file: RigFile, operator: object) -> Rig:
             from hardware.drivers.fw_wheel import FilterWheelChanger
 
             changer = FilterWheelChanger.from_config(cfg.changer)
+        elif cfg.changer.kind == "sim":
+            changer = sim_changer
         else:
             from hardware.drivers.manual import ManualDiffuserChanger
 
             changer = ManualDiffuserChanger(operator, cfg.changer.diffusers)
         opened.append(changer)
+        dark = build_dark_source(cfg, changer, operator)
+        opened.append(dark)
     except BaseException:
         for dev in reversed(opened):
             with contextlib.suppress(Exception):  # already failing: keep the first error
                 dev.close()
         raise
-    return Rig(rig_file, slm, camera, stage, changer, operator, lut)
+    return Rig(rig_file, slm, camera, stage, changer, operator, lut, dark=dark)

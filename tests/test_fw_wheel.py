@@ -96,3 +96,18 @@ def test_absent_port_is_device_not_found_naming_it():
 def test_missing_port_in_rig_file_is_a_user_error():
     with pytest.raises(UserError, match="changer.port"):
         FilterWheelChanger.from_config(ChangerConfig(kind="fw102c"))
+
+
+def test_the_blank_dark_slot_is_reached_and_the_diffuser_restored(firmware):
+    from hardware.drivers.shutter import WheelDarkSlot
+
+    changer = open_changer(firmware)
+    changer.select("600")
+    dark = WheelDarkSlot(changer, 6)
+    dark.block()
+    assert firmware.position == 6 and changer.current() is None
+    dark.unblock()
+    assert firmware.position == 3 and changer.current() == "600"
+    with pytest.raises(UserError, match="slot 9 does not exist"):
+        changer.move_to_slot(9)
+    changer.close()

@@ -287,3 +287,35 @@ def test_plan_names_each_block_and_the_protocol_table_it_comes_from_as_errors_do
     bad = text.replace("[0, 20]", "[0, 70]", 1)
     assert run(["plan", str(protocol_toml(tmp_path, bad)), "--rig", str(rig_toml(tmp_path))]) == 2
     assert "[[blocks]] #1.distances_mm" in capsys.readouterr().err
+
+
+def test_a_fixed_exposure_needs_one_dark_capture_for_the_whole_run(tmp_path):
+    text = FOUR_BY_THREE.format(t=32, blocks=BLOCKS).replace("roi_px = [64, 64]",
+                                                             "roi_px = [64, 64]\nexposure_us = 500")
+    plan = make_plan(protocol_toml(tmp_path, text), rig_toml(tmp_path, real=True, stage="kinesis",
+                                                             changer="manual"))
+    assert plan.darks.captures == 1 and plan.darks.manual
+    dark_steps = [s for s in plan.manual_steps if "dark" in s]
+    assert len(dark_steps) == 1 and dark_steps[0].startswith("once: block the laser")
+
+
+def test_darks_per_block_on_request(tmp_path):
+    text = FOUR_BY_THREE.format(t=32, blocks=BLOCKS).replace(
+        "roi_px = [64, 64]", "roi_px = [64, 64]\nexposure_us = 500") + '[dark]\nper = "block"\n'
+    plan = make_plan(protocol_toml(tmp_path, text), rig_toml(tmp_path))
+    assert plan.darks.captures == len(plan.blocks) == 12
+
+
+def test_the_wheels_blank_slot_takes_darks_without_a_person(tmp_path):
+    rig = rig_toml(tmp_path, real=True, stage="kinesis", changer="fw102c")
+    rig.write_text(rig.read_text() + 'port = "COM4"\ndark_slot = 6\n')
+    plan = make_plan(protocol_toml(tmp_path), rig)
+    assert plan.manual_steps == () and "blank slot 6" in plan.darks.source
+    assert "the laser blocked by the filter wheel's blank slot 6" in plan_mod.format_plan(plan)
+
+
+def test_plan_states_which_devices_of_a_mixed_rig_are_simulated(tmp_path):
+    plan = make_plan(protocol_toml(tmp_path), rig_toml(tmp_path, real=True, stage="sim", changer="sim"))
+    text = plan_mod.format_plan(plan)
+    assert "MIXED: stage, changer simulated" in text
+    assert plan.timings is plan_mod.REAL_TIMINGS  # a real camera: real exposure and readout times

@@ -28,9 +28,42 @@ def test_negative_settle_time_is_refused(tmp_path):
         load_rig(p)
 
 
-def test_half_simulated_rig_is_refused(tmp_path):
+def test_a_real_camera_behind_a_simulated_slm_is_refused(tmp_path):
     p = write(tmp_path, "[camera]\nkind='uc480'\n")
-    with pytest.raises(UserError, match="wholly simulated or wholly real"):
+    with pytest.raises(UserError, match="simulated together or real together"):
+        load_rig(p)
+
+
+def test_simulated_optics_with_a_manual_stage_is_refused(tmp_path):
+    p = write(tmp_path, "[stage]\nkind='manual'\n")
+    with pytest.raises(UserError, match="stage.kind: a simulated SLM and camera need the simulated stage"):
+        load_rig(p)
+
+
+@pytest.mark.parametrize("stage, changer, simulated", [
+    ("sim", "sim", ("stage", "changer")), ("manual", "sim", ("changer",)), ("kinesis", "manual", ())])
+def test_a_real_camera_may_have_simulated_or_manual_movers(tmp_path, stage, changer, simulated):
+    p = write(tmp_path, f"[slm]\nkind='exulus'\n[camera]\nkind='uc480'\n[stage]\nkind='{stage}'\n"
+                        f"[changer]\nkind='{changer}'\n")
+    cfg = load_rig(p).config
+    assert cfg.simulated_devices == simulated
+    assert cfg.rig_kind == ("mixed" if simulated else "real") and not cfg.simulated
+
+
+@pytest.mark.parametrize("changer, message", [
+    ("kind='fw102c'\ndark_slot=2", "slot 2 holds diffuser '220'"),
+    ("kind='manual'\ndark_slot=6", "only a filter wheel"),
+])
+def test_a_dark_slot_must_be_a_blank_slot_of_a_filter_wheel(tmp_path, changer, message):
+    p = write(tmp_path, f"[slm]\nkind='exulus'\n[camera]\nkind='uc480'\n[stage]\nkind='manual'\n"
+                        f"[changer]\n{changer}\n")
+    with pytest.raises(UserError, match=message):
+        load_rig(p)
+
+
+def test_a_shutter_on_the_simulated_rig_is_refused(tmp_path):
+    p = write(tmp_path, "[shutter]\nkind='mff101'\nserial='37000001'\n")
+    with pytest.raises(UserError, match="renders dark frames itself"):
         load_rig(p)
 
 

@@ -102,6 +102,18 @@ class FilterWheelChanger:
             raise DeviceError(self.device, f"asked for slot {slot} (diffuser {diffuser}) but the wheel "
                                            f"reports slot {reached}; is it blocked?")
 
+    def move_to_slot(self, slot: int) -> None:
+        """Turns the wheel to ``slot`` whatever it holds (the blank slot for dark frames), read back."""
+        with self._translate_errors("reading the number of slots"):
+            pcount = int(self._wheel.get_pcount())
+        if not 1 <= int(slot) <= pcount:
+            raise UserError(f"changer.dark_slot: slot {slot} does not exist on this {pcount}-slot wheel")
+        with self._translate_errors(f"turning to slot {slot}"):
+            reached = self._set_slot_hw(int(slot))
+        if reached != int(slot):
+            raise DeviceError(self.device, f"asked for slot {slot} but the wheel reports slot {reached}; "
+                                           "is it blocked?")
+
     def current(self) -> str | None:
         """The diffuser in the beam (read from the wheel), None for a slot with no diffuser."""
         with self._translate_errors("reading the position"):

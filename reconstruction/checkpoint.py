@@ -10,12 +10,17 @@ A checkpoint is a dict of tensors, numbers, strings, lists and dicts only (no pi
 - ``train_config``: the options the run was started with (loss, schedule, selection, seed, test faces);
 - ``rng``: the torch CPU (and CUDA) generator states and Python's ``random`` state.
 
+Newer checkpoints also hold ``batch`` and ``partial`` (a stop inside an epoch), ``run_identity`` (hashes of
+the run's objects and protocol, ``reconstruction.data.run_identity``), ``eval_sizes`` and ``selected_on``;
+older ones load without them.
+
 Writes are atomic (temp file in the same folder, fsync, rename), so a kill never leaves half a file.
+Loading refuses a file that is not one, a model config out of bounds, weights that are not finite, and a
+model too large for this machine's memory (estimated before anything is allocated).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from speckle_core.errors import UserError
@@ -25,15 +30,17 @@ REQUIRED_KEYS = ("format", "model_config", "model", "epoch", "history", "train_c
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
+    """Serialises in memory first, then writes atomically (``reconstruction.runtime.atomic_write``): a full
+    disk is one line naming the file and leaves no temp file behind."""
+    import io
+
     import torch
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save({"format": FORMAT, **state}, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    from reconstruction.runtime import atomic_write
+
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buf)
+    atomic_write(path, lambda fh: fh.write(buf.getbuffer()), what="checkpoint")
 
 
 MAX_IMAGE_SIZE = 4096  # the paper works at 200; anything past this is a tampered file, not a model
@@ -72,13 +79,28 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_IMAGE_SIZE:
         raise UserError(f"{path}: model_config.image_size: must be an integer 8..{MAX_IMAGE_SIZE} "
                         f"(got {size!r})"[:300])
+    _check_finite_weights(state["model"], path)
     return state
 
 
-def model_from_checkpoint(state: dict, path: str | Path = "checkpoint"):
-    """The model of a loaded checkpoint, weights in place, in eval mode."""
-    from reconstruction.models import model_from_config
+def _check_finite_weights(weights, path: Path) -> None:
+    import torch
 
+    if not isinstance(weights, dict):
+        raise UserError(f"{path}: model: must be a state dict (got {type(weights).__name__})")
+    for name, t in weights.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UserError(f"{path}: model.{name}: holds NaN or infinite weights (a diverged run?)"[:300])
+
+
+def model_from_checkpoint(state: dict, path: str | Path = "checkpoint", device=None, batch: int = 1):
+    """The model of a loaded checkpoint, weights in place, in eval mode (memory checked first)."""
+    from reconstruction.models import model_from_config
+    from reconstruction.runtime import check_model_memory
+
+    if device is not None:
+        check_model_memory(state["model_config"], batch, device, training=False,
+                           where=f"{path}: model_config")
     try:
         model = model_from_config(state["model_config"])
         model.load_state_dict(state["model"])

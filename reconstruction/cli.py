@@ -6,6 +6,7 @@ import json
 
 import click
 
+from reconstruction.train_config import DEFAULTS, LOSSES, TrainConfig
 from speckle_core.errors import UserError
 
 
@@ -22,39 +23,46 @@ def _model_args(pairs: tuple[str, ...]) -> dict:
     return out
 
 
+D = DEFAULTS
+
+
 @click.command()
 @click.argument("run")
 @click.option("--out", "out_dir", required=True, help="Output folder: last.pt, best.pt, history.json.")
-@click.option("--model", default="spt-unet", show_default=True, help="spt-unet, spt-unet-b or unet.")
+@click.option("--model", default=D["model"], show_default=True, help="spt-unet, spt-unet-b or unet.")
 @click.option("--model-arg", "model_arg", multiple=True, metavar="KEY=VALUE",
               help="Override a model hyper-parameter (as in model.config), e.g. base_channels=16.")
-@click.option("--image-size", default=200, show_default=True, type=int, help="Model input N (N x N).")
-@click.option("--epochs", default=200, show_default=True, type=int,
-              help="Epochs; the learning-rate schedule 1e-4/1e-5/1e-6 scales as 50%/25%/25%.")
-@click.option("--batch-size", default=2, show_default=True, type=int, help="Per process.")
-@click.option("--loss", type=click.Choice(["bce", "npcc", "bce+npcc"]), default="bce", show_default=True)
-@click.option("--lr", default=1e-4, show_default=True, type=float, help="Initial learning rate.")
-@click.option("--weight-decay", default=1e-5, show_default=True, type=float, help="Adam L2 weight.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--clip-grad-norm", type=float, default=None,
+@click.option("--image-size", default=D["image_size"], show_default=True, type=int,
+              help="Model input N (N x N).")
+@click.option("--epochs", default=D["epochs"], show_default=True, type=int,
+              help="Epochs; the learning-rate schedule 1e-4/1e-5/1e-6 scales as 50%/25%/25%. With --resume: "
+                   "extend a run to this many epochs.")
+@click.option("--batch-size", default=D["batch_size"], show_default=True, type=int, help="Per process.")
+@click.option("--loss", type=click.Choice(LOSSES), default=D["loss"], show_default=True)
+@click.option("--lr", default=D["lr"], show_default=True, type=float, help="Initial learning rate.")
+@click.option("--weight-decay", default=D["weight_decay"], show_default=True, type=float,
+              help="Adam L2 weight.")
+@click.option("--device", default=D["device"], show_default=True,
+              help="auto, cpu, cuda, cuda:N or mps (under torchrun, cuda:N is the first GPU of the node's).")
+@click.option("--clip-grad-norm", type=float, default=D["clip_grad_norm"],
               help="Clip the global gradient norm to this value (off by default, as in the paper).")
 @click.option("--resume", is_flag=True,
               help="Continue OUT/last.pt exactly where it stopped, with the options it started with.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=D["seed"], show_default=True, type=int)
 @click.option("--diffuser", "diffusers", multiple=True, help="Train on these diffusers only (repeatable).")
-@click.option("--max-pairs", type=int, default=None, help="Use at most this many training pairs.")
-@click.option("--test-fraction", default=0.1, show_default=True, type=float,
-              help="Fraction of the training faces kept out as the test set.")
-@click.option("--eval-max", default=256, show_default=True, type=int,
+@click.option("--max-pairs", type=int, default=D["max_pairs"], help="Use at most this many training pairs.")
+@click.option("--test-fraction", default=D["test_fraction"], show_default=True, type=float,
+              help="Fraction of the training faces (whole persons) kept out to choose the best epoch.")
+@click.option("--eval-max", default=D["eval_max"], show_default=True, type=int,
               help="Test/validation pairs scored after each epoch (a fixed subset).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(run: str, out_dir: str, model: str, model_arg: tuple[str, ...], image_size: int, epochs: int,
-          batch_size: int, loss: str, lr: float, weight_decay: float, device: str,
+@click.pass_context
+def train(ctx: click.Context, run: str, out_dir: str, model: str, model_arg: tuple[str, ...], image_size: int,
+          epochs: int, batch_size: int, loss: str, lr: float, weight_decay: float, device: str,
           clip_grad_norm: float | None, resume: bool, seed: int,
           diffusers: tuple[str, ...], max_pairs: int | None, test_fraction: float, eval_max: int,
           quiet: bool) -> None:
     """Train a model on RUN.h5 (works the same under torchrun for DDP)."""
-    from reconstruction.train import TrainConfig
     from reconstruction.train import train as run_training
 
     cfg = TrainConfig(run=run, out_dir=out_dir, model=model, model_args=_model_args(model_arg),
@@ -62,7 +70,9 @@ def train(run: str, out_dir: str, model: str, model_arg: tuple[str, ...], image_
                       weight_decay=weight_decay, seed=seed, diffusers=list(diffusers) or None,
                       max_pairs=max_pairs, test_fraction=test_fraction, eval_max=eval_max, device=device,
                       clip_grad_norm=clip_grad_norm)
-    run_training(cfg, resume=resume, progress=not quiet, log=click.echo)
+    given = ctx.get_parameter_source("epochs") == click.core.ParameterSource.COMMANDLINE
+    run_training(cfg, resume=resume, progress=not quiet, log=click.echo,
+                 epochs=epochs if resume and given else None)
 
 
 @click.command()

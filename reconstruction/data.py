@@ -23,6 +23,7 @@ Decisions (the paper, "Data processing", says only "normalised between 0 and 1",
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -33,10 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from speckle_core.errors import UserError
+from speckle_core.fileio import check_free_space, describe_os_error, is_disk_full
 from speckle_core.runfile import open_run, read_string_array
 
 CACHE_VERSION = 1
 CHUNK_ROWS = 16
+CACHE_MARGIN_BYTES = 64 * 2**20  # left free beside the cache for checkpoints and logs
 
 
 @dataclass
@@ -53,6 +56,7 @@ class PairIndex:
     n_objects: int
     object_split: np.ndarray  # (N,) str
     frame_shape: tuple[int, int]
+    object_name: np.ndarray | None = None  # (N,) str, from /objects/name when the file has it
 
     def select(self, roles=None, diffusers=None, distances_mm=None, faces=None, objects=None) -> np.ndarray:
         """Positions (into this index) of the rows matching every given filter."""
@@ -86,21 +90,75 @@ def read_index(path: str | Path) -> PairIndex:
             uniq = np.unique(distance)
             role = np.where(np.isclose(distance, uniq.max()) & (len(uniq) > 1), "validation", "train")
         split = read_string_array(f["objects/split"])
+        names = read_string_array(f["objects/name"]) if "objects/name" in f else None
         shape = tuple(p["speckle"].shape[1:3])
     return PairIndex(path=path, rows=rows, object_index=obj[rows], diffuser=diffuser[rows],
                      distance_mm=distance[rows], role=np.asarray(role)[rows].astype(str),
                      face_split=split[obj[rows]] if len(rows) else np.array([], dtype=str),
-                     n_objects=len(split), object_split=split, frame_shape=shape)
+                     n_objects=len(split), object_split=split, frame_shape=shape,
+                     object_name=names if names is not None and len(names) == len(split) else None)
+
+
+def object_persons(index: PairIndex) -> np.ndarray:
+    """The person key of every object (``speckle_core.person.person_of`` of its name; its index when
+    the file has no names)."""
+    from speckle_core.person import person_of
+
+    if index.object_name is None:
+        return np.array([f"#{i}" for i in range(index.n_objects)], dtype=object).astype(str)
+    return np.array([person_of(n) for n in index.object_name], dtype=object).astype(str)
+
+
+def training_faces(index: PairIndex) -> np.ndarray:
+    """Objects of the training split whose person is not among the held-out faces (a run split by image
+    could give one person to both sides: those faces are left out of training and the test set)."""
+    persons = object_persons(index)
+    held = set(persons[index.object_split == "holdout"].tolist())
+    objs = np.unique(index.object_index[index.select(roles=["train"], faces=["train"])])
+    return np.array([o for o in objs if persons[o] not in held], dtype=np.int64)
 
 
 def split_test_objects(index: PairIndex, test_fraction: float, seed: int) -> list[int]:
-    """The training faces kept out as the test set (seeded; at least one when there are two or more)."""
-    train_objs = np.unique(index.object_index[index.select(roles=["train"], faces=["train"])])
-    if len(train_objs) < 2 or test_fraction <= 0:
+    """The training faces kept out as the test (model-selection) set: whole persons, seeded.
+
+    Persons are shuffled with ``default_rng(seed)`` and taken until ``test_fraction`` of the training
+    faces is reached (at least one person when there are two or more; never every person), so no
+    person has faces on both sides.
+    """
+    train_objs = training_faces(index)
+    persons = object_persons(index)
+    people = sorted(set(persons[train_objs].tolist()))
+    if len(people) < 2 or test_fraction <= 0:
         return []
-    n_test = min(len(train_objs) - 1, max(1, round(test_fraction * len(train_objs))))
+    target = max(1, round(test_fraction * len(train_objs)))
     rng = np.random.default_rng(seed)
-    return sorted(int(o) for o in rng.choice(train_objs, size=n_test, replace=False))
+    chosen: list[int] = []
+    for k in rng.permutation(len(people))[:len(people) - 1]:
+        if len(chosen) >= target:
+            break
+        chosen.extend(int(o) for o in train_objs if persons[o] == people[k])
+    return sorted(chosen)
+
+
+def run_identity(path: str | Path) -> dict:
+    """What a run's checkpoints were trained on: SHA-256 of the objects (patterns, names, splits) and of
+    the protocol text. Two files with the same identity hold the same objects in the same order."""
+    import h5py
+
+    h_obj = hashlib.sha256()
+    with h5py.File(path, "r") as f:
+        pattern = f["objects/pattern"]
+        h_obj.update(repr((pattern.shape, str(pattern.dtype))).encode())
+        for i in range(0, pattern.shape[0], CHUNK_ROWS):
+            h_obj.update(np.ascontiguousarray(pattern[i:i + CHUNK_ROWS]).tobytes())
+        for key in ("objects/name", "objects/split"):
+            if key in f:
+                h_obj.update("\0".join(read_string_array(f[key]).tolist()).encode())
+        protocol = f.attrs.get("protocol", "")
+    if isinstance(protocol, bytes):
+        protocol = protocol.decode("utf-8", "replace")
+    return {"objects_sha256": h_obj.hexdigest(),
+            "protocol_sha256": hashlib.sha256(str(protocol).encode()).hexdigest()}
 
 
 # --- preprocessing ----------------------------------------------------------------------------
@@ -174,36 +232,82 @@ def _cache_folder(path: Path, image_size: int, fallback: Path | None) -> Path:
     return Path(fallback) / ".speckle-cache" / name
 
 
+def cache_bytes(index: PairIndex, image_size: int) -> int:
+    """Bytes the cache of ``index`` at N = ``image_size`` takes on disk."""
+    n2 = image_size * image_size
+    return len(index.rows) * n2 * 2 + index.n_objects * n2 + len(index.rows) * 8 + 4096
+
+
+def _allocate(path: Path, shape: tuple, dtype) -> np.ndarray:
+    """An .npy file of ``shape`` with its blocks allocated for real (not sparse), memory-mapped: a full
+    disk then fails here with ENOSPC, never later as SIGBUS through the mapping."""
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    arr.flush()
+    del arr
+    size = path.stat().st_size
+    data = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, size)
+        except (AttributeError, OSError) as e:  # no fallocate here (macOS, some file systems): write zeros
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            fh.seek(size - data)
+            chunk = bytes(2**20)
+            for start in range(0, data, len(chunk)):
+                fh.write(chunk[:min(len(chunk), data - start)])
+    return np.load(path, mmap_mode="r+")
+
+
+def _check_finite(frames: np.ndarray, index: PairIndex, rows: np.ndarray) -> None:
+    if np.issubdtype(frames.dtype, np.floating):
+        bad = ~np.isfinite(frames.reshape(len(frames), -1)).all(axis=1)
+        if bad.any():
+            raise UserError(f"{index.path}: /pairs/speckle row {int(rows[np.argmax(bad)])}: frame holds NaN "
+                            "or infinite values")
+
+
+def _fill_inputs(index: PairIndex, image_size: int, inputs: np.ndarray, f, progress) -> None:
+    speckle = f["pairs/speckle"]
+    k = len(index.rows)
+    pos = 0
+    while pos < k:  # read contiguous slices of /pairs, keep their done rows
+        first = index.rows[pos]
+        stop = min(first + CHUNK_ROWS * 4, speckle.shape[0])
+        take = index.rows[pos:][index.rows[pos:] < stop][:CHUNK_ROWS]
+        frames = speckle[first:take[-1] + 1][take - first]
+        _check_finite(frames, index, take)
+        inputs[pos:pos + len(take)] = preprocess_frames(frames, image_size).numpy().astype(np.float16)
+        pos += len(take)
+        if progress:
+            progress(pos, k)
+
+
 def _build_cache(index: PairIndex, image_size: int, folder: Path, progress=None) -> None:
     import h5py
 
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    k = len(index.rows)
-    inputs = np.lib.format.open_memmap(tmp / "inputs.npy", mode="w+", dtype=np.float16,
-                                       shape=(k, image_size, image_size))
-    with h5py.File(index.path, "r") as f:
-        speckle = f["pairs/speckle"]
-        pos = 0
-        while pos < k:  # read contiguous slices of /pairs, keep their done rows
-            first = index.rows[pos]
-            stop = min(first + CHUNK_ROWS * 4, speckle.shape[0])
-            take = index.rows[pos:][index.rows[pos:] < stop][:CHUNK_ROWS]
-            block = speckle[first:take[-1] + 1]
-            frames = block[take - first]
-            inputs[pos:pos + len(take)] = preprocess_frames(frames, image_size).numpy().astype(np.float16)
-            pos += len(take)
-            if progress:
-                progress(pos, k)
-        labels = np.zeros((index.n_objects, image_size, image_size), dtype=np.uint8)
-        pat = f["objects/pattern"]
-        for i in range(0, index.n_objects, CHUNK_ROWS):
-            labels[i:i + CHUNK_ROWS] = preprocess_labels(pat[i:i + CHUNK_ROWS], image_size)
-    inputs.flush()
-    del inputs
-    np.save(tmp / "labels.npy", labels)
-    np.save(tmp / "rows.npy", index.rows)
+    try:
+        check_free_space(tmp, cache_bytes(index, image_size), "training cache", CACHE_MARGIN_BYTES)
+        inputs = _allocate(tmp / "inputs.npy", (len(index.rows), image_size, image_size), np.float16)
+        with h5py.File(index.path, "r") as f:
+            _fill_inputs(index, image_size, inputs, f, progress)
+            labels = np.zeros((index.n_objects, image_size, image_size), dtype=np.uint8)
+            pat = f["objects/pattern"]
+            for i in range(0, index.n_objects, CHUNK_ROWS):
+                labels[i:i + CHUNK_ROWS] = preprocess_labels(pat[i:i + CHUNK_ROWS], image_size)
+        inputs.flush()
+        del inputs
+        np.save(tmp / "labels.npy", labels)
+        np.save(tmp / "rows.npy", index.rows)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave half a cache behind
+        if is_disk_full(e):
+            raise UserError(f"{folder}: disk full while writing the training cache ({describe_os_error(e)}); "
+                            "free some space or use a smaller --image-size") from None
+        raise
     try:
         tmp.rename(folder)  # atomic: a cache folder is complete or absent
     except OSError:  # another process finished first
@@ -213,8 +317,10 @@ def _build_cache(index: PairIndex, image_size: int, folder: Path, progress=None)
 def prepare_cache(path: str | Path, image_size: int, fallback_dir: Path | None = None,
                   build: bool = True, progress=None) -> Cache:
     """The prepared cache of a run at N = ``image_size``, built on first use."""
-    if image_size < 16:
-        raise UserError(f"--image-size: must be at least 16 (got {image_size})")
+    from reconstruction.train_config import MAX_IMAGE_SIZE
+
+    if not 16 <= image_size <= MAX_IMAGE_SIZE:
+        raise UserError(f"--image-size: must be 16..{MAX_IMAGE_SIZE} (got {image_size})")
     index = read_index(path)
     if len(index.rows) == 0:
         raise UserError(f"{index.path}: no finished pairs (every /pairs/done is False)")

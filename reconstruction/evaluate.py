@@ -28,16 +28,15 @@ def predict_positions(model, cache, positions, device, batch_size: int = 16) -> 
     """Sigmoid outputs (K, N, N) float32 for cache positions."""
     import torch
 
-    from reconstruction.train import amp_settings
+    from reconstruction.runtime import autocast, to_device
 
-    dtype, _ = amp_settings(device)
     out = np.empty((len(positions), cache.image_size, cache.image_size), dtype=np.float32)
     model.eval()
     with torch.no_grad():
         for i in range(0, len(positions), batch_size):
             x, _ = cache.batch(positions[i:i + batch_size])
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model.forward_logits(x.to(device))
+            with autocast(device):
+                logits = model.forward_logits(to_device(x, device))
             out[i:i + len(x)] = logits.float().sigmoid()[:, 0].cpu().numpy()
     return out
 
@@ -74,7 +73,7 @@ def evaluate_checkpoint(path: str | Path, run: str | Path, device="auto", batch_
     from reconstruction.checkpoint import load_checkpoint, model_from_checkpoint
     from reconstruction.data import prepare_cache
     from reconstruction.metrics import all_per_image
-    from reconstruction.train import pick_device
+    from reconstruction.runtime import pick_device
 
     state = load_checkpoint(path)
     dev = pick_device(device)
@@ -118,7 +117,7 @@ def evaluate_checkpoint(path: str | Path, run: str | Path, device="auto", batch_
 
 
 def _jsonable(result: dict) -> dict:
-    from reconstruction.train import json_safe
+    from reconstruction.runtime import json_safe
 
     return json_safe({k: v for k, v in result.items() if k not in ("examples",)})
 

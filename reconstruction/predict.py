@@ -126,14 +126,13 @@ def predict_inputs(checkpoint: str | Path, items: list[str], out_dir: str | Path
 
     from reconstruction.checkpoint import load_checkpoint, model_from_checkpoint
     from reconstruction.data import preprocess_frames
-    from reconstruction.train import amp_settings, pick_device
+    from reconstruction.runtime import autocast, pick_device
 
     frames = collect_inputs(items)  # check every input before loading the model
     state = load_checkpoint(checkpoint)
     dev = pick_device(device)
     model = model_from_checkpoint(state, checkpoint).to(dev)
     size = int(state["model_config"]["image_size"])
-    dtype, _ = amp_settings(dev)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written, used = [], set()
@@ -141,7 +140,7 @@ def predict_inputs(checkpoint: str | Path, items: list[str], out_dir: str | Path
         for i in range(0, len(frames), batch_size):
             chunk = frames[i:i + batch_size]
             x = torch.stack([preprocess_frames(a, size)[0] for _, a in chunk])[:, None].to(dev)
-            with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            with autocast(dev):
                 y = model.forward_logits(x).float().sigmoid()[:, 0].cpu().numpy()
             for (name, _), img in zip(chunk, y, strict=True):
                 stem, k = name, 1

@@ -1,31 +1,49 @@
-"""Training, single process or under ``torchrun`` (DDP), with exact resume.
+"""Training, single process or under ``torchrun`` (DDP), with exact resume, in readable steps:
+:func:`restore` (options and ``last.pt``), :func:`build` (processes, device, model, data, optimiser),
+:func:`run_epoch`, :func:`evaluate_sets`, :func:`save`; :func:`train` runs them in order.
 
-Schedule (paper, "Data processing"): Adam with an L2 regulariser, learning rate 1e-4 for the first
-half of the epochs, 1e-5 for the next quarter and 1e-6 for the last quarter (200 epochs = 100/50/50),
-batch 2. The paper gives no L2 weight: we use ``weight_decay = 1e-5`` (Adam's coupled L2 term, i.e.
-"Adam with L2", not AdamW). Losses: ``bce`` (cross-entropy on the logits), ``npcc`` (negative Pearson
-correlation of the sigmoid output, per image) or ``bce+npcc`` (their sum).
+Schedule (paper, "Data processing"; ``reconstruction.train_config``): Adam with an L2 regulariser,
+learning rate 1e-4 for the first half of the epochs, 1e-5 for the next quarter and 1e-6 for the last
+quarter (200 epochs = 100/50/50), batch 2, ``weight_decay = 1e-5`` (Adam's coupled L2 term). The
+learning rate of an epoch is a function of (epoch, epochs) alone (``TrainConfig.lr_at``), so
+``--resume --epochs N`` on a finished run extends it: each further epoch takes the rate a run of N
+epochs would use. Losses: ``bce`` (cross-entropy on the logits), ``npcc`` (negative Pearson correlation
+of the sigmoid output, per image) or ``bce+npcc`` (their sum).
 
-Data: the training role on the training faces minus the test faces (``reconstruction.data``);
-after each epoch the loss and SSIM of a fixed, seeded subset (``eval_max`` pairs) of the test set
-(training distances, unseen faces) and of the validation set (validation distance, seen faces) are
-recorded in the history (``history.json`` and every checkpoint): the curves of the paper's Fig. 7.
+Data (``reconstruction.data``; splits by person, never sharing one between two sets):
 
-Mixed precision on CUDA (bfloat16 where supported, else float16 with a gradient scaler); the losses
-are computed in float32. Under ``torchrun`` every process trains on its shard of each epoch
-(``DistributedSampler``, per-process batch = ``batch_size``), BatchNorm statistics stay per process,
-and only rank 0 writes files and prints.
+- **train**: the training role (training distances) on the training faces minus the test faces;
+- **test** (model selection): the training distances on the test faces. ``best.pt`` is the epoch with
+  the best SSIM here, so these faces are not "unseen" in any report;
+- **validation**: the validation role (the unseen distance) on the *training* faces only (never the
+  test faces): the paper's Table 1 set.
+
+After each epoch the loss and SSIM of a fixed, seeded subset (``eval_max`` pairs) of the test and
+validation sets are recorded in the history (``history.json`` and every checkpoint): Fig. 7.
+
+Runtime (``reconstruction.runtime``): mixed precision on CUDA, channels_last and pinned, non-blocking
+copies; loss and SSIM sums stay on the device and are read once per epoch (one host sync). Under
+``torchrun`` every process trains on its shard of each epoch (``DistributedSampler``) and only rank 0
+writes files and prints.
+
+Stops and failures:
+
+- a non-finite loss stops the run after the epoch it happened in, naming the first such step (a
+  one-line UserError, exit 2); ``last.pt`` keeps the last finite epoch;
+- SIGINT, SIGTERM or SIGHUP (``speckle_core.signals.GracefulStop``) finish the current step (under
+  torchrun: the current epoch), save ``last.pt`` with the position inside the epoch, log, and raise
+  ``KeyboardInterrupt`` / ``Terminated`` (exit 128 + signal); ``--resume`` continues at that step;
+- one ``train`` per ``--out`` (``OUT.lock`` names the holder).
 
 Files in ``out_dir``: ``last.pt`` (every epoch, atomic), ``best.pt`` (best test SSIM so far),
-``history.json``. ``resume=True`` continues ``last.pt`` exactly: model, optimiser, scheduler, scaler,
-RNG states, epoch and history; the epoch order comes from (seed, epoch), so it needs no state.
+``history.json``. ``resume=True`` continues ``last.pt`` exactly: model, optimiser, scaler, RNG states,
+epoch, step and history; the epoch order comes from (seed, epoch), so it needs no state.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,115 +51,19 @@ from pathlib import Path
 
 import numpy as np
 
+from reconstruction.runtime import (  # noqa: F401 - re-exported for older callers
+    Dist,
+    amp_settings,
+    autocast,
+    json_safe,
+    pick_device,
+    to_device,
+    write_json,
+)
+from reconstruction.train_config import LOSSES, WEIGHT_DECAY, TrainConfig, from_stored  # noqa: F401
 from speckle_core.errors import UserError
 
-LOSSES = ("bce", "npcc", "bce+npcc")
-WEIGHT_DECAY = 1e-5  # the paper's "L2 norm regularizer" has no stated weight; a common Adam L2 value
-LR_STEPS = (1.0, 0.1, 0.01)  # 1e-4, 1e-5, 1e-6 (paper)
-LR_FRACTIONS = (0.5, 0.75)  # 100/50/50 of 200 epochs
-
-
-@dataclass
-class TrainConfig:
-    run: str
-    out_dir: str
-    model: str = "spt-unet"
-    model_args: dict = field(default_factory=dict)
-    image_size: int = 200
-    epochs: int = 200
-    batch_size: int = 2
-    loss: str = "bce"
-    lr: float = 1e-4
-    weight_decay: float = WEIGHT_DECAY
-    seed: int = 0
-    diffusers: list | None = None
-    max_pairs: int | None = None
-    test_fraction: float = 0.1
-    eval_max: int = 256
-    device: str = "auto"
-    # Optional: clip the global gradient norm (the paper does not clip). At the demo's 1e-3 and batch 8
-    # the SpT UNet diverged once at epoch 42 on the quick dataset (docs/model.md, time to SSIM 0.9).
-    clip_grad_norm: float | None = None
-    test_objects: list | None = None  # filled in at start; stored so evaluation uses the same faces
-
-    def validate(self) -> None:
-        if self.loss not in LOSSES:
-            raise UserError(f"--loss: choose one of {', '.join(LOSSES)} (got {self.loss!r})")
-        for name in ("epochs", "batch_size", "image_size"):
-            if int(getattr(self, name)) < 1:
-                raise UserError(f"--{name.replace('_', '-')}: must be >= 1 (got {getattr(self, name)})")
-        if not 0 <= self.test_fraction < 1:
-            raise UserError(f"--test-fraction: must be in [0, 1) (got {self.test_fraction})")
-        if self.max_pairs is not None and self.max_pairs < 1:
-            raise UserError(f"--max-pairs: must be >= 1 (got {self.max_pairs})")
-        if self.clip_grad_norm is not None and not (0 < self.clip_grad_norm < math.inf):
-            raise UserError(f"--clip-grad-norm: must be a positive number (got {self.clip_grad_norm})")
-
-    def milestones(self) -> list[int]:
-        return [max(1, round(f * self.epochs)) for f in LR_FRACTIONS]
-
-
-# --- processes and devices --------------------------------------------------------------------
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def on(self) -> bool:
-        return self.world > 1
-
-
-def _init_dist(device_name: str) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    import torch.distributed as dist
-
-    backend = "nccl" if device_name.startswith("cuda") else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def pick_device(name: str = "auto", local_rank: int = 0):
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device: unknown device {name!r} (auto, cpu, cuda, cuda:N, mps)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError(f"--device {name}: MPS is not available on this machine")
-    return dev
-
-
-def amp_settings(device):
-    """(autocast dtype or None, use a gradient scaler) for a device."""
-    import torch
-
-    if device.type != "cuda":
-        return None, False
-    if torch.cuda.is_bf16_supported():
-        return torch.bfloat16, False
-    return torch.float16, True
+SUM_KEYS = ("loss", "ssim", "n", "nonfinite", "stop")  # the per-epoch sums read in one host sync
 
 
 # --- losses and evaluation --------------------------------------------------------------------
@@ -159,48 +81,49 @@ def compute_loss(logits, target, kind: str):
     return F.binary_cross_entropy_with_logits(logits, target) + npcc_loss(logits.sigmoid(), target)
 
 
-def _all_sum(values: list[float], dist: Dist, device) -> list[float]:
-    if not dist.on:
-        return values
+def _sum_dtype(device):
     import torch
-    import torch.distributed as tdist
 
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    tdist.all_reduce(t)
-    return t.tolist()
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
 
 
-def evaluate_loss_ssim(model, cache, positions, cfg: TrainConfig, device, dist: Dist) -> tuple[float, float]:
-    """Mean loss and SSIM over ``positions`` (sharded over processes)."""
+def evaluate_sums(model, cache, positions, cfg: TrainConfig, device, dist: Dist):
+    """Device tensor [loss sum, SSIM sum, n] over ``positions`` (this process's shard); no host sync."""
     import torch
 
     from reconstruction.metrics import ssim_torch
 
-    dtype, _ = amp_settings(device)
     mine = positions[dist.rank::dist.world]
-    loss_sum = ssim_sum = 0.0
+    sums = torch.zeros(3, dtype=_sum_dtype(device), device=device)
+    step = max(8, cfg.batch_size)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for i in range(0, len(mine), max(8, cfg.batch_size)):
-            x, y = cache.batch(mine[i:i + max(8, cfg.batch_size)])
-            x, y = x.to(device), y.to(device)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        for i in range(0, len(mine), step):
+            x, y = cache.batch(mine[i:i + step])
+            x, y = to_device(x, device), to_device(y, device)
+            with autocast(device):
                 logits = model.forward_logits(x)
-            loss_sum += float(compute_loss(logits, y, cfg.loss)) * len(x)
-            ssim_sum += float(ssim_torch(logits.float().sigmoid(), y).sum())
+            sums += torch.stack([compute_loss(logits, y, cfg.loss).detach() * len(x),
+                                 ssim_torch(logits.float().sigmoid(), y).sum(),
+                                 torch.tensor(float(len(x)), device=device)]).to(sums.dtype)
     model.train(was_training)
-    loss_sum, ssim_sum, n = _all_sum([loss_sum, ssim_sum, float(len(mine))], dist, device)
-    if n == 0:
-        return math.nan, math.nan
-    return loss_sum / n, ssim_sum / n
+    return sums
+
+
+def evaluate_loss_ssim(model, cache, positions, cfg: TrainConfig, device, dist: Dist) -> tuple[float, float]:
+    """Mean loss and SSIM over ``positions`` (sharded over processes)."""
+    from reconstruction.runtime import all_sum
+
+    loss, ssim, n = all_sum(evaluate_sums(model, cache, positions, cfg, device, dist), dist).tolist()
+    return (loss / n, ssim / n) if n else (math.nan, math.nan)
 
 
 # --- data selection ---------------------------------------------------------------------------
 
 def select_sets(cache, cfg: TrainConfig) -> dict[str, np.ndarray]:
-    """Positions (into the cache) of the train, test and validation sets."""
-    from reconstruction.data import split_test_objects
+    """Positions (into the cache) of the train, test and validation sets (see the module docstring)."""
+    from reconstruction.data import split_test_objects, training_faces
 
     idx = cache.index
     if cfg.diffusers:
@@ -210,13 +133,13 @@ def select_sets(cache, cfg: TrainConfig) -> dict[str, np.ndarray]:
                             f"(has {', '.join(sorted(set(idx.diffuser.tolist())))})")
     if cfg.test_objects is None:
         cfg.test_objects = split_test_objects(idx, cfg.test_fraction, cfg.seed)
-    train_objs = sorted(set(np.unique(idx.object_index[idx.select(faces=["train"])]).tolist())
-                        - set(cfg.test_objects))
+    seen = sorted(set(training_faces(idx).tolist()) - set(cfg.test_objects))
     sets = {
-        "train": idx.select(roles=["train"], faces=["train"], diffusers=cfg.diffusers, objects=train_objs),
+        "train": idx.select(roles=["train"], faces=["train"], diffusers=cfg.diffusers, objects=seen),
         "test": idx.select(roles=["train"], faces=["train"], diffusers=cfg.diffusers,
                            objects=cfg.test_objects),
-        "validation": idx.select(roles=["validation"], faces=["train"], diffusers=cfg.diffusers),
+        "validation": idx.select(roles=["validation"], faces=["train"], diffusers=cfg.diffusers,
+                                 objects=seen),
     }
     rng = np.random.default_rng(cfg.seed + 1)
     if cfg.max_pairs is not None and len(sets["train"]) > cfg.max_pairs:
@@ -230,7 +153,7 @@ def select_sets(cache, cfg: TrainConfig) -> dict[str, np.ndarray]:
     return sets
 
 
-# --- the loop ---------------------------------------------------------------------------------
+# --- RNG state --------------------------------------------------------------------------------
 
 def _rng_state(device) -> dict:
     import torch
@@ -251,173 +174,403 @@ def _set_rng_state(state: dict, device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def json_safe(value):
-    """NaN and infinity (e.g. no test set) become null, so the JSON files stay standard JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
+# --- 1. restore: the options, and last.pt when resuming ----------------------------------------
 
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(json_safe(data), indent=1, allow_nan=False))
-    os.replace(tmp, path)
-
-
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print, stop_when=None) -> dict:
-    """Trains per ``cfg``; returns the history. Under torchrun, call it in every process.
-
-    ``stop_when(record) -> bool`` (optional, single process) ends training after an epoch whose
-    history record satisfies it (the benchmark's "time to SSIM 0.9").
-    """
-    import torch
-
-    from reconstruction.checkpoint import load_checkpoint, save_checkpoint
-    from reconstruction.data import prepare_cache
-    from reconstruction.metrics import ssim_torch
-    from reconstruction.models import build_model
+def restore(cfg: TrainConfig, resume: bool, epochs: int | None = None,
+            log=print) -> tuple[TrainConfig, dict | None]:
+    """(the run's options, the state of ``last.pt`` or None). Resuming keeps the options the run started
+    with, except ``device`` and, when given, ``epochs`` (extending a run)."""
+    from reconstruction.checkpoint import load_checkpoint
 
     cfg.validate()
-    out = Path(cfg.out_dir)
-    last = out / "last.pt"
-    state = None
-    if resume:
-        state = load_checkpoint(last) if last.is_file() else None
-        if state is None:
-            raise UserError(f"{last}: no checkpoint to resume (train without --resume first)")
-        try:
-            cfg = TrainConfig(**{**state["train_config"], "run": cfg.run, "out_dir": cfg.out_dir,
-                                 "device": cfg.device})
-        except TypeError as e:
-            raise UserError(f"{last}: train_config: {e}") from None
-    elif last.exists():
-        raise UserError(f"{last}: already exists; use --resume to continue, or choose another --out")
+    last = Path(cfg.out_dir) / "last.pt"
+    if not resume:
+        if last.exists():
+            raise UserError(f"{last}: already exists; use --resume to continue, or choose another --out")
+        return cfg, None
+    if not last.is_file():
+        raise UserError(f"{last}: no checkpoint to resume (train without --resume first)")
+    state = load_checkpoint(last)
+    _check_same_run(state, cfg.run, last, log)
+    done = int(state["epoch"])
+    over = {"run": cfg.run, "out_dir": cfg.out_dir, "device": cfg.device}
+    if epochs is not None:
+        if epochs < done or (epochs == done and state.get("batch", 0)):
+            raise UserError(f"--epochs {epochs}: {last} has already trained {done} epochs; give more "
+                            "to extend it, or leave --epochs out to finish it")
+        over["epochs"] = epochs
+    return from_stored(state["train_config"], f"{last}: train_config", **over), state
 
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    dist = _init_dist(cfg.device if cfg.device != "auto" else auto)
+
+def _check_same_run(state: dict, run: str, last: Path, log) -> None:
+    from reconstruction.data import run_identity
+
+    stored = state.get("run_identity")
+    if not stored:
+        log(f"warning: {last} predates run identities; cannot check that {run} is the run it trained on")
+        return
+    now = run_identity(run)
+    if now.get("objects_sha256") != stored.get("objects_sha256"):
+        raise UserError(f"{run}: not the run {last} was trained on (its objects differ: "
+                        f"{stored.get('run', 'unknown file')}); resume with that file or train anew")
+
+
+# --- 2. build: processes, device, model, data, optimiser ---------------------------------------
+
+@dataclass
+class Trainer:
+    """Everything one training run holds between steps."""
+
+    cfg: TrainConfig
+    dist: Dist
+    device: object
+    model: object
+    net: object
+    optimizer: object
+    scaler: object
+    use_scaler: bool
+    cache: object
+    sets: dict
+    identity: dict
+    history: dict = field(default_factory=dict)
+    start_epoch: int = 0
+    start_batch: int = 0  # steps already done inside start_epoch (a stop mid-epoch)
+    partial: list = field(default_factory=list)  # their sums, SUM_KEYS order
+    best: float = -math.inf
+    history_record: dict = field(default_factory=dict)  # the last epoch's record
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.out_dir)
+
+
+HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_ssim", "test_loss", "test_ssim", "validation_loss",
+                "validation_ssim", "epoch_s")
+
+
+def build(cfg: TrainConfig, state: dict | None) -> Trainer:
+    """Starts the processes, picks the device, builds (or restores) the model, data and optimiser."""
+    import torch
+
+    from reconstruction.data import prepare_cache, run_identity
+    from reconstruction.runtime import dist_from_env, init_dist
+
+    env = dist_from_env()
+    if env.main:  # before the process group: rank 0 builds the cache, the others open it after a barrier
+        cache = prepare_cache(cfg.run, cfg.image_size, fallback_dir=Path(cfg.out_dir))
+    dist = init_dist(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     device = pick_device(cfg.device, dist.local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    try:  # before the cache, so a bad model option fails at once
-        model = build_model(cfg.model, cfg.image_size, **cfg.model_args)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"--model {cfg.model}: {e}") from None
-    model.to(device)
-
-    # the cache: rank 0 builds it, the others wait and open it
-    if dist.main:
-        cache = prepare_cache(cfg.run, cfg.image_size, fallback_dir=out)
     if dist.on:
         torch.distributed.barrier()
     if not dist.main:
-        cache = prepare_cache(cfg.run, cfg.image_size, fallback_dir=out)
+        cache = prepare_cache(cfg.run, cfg.image_size, fallback_dir=Path(cfg.out_dir))
+    model = _build_model(cfg, device)
     sets = select_sets(cache, cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones(), gamma=0.1)
-    amp_dtype, use_scaler = amp_settings(device)
+    _, use_scaler = amp_settings(device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-    history: dict[str, list] = {k: [] for k in ("epoch", "lr", "train_loss", "train_ssim", "test_loss",
-                                                "test_ssim", "validation_loss", "validation_ssim", "epoch_s")}
-    start_epoch = 0
+    t = Trainer(cfg=cfg, dist=dist, device=device, model=model, net=None, optimizer=optimizer, scaler=scaler,
+                use_scaler=use_scaler, cache=cache, sets=sets, identity=run_identity(cfg.run),
+                history={k: [] for k in HISTORY_KEYS})
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        history = {k: list(v) for k, v in state["history"].items()}
-        start_epoch = int(state["epoch"])
-        _set_rng_state(state["rng"], device)
+        _load_state(t, state)
+    t.net = _wrap(model, dist, device)
+    t.best = max([s for s in t.history["test_ssim"] if s == s] or [-math.inf])
+    return t
+
+
+def _build_model(cfg: TrainConfig, device):
+    import torch
+
+    from reconstruction.models import build_model
+    from reconstruction.runtime import check_model_memory, prepare_model
+
+    check_model_memory({**cfg.model_args, "name": cfg.model, "image_size": cfg.image_size}, cfg.batch_size,
+                       device, training=True, where=f"--model {cfg.model} --image-size {cfg.image_size}")
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    try:
+        model = build_model(cfg.model, cfg.image_size, **cfg.model_args)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"--model {cfg.model}: {e}") from None
+    return prepare_model(model, device)
+
+
+def _load_state(t: Trainer, state: dict) -> None:
+    t.model.load_state_dict(state["model"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler"):
+        t.scaler.load_state_dict(state["scaler"])
+    t.history = {k: list(state["history"].get(k, [])) for k in HISTORY_KEYS}
+    t.start_epoch = int(state["epoch"])
+    t.start_batch = int(state.get("batch", 0))
+    t.partial = list(state.get("partial", []))
+    _set_rng_state(state["rng"], t.device)
+
+
+def _wrap(model, dist: Dist, device):
     net = _Logits.wrap(model)
     if dist.on:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    return net
 
+
+# --- 3. one epoch -----------------------------------------------------------------------------
+
+def epoch_batches(t: Trainer, epoch: int) -> list[np.ndarray]:
+    """This process's batches of ``epoch``: a permutation seeded by (seed, epoch)."""
     from torch.utils.data.distributed import DistributedSampler
 
-    sampler = DistributedSampler(range(len(sets["train"])), num_replicas=dist.world, rank=dist.rank,
-                                 shuffle=True, seed=cfg.seed, drop_last=False)
-    if dist.main and state is not None:
-        log(f"resume: {last} after epoch {start_epoch} of {cfg.epochs}, with the options the run started "
-            f"with (model {cfg.model}, loss {cfg.loss}, batch {cfg.batch_size}, seed {cfg.seed})")
-    if dist.main:
-        log(f"train: {cfg.model} at {cfg.image_size}x{cfg.image_size} on {device} x{dist.world}; "
-            f"{len(sets['train'])} train / {len(sets['test'])} test / {len(sets['validation'])} validation "
-            f"pairs; cache {cache.folder}")
-    best = max([s for s in history["test_ssim"] if s == s] or [-math.inf])
+    sampler = DistributedSampler(range(len(t.sets["train"])), num_replicas=t.dist.world, rank=t.dist.rank,
+                                 shuffle=True, seed=t.cfg.seed, drop_last=False)
+    sampler.set_epoch(epoch)
+    order = t.sets["train"][np.fromiter(iter(sampler), dtype=np.int64)]
+    return [order[i:i + t.cfg.batch_size] for i in range(0, len(order), t.cfg.batch_size)]
 
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        sampler.set_epoch(epoch)
-        order = sets["train"][np.fromiter(iter(sampler), dtype=np.int64)]
-        batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-        net.train()
-        loss_sum = ssim_sum = 0.0
-        n_seen = 0
-        bar = _Bar(len(batches), f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress and dist.main)
-        with bar:
-            for b in batches:
-                x, y = cache.batch(b)
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    logits = net(x)
-                loss = compute_loss(logits, y, cfg.loss)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.clip_grad_norm is not None:
-                    scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                batch_ssim = float(ssim_torch(logits.detach().float().sigmoid(), y).mean())
-                loss_sum += float(loss.detach()) * len(x)
-                ssim_sum += batch_ssim * len(x)
-                n_seen += len(x)
-                bar.advance(loss_sum / n_seen, ssim_sum / n_seen)
-        lr_now = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        loss_sum, ssim_sum, n_all = _all_sum([loss_sum, ssim_sum, float(n_seen)], dist, device)
-        test_loss, test_ssim = evaluate_loss_ssim(model, cache, sets["test"], cfg, device, dist)
-        val_loss, val_ssim = evaluate_loss_ssim(model, cache, sets["validation"], cfg, device, dist)
-        record = {"epoch": epoch + 1, "lr": lr_now, "train_loss": loss_sum / n_all,
-                  "train_ssim": ssim_sum / n_all, "test_loss": test_loss, "test_ssim": test_ssim,
-                  "validation_loss": val_loss, "validation_ssim": val_ssim,
-                  "epoch_s": time.perf_counter() - t0}
-        for k, v in record.items():
-            history[k].append(v)
-        if dist.main:
-            ckpt = {"model_config": dict(model.config), "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if use_scaler else {}, "epoch": epoch + 1,
-                    "history": history, "train_config": asdict(cfg), "rng": _rng_state(device),
-                    "world_size": dist.world}
-            save_checkpoint(ckpt, last)
-            score = test_ssim if test_ssim == test_ssim else record["train_ssim"]
-            if score > best:
-                best = score
-                save_checkpoint(ckpt, out / "best.pt")
-            _write_json(out / "history.json", history)
-            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f} "
-                f"SSIM {record['train_ssim']:.4f}"
-                f" | test loss {test_loss:.4f} SSIM {test_ssim:.4f} | validation SSIM {val_ssim:.4f}"
-                f" | lr {lr_now:.0e} | {record['epoch_s']:.1f} s")
-        if dist.on:
-            torch.distributed.barrier()
-        if stop_when is not None and stop_when(record):
-            break
-    if dist.on:
-        torch.distributed.destroy_process_group()
-    return history
+
+def train_step(t: Trainer, positions):
+    """One optimiser step; returns device tensors (loss, SSIM sum, n) without a host sync."""
+    import torch
+
+    from reconstruction.metrics import ssim_torch
+
+    x, y = t.cache.batch(positions)
+    x, y = to_device(x, t.device), to_device(y, t.device)
+    with autocast(t.device):
+        logits = t.net(x)
+    loss = compute_loss(logits, y, t.cfg.loss)
+    t.optimizer.zero_grad(set_to_none=True)
+    t.scaler.scale(loss).backward()
+    if t.cfg.clip_grad_norm is not None:
+        t.scaler.unscale_(t.optimizer)  # clip the true gradients, not the loss-scaled ones
+        torch.nn.utils.clip_grad_norm_(t.net.parameters(), t.cfg.clip_grad_norm)
+    t.scaler.step(t.optimizer)
+    t.scaler.update()
+    return loss.detach(), ssim_torch(logits.detach().float().sigmoid(), y).sum(), len(x)
+
+
+@dataclass
+class EpochSums:
+    """Device-side sums of an epoch (SUM_KEYS) and the first non-finite step (-1: none)."""
+
+    sums: object
+    first_bad: object
+    batches_done: int
+    n_batches: int
+
+
+def run_epoch(t: Trainer, epoch: int, stop, progress: bool) -> EpochSums:
+    """Trains one epoch (from ``t.start_batch`` when resuming inside it); stops early, single process
+    only, after the step in which ``stop`` was set."""
+    import torch
+
+    batches = epoch_batches(t, epoch)
+    first = t.start_batch if epoch == t.start_epoch else 0
+    dev = t.device
+    sums = torch.zeros(len(SUM_KEYS), dtype=_sum_dtype(dev), device=dev)
+    if first and t.partial:
+        sums += torch.tensor(t.partial, dtype=sums.dtype, device=dev)
+    first_bad = torch.tensor(-1, dtype=torch.int64, device=dev)
+    t.optimizer.param_groups[0]["lr"] = t.cfg.lr_at(epoch)
+    t.net.train()
+    done = first
+    with _Bar(len(batches) - first, f"epoch {epoch + 1}/{t.cfg.epochs}", progress and t.dist.main) as bar:
+        for i in range(first, len(batches)):
+            loss, ssim_sum, n = train_step(t, batches[i])
+            finite = torch.isfinite(loss)
+            first_bad = torch.where((first_bad < 0) & ~finite, epoch * len(batches) + i + 1, first_bad)
+            sums[:4] += torch.stack([loss * n, ssim_sum, torch.tensor(float(n), device=dev),
+                                     (~finite).to(loss.dtype)]).to(sums.dtype)
+            done = i + 1
+            bar.advance()
+            if stop.is_set() and not t.dist.on:
+                break
+    return EpochSums(sums, first_bad, done, len(batches))
+
+
+# --- 4. evaluate ------------------------------------------------------------------------------
+
+def evaluate_sets(t: Trainer, e: EpochSums, stop) -> dict:
+    """Test and validation sums, reduced over processes with the epoch's sums: one host sync."""
+    import torch
+
+    from reconstruction.runtime import all_sum
+
+    e.sums[4] = float(stop.is_set())
+    test = evaluate_sums(t.model, t.cache, t.sets["test"], t.cfg, t.device, t.dist)
+    val = evaluate_sums(t.model, t.cache, t.sets["validation"], t.cfg, t.device, t.dist)
+    reduced = all_sum(torch.cat([e.sums, test, val]), t.dist)
+    values = torch.cat([reduced, e.first_bad.to(reduced.dtype).reshape(1)]).tolist()  # the one sync
+    k = len(SUM_KEYS)
+    return {"sums": dict(zip(SUM_KEYS, values[:k], strict=True)), "test": values[k:k + 3],
+            "validation": values[k + 3:k + 6], "first_bad": int(values[-1])}
+
+
+def _mean(loss_ssim_n) -> tuple[float, float]:
+    loss, ssim, n = loss_ssim_n
+    return (loss / n, ssim / n) if n else (math.nan, math.nan)
+
+
+def check_finite(t: Trainer, epoch: int, ev: dict, n_batches: int) -> None:
+    if ev["sums"]["nonfinite"] == 0:
+        return
+    step = ev["first_bad"]
+    where = (f"step {step} (epoch {epoch + 1}, batch {step - epoch * n_batches} of {n_batches})"
+             if step > 0 else f"epoch {epoch + 1} (on another process)")
+    raise UserError(f"{t.out / 'last.pt'}: training stopped: the loss became non-finite at {where}; "
+                    f"last.pt keeps epoch {epoch}; try a lower --lr or --clip-grad-norm")
+
+
+# --- 5. save ----------------------------------------------------------------------------------
+
+def checkpoint_state(t: Trainer, epoch_done: int, batch: int = 0, partial=None) -> dict:
+    return {"model_config": dict(t.model.config), "model": t.model.state_dict(),
+            "optimizer": t.optimizer.state_dict(),
+            "scheduler": {"milestones": t.cfg.milestones(), "last_epoch": epoch_done},
+            "scaler": t.scaler.state_dict() if t.use_scaler else {}, "epoch": epoch_done,
+            "batch": batch, "partial": list(partial or []), "history": t.history,
+            "train_config": asdict(t.cfg), "rng": _rng_state(t.device), "world_size": t.dist.world,
+            "run_identity": {**t.identity, "run": str(t.cfg.run)},
+            "eval_sizes": {k: int(len(t.sets[k])) for k in ("train", "test", "validation")},
+            "selected_on": "test"}
+
+
+def save(t: Trainer, record: dict, log) -> None:
+    """Appends the epoch's record; rank 0 writes last.pt, best.pt (if better) and history.json."""
+    from reconstruction.checkpoint import save_checkpoint
+
+    for k, v in record.items():
+        t.history[k].append(v)
+    if not t.dist.main:
+        return
+    ckpt = checkpoint_state(t, record["epoch"])
+    save_checkpoint(ckpt, t.out / "last.pt")
+    score = record["test_ssim"] if record["test_ssim"] == record["test_ssim"] else record["train_ssim"]
+    if score > t.best:
+        t.best = score
+        save_checkpoint(ckpt, t.out / "best.pt")
+    write_json(t.out / "history.json", t.history)
+    r = record
+    log(f"epoch {r['epoch']}/{t.cfg.epochs}: loss {r['train_loss']:.4f} SSIM {r['train_ssim']:.4f}"
+        f" | test loss {r['test_loss']:.4f} SSIM {r['test_ssim']:.4f}"
+        f" | validation SSIM {r['validation_ssim']:.4f} | lr {r['lr']:.0e} | {r['epoch_s']:.1f} s")
+
+
+def save_partial(t: Trainer, epoch: int, e: EpochSums, ev: dict, log, name: str) -> None:
+    """A stop inside an epoch: last.pt with the step reached, so --resume continues from it exactly."""
+    from reconstruction.checkpoint import save_checkpoint
+
+    if t.dist.main:
+        partial = [ev["sums"][k] for k in SUM_KEYS[:4]] + [0.0]
+        save_checkpoint(checkpoint_state(t, epoch, e.batches_done, partial), t.out / "last.pt")
+        log(f"{name}: stopped in epoch {epoch + 1} after step {e.batches_done} of {e.n_batches}; saved "
+            f"{t.out / 'last.pt'}; continue with: {_resume_command(t.cfg)}")
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print, stop_when=None,
+          epochs: int | None = None) -> dict:
+    """Trains per ``cfg``; returns the history. Under torchrun, call it in every process.
+
+    ``epochs`` (with ``resume``) extends or finishes a run to that many epochs. ``stop_when(record) ->
+    bool`` (optional, single process) ends training after an epoch whose record satisfies it.
+    """
+    from speckle_core.signals import GracefulStop
+
+    with _output(cfg) as _, GracefulStop() as stop:
+        cfg, state = restore(cfg, resume, epochs, log)
+        t = build(cfg, state)
+        _announce(t, state, log)
+        for epoch in range(t.start_epoch, cfg.epochs):
+            if _one_epoch(t, epoch, stop.event, progress, log, stop) or (
+                    stop_when is not None and stop_when(t.history_record)):
+                break
+        _finish(t)
+    return t.history
+
+
+def _one_epoch(t: Trainer, epoch: int, event, progress: bool, log, stop) -> bool:
+    """Runs, evaluates and saves one epoch; returns True when the run must end here."""
+    t0 = time.perf_counter()
+    e = run_epoch(t, epoch, event, progress)
+    ev = evaluate_sets(t, e, event)
+    check_finite(t, epoch, ev, e.n_batches)
+    if e.batches_done < e.n_batches:  # stopped by a signal inside the epoch
+        save_partial(t, epoch, e, ev, log, stop.name)
+        _raise_stop(stop)
+    s = ev["sums"]
+    test_loss, test_ssim = _mean(ev["test"])
+    val_loss, val_ssim = _mean(ev["validation"])
+    t.history_record = {"epoch": epoch + 1, "lr": t.cfg.lr_at(epoch), "train_loss": s["loss"] / s["n"],
+                        "train_ssim": s["ssim"] / s["n"], "test_loss": test_loss, "test_ssim": test_ssim,
+                        "validation_loss": val_loss, "validation_ssim": val_ssim,
+                        "epoch_s": time.perf_counter() - t0}
+    save(t, t.history_record, log)
+    t.start_batch = 0
+    if s["stop"]:
+        if t.dist.main:
+            log(f"{stop.name}: stopped after epoch {epoch + 1}; continue with: {_resume_command(t.cfg)}")
+        _finish(t)
+        _raise_stop(stop)
+    return False
+
+
+def _resume_command(cfg: TrainConfig) -> str:
+    import shlex
+
+    return f"speckle-lab train {shlex.quote(str(cfg.run))} --out {shlex.quote(str(cfg.out_dir))} --resume"
+
+
+def _raise_stop(stop):
+    import signal
+
+    from speckle_core.signals import Terminated
+
+    if stop.signum in (None, signal.SIGINT):
+        raise KeyboardInterrupt
+    raise Terminated(stop.signum)
+
+
+@contextlib.contextmanager
+def _output(cfg: TrainConfig):
+    """The output folder, checked (not a file, writable) and locked by rank 0 for the whole run."""
+    from reconstruction.runtime import dist_from_env
+    from speckle_core.fileio import check_output_dir, output_lock
+
+    if not dist_from_env().main:
+        yield None
+        return
+    out = check_output_dir(cfg.out_dir, inputs=[cfg.run], what="training output folder")
+    with output_lock(out, "training output folder") as lock:
+        yield lock
+
+
+def _announce(t: Trainer, state: dict | None, log) -> None:
+    if not t.dist.main:
+        return
+    cfg = t.cfg
+    if state is not None:
+        at = f" (step {t.start_batch})" if t.start_batch else ""
+        log(f"resume: {t.out / 'last.pt'} after epoch {t.start_epoch}{at} of {cfg.epochs}, with the options "
+            f"the run started with (model {cfg.model}, loss {cfg.loss}, batch {cfg.batch_size}, "
+            f"seed {cfg.seed})")
+        if t.start_epoch >= cfg.epochs:
+            log(f"resume: all {cfg.epochs} epochs are done; give --epochs N (more than {cfg.epochs}) to "
+                "extend the run")
+    log(f"train: {cfg.model} at {cfg.image_size}x{cfg.image_size} on {t.device} x{t.dist.world}; "
+        f"{len(t.sets['train'])} train / {len(t.sets['test'])} test / {len(t.sets['validation'])} "
+        f"validation pairs; cache {t.cache.folder}")
+
+
+def _finish(t: Trainer) -> None:
+    if t.dist.on:
+        import torch
+
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 class _Logits:
@@ -439,7 +592,7 @@ class _Logits:
 
 
 class _Bar:
-    """A rich progress bar with the running loss and SSIM; silent when disabled."""
+    """A rich progress bar of the steps (values are read once per epoch, so none show here)."""
 
     def __init__(self, total: int, title: str, enabled: bool):
         self.enabled = enabled
@@ -450,15 +603,14 @@ class _Bar:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TextColumn("loss {task.fields[loss]:.4f} SSIM {task.fields[ssim]:.4f}"),
                               TimeRemainingColumn(), transient=True)
             self.p.__enter__()
-            self.task = self.p.add_task(self.title, total=self.total, loss=math.nan, ssim=math.nan)
+            self.task = self.p.add_task(self.title, total=self.total)
         return self
 
-    def advance(self, loss: float, ssim: float) -> None:
+    def advance(self) -> None:
         if self.enabled:
-            self.p.update(self.task, advance=1, loss=loss, ssim=ssim)
+            self.p.update(self.task, advance=1)
 
     def __exit__(self, *exc):
         if self.enabled:

@@ -17,6 +17,42 @@ from pylablib.devices.uc480.uc480 import TCameraInfo, TFrameInfo, TTimestamp
 DCC1645C_MODES = ["mono8", "mono16", "raw8", "raw16", "rgb8p", "bgr8p", "rgba8p"]
 
 
+class FakeUC480Dll:
+    """The uEye DLL calls the driver makes directly: is_Gamma and is_SetAutoParameter (by reference)."""
+
+    def __init__(self):
+        self.gamma = 160  # ThorCam may leave a gamma of 1.6
+        self.auto = {0x8800: 1.0, 0x8804: 1.0, 0x8808: 0.0}  # auto gain and white balance on
+
+    def is_Gamma(self, hcam, command, param, size):
+        if command == 0x0001:
+            self.gamma = param._obj.value
+        elif command == 0x0003:
+            param._obj.value = self.gamma
+        return 0
+
+    def is_SetAutoParameter(self, hcam, command, val1, val2):
+        if command in self.auto:
+            self.auto[command] = val1._obj.value
+        elif command - 1 in self.auto:
+            val1._obj.value = self.auto[command - 1]
+        return 0
+
+
+class FakeUC480Lib:
+    """pylablib's uc480 library wrapper: the wrapped is_SetHardwareGamma, and the raw DLL."""
+
+    def __init__(self):
+        self.hw_gamma = 1
+        self.lib = FakeUC480Dll()
+
+    def is_SetHardwareGamma(self, hcam, mode, check=False):
+        if mode == 0x8000:
+            return self.hw_gamma
+        self.hw_gamma = mode
+        return 0
+
+
 class FakeUC480Camera:
     def __init__(self, cam_id=0, roi_binning_mode="auto", dev_id=None, backend="uc480"):
         self.cam_id, self.dev_id, self.backend = cam_id, dev_id, backend
@@ -38,6 +74,8 @@ class FakeUC480Camera:
         self.closed = False
         self.calls: list[str] = []
         self.fail: dict[str, Exception] = {}
+        self.hcam = 1
+        self.lib = FakeUC480Lib()  # pylablib's library wrapper; .lib is the loaded DLL
 
     def _call(self, name):
         self.calls.append(name)
@@ -67,6 +105,9 @@ class FakeUC480Camera:
         self._call("set_gains")
         new = [master, red, green, blue]
         self.gains = tuple(old if v is None else v for old, v in zip(self.gains, new, strict=True))
+        return self.gains
+
+    def get_gains(self):
         return self.gains
 
     def set_gain_boost(self, enabled):

@@ -3,8 +3,17 @@
 DESIGN.md "Device facts": ``pylablib.devices.uc480.UC480Camera(cam_id, backend)``; the ThorCam
 uc480 DLL (``backend="uc480"``) or IDS's uEye driver (``backend="ueye"``) must be installed. The
 DCC1645C is a COLOUR (Bayer) sensor and does not start in a mono mode, so the driver always sets
-an explicit single-channel mode (``mono8`` default, or a ``raw`` Bayer mode). Unity gain, gain
-boost off, internal trigger. Exposure is in µs here, in seconds in pylablib.
+an explicit single-channel mode (``mono8`` default, or a ``raw`` Bayer mode). Internal trigger.
+Exposure is in µs here, in seconds in pylablib.
+
+The colour pipeline is fixed so that ``mono8`` is linear in the light: master and RGB gains 1
+(a fixed white balance), gain boost off, hardware and software gamma off (1.0), auto gain, auto
+sensor gain and auto white balance off. Each is read back, checked and kept in ``settings``.
+pylablib 1.4.5 wraps the gains and ``is_SetHardwareGamma``; ``is_Gamma`` and
+``is_SetAutoParameter`` (uEye API) are called on its loaded DLL (``cam.lib.lib``) directly.
+Under 633 nm light the red pixels clip long before the grey value does (grey ≈ 0.37 of full
+scale for BT.601 weights): ``saturation_level`` is that grey value, an estimate from the assumed
+filter leak (``RED_LIGHT_RGB``); check it on the rig with a raw8 frame.
 """
 
 from __future__ import annotations
@@ -20,6 +29,16 @@ from hardware.errors import DeviceError, DeviceNotFound, DeviceTimeout, DriverMi
 # mono16/raw16 are taken as full-scale 16-bit (check max_value against a saturated frame on the rig).
 COLOR_MODE_BITS = {"mono8": 8, "raw8": 8, "mono10": 10, "raw10": 10, "mono12": 12, "raw12": 12,
                    "mono16": 16, "raw16": 16}
+
+# uEye API constants (ueye.h; the same values as pylablib's uc480_defs HWGAMMA, GAMMA, AUTOCONTROL).
+HW_GAMMA_OFF, HW_GAMMA_GET = 0x0000, 0x8000
+GAMMA_CMD_SET, GAMMA_CMD_GET, GAMMA_UNITY = 0x0001, 0x0003, 100  # is_Gamma: gamma × 100
+AUTO_OFF = {"auto_gain": (0x8800, 0x8801), "auto_white_balance": (0x8804, 0x8805),
+            "auto_sensor_gain": (0x8808, 0x8809)}  # is_SetAutoParameter (set, get)
+# mono8 grey conversion and the filters' response at 633 nm relative to red: ASSUMED (BT.601 luma;
+# typical colour-CMOS dyes), as in the simulated sensor (hardware/sim/config.py SensorSpec).
+GREY_WEIGHTS_RGB = (0.299, 0.587, 0.114)
+RED_LIGHT_RGB = (1.0, 0.12, 0.04)
 
 # The DLL pylablib loads per backend (64-bit Python), and where it comes from.
 DLL_SOURCES = {
@@ -118,8 +137,52 @@ class UC480CameraDriver(PylablibCameraDriver):
             raise DeviceError(self.device, f"asked for colour mode {color_mode!r}, camera reports "
                                            f"{applied!r}")
         cam.set_trigger_mode("int")
-        cam.set_gains(master=1.0)  # pylablib: 1.0 = unity gain
-        cam.set_gain_boost(False)
+        self._settings = {"color_mode": applied, **self._fix_colour_pipeline_hw()}
+
+    def _fix_colour_pipeline_hw(self) -> dict:
+        """Unity gains (fixed white balance), no gain boost, gamma 1, every auto function off;
+        each read back and checked. Returns what was read back."""
+        import ctypes
+
+        cam = self._cam
+        gains = cam.set_gains(master=1.0, red=1.0, green=1.0, blue=1.0)  # pylablib: 1.0 = unity
+        boost = cam.set_gain_boost(False)
+        if any(abs(g - 1.0) > 0.01 for g in gains) or boost:
+            raise DeviceError(self.device, f"asked for unity gains without boost, camera reports gains "
+                                           f"{gains} (master, R, G, B), boost {boost}")
+        cam.lib.is_SetHardwareGamma(cam.hcam, HW_GAMMA_OFF)
+        hw_gamma = int(cam.lib.is_SetHardwareGamma(cam.hcam, HW_GAMMA_GET))
+        dll = cam.lib.lib
+        value = ctypes.c_uint(GAMMA_UNITY)
+        dll.is_Gamma(cam.hcam, GAMMA_CMD_SET, ctypes.byref(value), ctypes.sizeof(value))
+        value = ctypes.c_uint(0)
+        dll.is_Gamma(cam.hcam, GAMMA_CMD_GET, ctypes.byref(value), ctypes.sizeof(value))
+        gamma = value.value / 100.0
+        auto = {}
+        for name, (set_cmd, get_cmd) in AUTO_OFF.items():
+            off, unused = ctypes.c_double(0.0), ctypes.c_double(0.0)
+            dll.is_SetAutoParameter(cam.hcam, set_cmd, ctypes.byref(off), ctypes.byref(unused))
+            now = ctypes.c_double(-1.0)
+            dll.is_SetAutoParameter(cam.hcam, get_cmd, ctypes.byref(now), ctypes.byref(unused))
+            auto[name] = now.value != 0.0
+        if hw_gamma != HW_GAMMA_OFF or gamma != 1.0 or any(auto.values()):
+            raise DeviceError(self.device, f"could not make the output linear: hardware gamma {hw_gamma}, "
+                                           f"gamma {gamma:g}, auto functions {auto}")
+        return {"gamma": gamma, "hardware_gamma": False, "master_gain": float(gains[0]),
+                "white_balance_rgb": [float(g) for g in gains[1:]], "gain_boost": False, **auto}
+
+    @property
+    def settings(self) -> dict:
+        """The camera's output settings as read back at opening (for the run file)."""
+        return {**self._settings, "saturation_level": self.saturation_level}
+
+    @property
+    def saturation_level(self) -> int:
+        """The output value at which the red pixels clip under 633 nm light (see the module doc)."""
+        if not self.color_mode.startswith("mono"):
+            return self.max_value
+        grey = sum(w * t for w, t in zip(GREY_WEIGHTS_RGB, RED_LIGHT_RGB, strict=True))
+        return int(grey * self.max_value)
 
     def _set_exposure_hw(self, exposure_s: float) -> float:
         # uc480 caps the exposure at the frame period: lengthen the period first (it is clamped

@@ -57,9 +57,18 @@ class SensorSpec(StrictModel):
     exposure_min_us: float = Field(40.0, gt=0)  # ASSUMED DCC1645C range
     exposure_max_us: float = Field(10_000_000.0, gt=0)
     exposure_step_us: float = Field(1.0, gt=0)  # the applied exposure is quantised to this
-    # Bayer RGGB filter transmittance at 632.8 nm relative to red (raw8 mode only). ASSUMED from
-    # typical colour-CMOS dye curves: green and blue leak little at 633 nm.
+    # Bayer RGGB filter transmittance at 632.8 nm relative to red. ASSUMED from typical
+    # colour-CMOS dye curves: green and blue leak little at 633 nm. ``flux_e_per_us`` is a red
+    # pixel's; each pixel clips at the full well on its own.
     bayer_rgb_at_633nm: tuple[float, float, float] = (1.0, 0.12, 0.04)
+    # mono8: the driver demosaics (bilinear) and converts to grey, Y = wR·R + wG·G + wB·B. ASSUMED
+    # ITU-R BT.601 luma weights (the uEye/uc480 grey conversion of a colour sensor; DCx manual,
+    # "Color formats"). Under 633 nm light the red channel clips at Y ≈ 0.37 of full scale.
+    grey_weights_rgb: tuple[float, float, float] = (0.299, 0.587, 0.114)
+    # The driver's settings, as speckle-lab's uc480 driver fixes them: white balance (per-channel
+    # gains) 1, 1, 1 and gamma 1 (linear). Other values model a camera left in ThorCam's state.
+    white_balance_rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    gamma: float = Field(1.0, gt=0.1, le=10)  # output = full scale × (Y / full scale)^(1/γ)
 
     @model_validator(mode="after")
     def _check(self) -> SensorSpec:
@@ -67,6 +76,11 @@ class SensorSpec(StrictModel):
             raise ValueError("exposure_max_us must be larger than exposure_min_us")
         if any(not 0 <= c <= 1 for c in self.bayer_rgb_at_633nm):
             raise ValueError("bayer_rgb_at_633nm: each transmittance must be within 0..1")
+        weights = self.grey_weights_rgb
+        if any(not 0 <= c <= 1 for c in weights) or not 0.5 <= sum(weights) <= 1.5:
+            raise ValueError("grey_weights_rgb: each weight within 0..1, summing to about 1")
+        if any(not 0 < c <= 8 for c in self.white_balance_rgb):
+            raise ValueError("white_balance_rgb: each gain must be within 0..8")
         return self
 
 

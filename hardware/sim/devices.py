@@ -131,7 +131,12 @@ class SimSLM:
 
 
 class SimCamera:
-    """The DCC1645C: a centred ROI of the 1280×1024 sensor, 3.6 µm pixels, 8-bit output."""
+    """The DCC1645C: a centred ROI of the 1280×1024 Bayer sensor, 3.6 µm pixels, 8-bit output.
+
+    ``max_value`` is the output's largest value (255). ``saturation_level`` is the output value at
+    which the red channel clips under 633 nm light (about 95 in mono8): frames report the share of
+    red pixels clipped as ``saturated_fraction``, which is what the saturation check must use.
+    """
 
     max_value = Sensor.max_value
 
@@ -198,10 +203,12 @@ class SimCamera:
         b.clock.advance(1e-6 * self.exposure_us * int(average))
         lam = self.sensor.mean_electrons(irr, self.exposure_us, self.roi)
         identity = (b.sim.seed, b.diffuser, _plain(float(b.distance_mm)), key)
-        frames = []
+        frames, clipped = [], 0.0
         for i in range(int(average)):
             rng = np.random.Generator(np.random.SFC64(seed_sequence("frame", identity, i)))
-            frames.append(self.sensor.read_out(lam, rng if b.sim.noise else None))
+            image, red_clipped = self.sensor.read_out(lam, rng if b.sim.noise else None, self.roi)
+            frames.append(image)
+            clipped = max(clipped, red_clipped)  # averaging must not hide clipping
         if len(frames) == 1:
             image = frames[0]
         else:
@@ -209,8 +216,22 @@ class SimCamera:
         self._frames += 1
         return Frame(image=image, exposure_us=self.exposure_us, timestamp_s=time.time(),
                      frame_index=self._frames, device_timestamp_s=b.clock.monotonic() - self._t0,
-                     saturated_fraction=float(np.count_nonzero(image >= self.max_value)) / image.size,
-                     meta={"key": key, "diffuser": b.diffuser, "distance_mm": b.distance_mm})
+                     saturated_fraction=clipped,
+                     meta={"key": key, "diffuser": b.diffuser, "distance_mm": b.distance_mm,
+                           "settings": self.settings})
+
+    @property
+    def saturation_level(self) -> int:
+        """The output value at which the red channel clips under 633 nm light (sensor.py)."""
+        return self.sensor.saturation_code
+
+    @property
+    def settings(self) -> dict:
+        """What the driver set and read back (as ``UC480CameraDriver.settings``)."""
+        spec = self.sensor.spec
+        return {"color_mode": self.sensor.color_mode, "gamma": spec.gamma, "auto_gain": False,
+                "master_gain": 1.0, "white_balance_rgb": list(spec.white_balance_rgb),
+                "grey_weights_rgb": list(spec.grey_weights_rgb), "saturation_level": self.saturation_level}
 
     def close(self) -> None:
         pass

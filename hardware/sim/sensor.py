@@ -1,20 +1,23 @@
-"""The DCC1645C sensor model (field chain step 5): irradiance → electrons → 10-bit ADC → 8-bit output.
+"""The DCC1645C colour sensor and the uc480 driver's output (field chain step 5).
 
-electrons = Poisson(irradiance × flux × exposure × Bayer transmittance + dark current × exposure)
-            + Normal(0, read noise), clipped at the full well;
-ADC counts = round(electrons / gain + black level), 10-bit, where the gain maps the full well to the
-ADC's top code, so saturation happens at the full well; the 8-bit output keeps the top 8 bits
-(uc480 8-bit modes). Shot noise is drawn exactly (Poisson) where the mean is below
-``POISSON_EXACT_BELOW`` electrons and as a Gaussian of the same mean and variance above it: the
-normal approximation's error there is far below one 8-bit output step of ≈ 23.5 e⁻, and a full
-Poisson draw of an 800×800 frame costs about 30 ms. The Gaussian draws come by inverse CDF from
-16-bit uniform integers through a 65536-entry quantile table: exact to 1e-5 in variance, tails
-cut at ±4.3σ (about 10 pixels of an 800×800 frame would fall beyond), and 1.4 ms per frame
-instead of 5 for numpy's float32 ziggurat.
+The DCC1645C is a Bayer (RGGB) CMOS sensor. Every mode starts from the mosaic:
 
-Colour: ``mono8`` is modelled as a monochrome sensor (the driver's grey conversion of a colour
-sensor lit only by 633 nm light; its response is folded into ``flux_e_per_us``). ``raw8`` gives the
-RGGB mosaic with the filters' transmittance at 633 nm.
+electrons = Poisson(irradiance × flux × exposure × filter(633 nm) × white-balance gain
+                    + dark current × exposure) + Normal(0, read noise)
+ADC codes = round(electrons / gain + black level), clipped to the 10-bit range: each pixel clips
+            at the full well on its own, so under red light the red pixels clip first;
+raw8      = the top 8 bits of each pixel's code (the mosaic itself);
+mono8     = the driver's grey image: bilinear demosaic of the codes → Y = wR·R + wG·G + wB·B
+            (``grey_weights_rgb``) → gamma → 8 bits. Under 633 nm light, Y reaches only about
+            0.37 of full scale when the red channel clips (``Sensor.saturation_code``).
+
+The white-balance gains act as the uc480's hardware colour gains, before the ADC. Shot noise is
+drawn exactly (Poisson) where the mean is below ``POISSON_EXACT_BELOW`` electrons and as a
+Gaussian of the same mean and variance above it: the normal approximation's error there is far
+below one 8-bit step, and a full Poisson draw of an 800×800 frame costs about 30 ms. The Gaussian
+draws come by inverse CDF from 16-bit uniform integers through a 65536-entry quantile table:
+exact to 1e-5 in variance, tails cut at ±4.3σ (about 10 pixels of an 800×800 frame would fall
+beyond), and 1.4 ms per frame instead of 5 for numpy's float32 ziggurat.
 """
 
 from __future__ import annotations
@@ -34,6 +37,38 @@ def standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndar
     return np.take(_NORMAL_QUANTILES, rng.integers(0, 65536, shape, dtype=np.uint16))
 
 
+def demosaic_grey(codes: np.ndarray, red_at: tuple[int, int],
+                  weights: tuple[float, float, float]) -> np.ndarray:
+    """Bilinear demosaic of an RGGB mosaic, then Y = wR·R + wG·G + wB·B (float32, same shape).
+
+    ``red_at`` = (row, col) parity of the red sites in this array. Bilinear interpolation: at a
+    red (blue) site green is the mean of the 4 edge neighbours and blue (red) of the 4 diagonal
+    ones; at a green site red and blue are the means of the 2 neighbours along the row or column
+    that holds them. Mirror padding keeps the colour pattern at the borders.
+    """
+    wr, wg, wb = (np.float32(w) for w in weights)
+    p = np.pad(codes, 1, mode="reflect")
+    half = np.float32(0.5)
+    vfull = (p[:-2] + p[2:]) * half  # mean of up and down, one column wider on each side
+    v = vfull[:, 1:-1]
+    h = (p[1:-1, :-2] + p[1:-1, 2:]) * half  # mean of left and right
+    d = (vfull[:, :-2] + vfull[:, 2:]) * half  # mean of the 4 diagonals
+    e = (h + v) * half  # mean of the 4 edge neighbours
+    c = codes
+    y = np.empty(codes.shape, np.float32)
+    r0, c0 = red_at
+    r1, c1 = 1 - r0, 1 - c0
+    s = (slice(r0, None, 2), slice(c0, None, 2))  # red sites
+    y[s] = wr * c[s] + wg * e[s] + wb * d[s]
+    s = (slice(r1, None, 2), slice(c1, None, 2))  # blue sites
+    y[s] = wb * c[s] + wg * e[s] + wr * d[s]
+    s = (slice(r0, None, 2), slice(c1, None, 2))  # green in a red row: red left/right, blue up/down
+    y[s] = wg * c[s] + wr * h[s] + wb * v[s]
+    s = (slice(r1, None, 2), slice(c0, None, 2))  # green in a blue row
+    y[s] = wg * c[s] + wr * v[s] + wb * h[s]
+    return y
+
+
 class Sensor:
     max_value = 255  # 8-bit output modes
 
@@ -43,21 +78,29 @@ class Sensor:
         self.spec, self.color_mode, self.sensor_px, self.noise = spec, color_mode, sensor_px, noise
         self.adc_max = (1 << spec.adc_bits) - 1
         self.gain_e_per_adu = spec.full_well_e / (self.adc_max - spec.black_level_adu)
-        self._bayer: dict[tuple[int, int], np.ndarray] = {}
+        self._gains: dict[tuple[int, int], np.ndarray] = {}
 
-    def bayer(self, roi: tuple[int, int]) -> np.ndarray | None:
-        """Per-pixel filter transmittance of a centred ROI (raw8), or None (mono8)."""
-        if self.color_mode != "raw8":
-            return None
-        if roi not in self._bayer:
-            r, g, b = self.spec.bayer_rgb_at_633nm
-            r0 = (self.sensor_px[0] - roi[0]) // 2
-            c0 = (self.sensor_px[1] - roi[1]) // 2
-            rows = (np.arange(roi[0]) + r0) % 2
-            cols = (np.arange(roi[1]) + c0) % 2
-            table = np.array([[r, g], [g, b]], np.float32)  # RGGB, origin at the sensor's corner
-            self._bayer[roi] = table[rows[:, None], cols[None, :]]
-        return self._bayer[roi]
+    def red_at(self, roi: tuple[int, int]) -> tuple[int, int]:
+        """(row, col) parity of the red sites in a centred ROI (RGGB from the sensor's corner)."""
+        r0 = (self.sensor_px[0] - roi[0]) // 2
+        c0 = (self.sensor_px[1] - roi[1]) // 2
+        return r0 % 2, c0 % 2
+
+    def site_gain(self, roi: tuple[int, int]) -> np.ndarray:
+        """Per-pixel filter transmittance × white-balance gain of a centred ROI (float32)."""
+        if roi not in self._gains:
+            t = np.array(self.spec.bayer_rgb_at_633nm, np.float32) * np.array(self.spec.white_balance_rgb,
+                                                                               np.float32)
+            pr, pc = self.red_at(roi)
+            rows = (np.arange(roi[0]) + pr) % 2
+            cols = (np.arange(roi[1]) + pc) % 2
+            table = np.array([[t[0], t[1]], [t[1], t[2]]], np.float32)  # RGGB
+            self._gains[roi] = table[rows[:, None], cols[None, :]]
+        return self._gains[roi]
+
+    def bayer(self, roi: tuple[int, int]) -> np.ndarray:
+        """The mosaic's per-pixel gain (the name kept for callers of the raw8 model)."""
+        return self.site_gain(roi)
 
     def mean_electrons(self, irradiance: np.ndarray | None, exposure_us: float,
                        roi: tuple[int, int]) -> np.ndarray:
@@ -66,33 +109,71 @@ class Sensor:
         if irradiance is None:
             return np.full(roi, dark, np.float32)
         lam = irradiance * np.float32(self.spec.flux_e_per_us * exposure_us)
-        mosaic = self.bayer(roi)
-        if mosaic is not None:
-            lam *= mosaic
+        lam *= self.site_gain(roi)
         lam += dark
         return lam
 
-    def read_out(self, lam: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        """One frame: electrons (with noise when ``rng`` is given) → 8-bit output (uint8)."""
+    @property
+    def saturation_code(self) -> int:
+        """The output value at which the red channel just clips under 633 nm light.
+
+        mono8: Y of a uniform field whose red pixels sit at the top code and whose green and blue
+        pixels carry their filters' share; raw8: the top code. Frames at or above it have clipped
+        red pixels, so this, not 255, is what the saturation check and auto exposure must use.
+        """
+        if self.color_mode == "raw8":
+            return self.max_value
         spec = self.spec
+        t = np.array(spec.bayer_rgb_at_633nm) * np.array(spec.white_balance_rgb)
+        span = self.adc_max - spec.black_level_adu
+        codes = np.minimum(spec.black_level_adu + span * t / t[0], self.adc_max)
+        y = float(np.dot(spec.grey_weights_rgb, codes))
+        return int(self._to_8bit(np.array([[y]], np.float32))[0, 0])
+
+    def _to_8bit(self, y: np.ndarray) -> np.ndarray:
+        """Grey codes (10-bit scale, float32, modified in place) → gamma → 8 bits (uint8)."""
+        y *= np.float32(1.0 / self.adc_max)
+        np.clip(y, 0.0, 1.0, out=y)
+        if self.spec.gamma != 1.0:
+            np.power(y, np.float32(1.0 / self.spec.gamma), out=y)
+        y *= np.float32(255.999)
+        return y.astype(np.uint8)
+
+    def read_out(self, lam: np.ndarray, rng: np.random.Generator | None,
+                 roi: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
+        """One frame: (8-bit output, share of red pixels clipped), with noise when ``rng`` is given.
+
+        ``roi`` (default: ``lam``'s shape) places the ROI on the sensor's colour pattern.
+        """
+        spec = self.spec
+        roi = tuple(lam.shape) if roi is None else roi
+        electrons = self._electrons(lam, rng)
+        electrons *= np.float32(1.0 / self.gain_e_per_adu)
+        electrons += np.float32(spec.black_level_adu)
+        pr, pc = self.red_at(roi)
+        red = electrons[pr::2, pc::2]
+        red_clipped = float(np.count_nonzero(red >= self.adc_max - 0.5)) / max(red.size, 1)
+        np.clip(electrons, 0.0, np.float32(self.adc_max), out=electrons)
+        np.rint(electrons, out=electrons)  # the ADC's codes
+        if self.color_mode == "raw8":  # the top 8 bits of each code
+            electrons *= np.float32(1.0 / (1 << (spec.adc_bits - 8)))
+            return electrons.astype(np.uint8), red_clipped
+        y = demosaic_grey(electrons, (pr, pc), spec.grey_weights_rgb)
+        return self._to_8bit(y), red_clipped
+
+    def _electrons(self, lam: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        """Electrons per pixel: ``lam`` with shot and read noise (float32, a new array)."""
         if rng is None or not self.noise:
-            electrons = lam.copy()
-        else:
-            n = standard_normal(rng, lam.shape)
-            electrons = lam + np.float32(spec.read_noise_e**2)
-            np.sqrt(electrons, out=electrons)
-            electrons *= n
-            electrons += lam
-            low = np.flatnonzero(lam < POISSON_EXACT_BELOW)
-            if low.size:
-                flat_n = n.ravel()
-                shot = rng.poisson(lam.ravel()[low]).astype(np.float32)
-                electrons.ravel()[low] = shot + np.float32(spec.read_noise_e) * flat_n[low]
-        # The gain maps the full well to the top ADC code, so one clip does both the full-well and
-        # the ADC saturation. The 8-bit output is floor(round(adu) / 2^(bits−8)), computed as
-        # floor((adu + 0.5) / 2^(bits−8)) (equal but for exact .5 ties).
-        shift = float(1 << (spec.adc_bits - 8))
-        electrons *= np.float32(1.0 / (self.gain_e_per_adu * shift))
-        electrons += np.float32((spec.black_level_adu + 0.5) / shift)
-        np.clip(electrons, 0.0, np.float32(255.999), out=electrons)
-        return electrons.astype(np.uint8)
+            return lam.copy()
+        spec = self.spec
+        n = standard_normal(rng, lam.shape)
+        electrons = lam + np.float32(spec.read_noise_e**2)
+        np.sqrt(electrons, out=electrons)
+        electrons *= n
+        electrons += lam
+        low = np.flatnonzero(lam < POISSON_EXACT_BELOW)
+        if low.size:
+            flat_n = n.ravel()
+            shot = rng.poisson(lam.ravel()[low]).astype(np.float32)
+            electrons.ravel()[low] = shot + np.float32(spec.read_noise_e) * flat_n[low]
+        return electrons

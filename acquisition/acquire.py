@@ -1,8 +1,13 @@
-"""Set-up around the engine for ``speckle-lab acquire``: plan, preflight, file, log, progress, Ctrl-C.
+"""The one entry point of a run, :func:`run_acquisition`: plan, preflight, file, log, progress, Ctrl-C.
+
+``speckle-lab acquire`` (:func:`acquire_command`), the demo and a lab's own scripts all start runs
+through :func:`run_acquisition`; it takes paths or already-loaded files (``ProtocolFile``,
+``RigFile``), so each file is read once per run.
 
 Order of a run:
 
-1. read and validate the protocol and rig (one-line errors, exit 2) and make the plan;
+1. read and validate the protocol and rig (one-line errors, exit 2), make the plan, and translate
+   both into the run's settings once (``acquisition.settings.RunSettings.from_plan``);
 2. the output: without ``--resume`` an existing file is an error (captured data is never
    overwritten); with ``--resume`` the file's ``protocol`` and ``rig`` texts must equal the files
    given (or exit 2); with ``--resume`` and no file yet (never started, or killed while the file
@@ -23,13 +28,13 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from acquisition.engine import Engine, EngineSettings, RunOutcome
-from acquisition.exposure import AutoExposureSettings
+from acquisition.engine import Engine, RunOutcome
+from acquisition.settings import RunSettings
 from speckle_core.errors import UserError
 from speckle_core.runfile import (
     CREATING_SUFFIX,
@@ -40,6 +45,10 @@ from speckle_core.runfile import (
     create_run,
     open_run,
 )
+
+if TYPE_CHECKING:
+    from hardware.rig import RigFile
+    from protocols import ProtocolFile
 
 log = logging.getLogger("speckle_lab.acquire")
 
@@ -170,50 +179,67 @@ def progress_bar(enabled: bool, total: int, already: int):
         yield update
 
 
-# -- the command ----------------------------------------------------------------------------------------
+# -- the run --------------------------------------------------------------------------------------------
 
-def run_acquire(protocol_path: str, out_path: str, rig_path: str | None, *, resume: bool, unattended: bool,
-                progress: bool) -> int:
+def run_acquisition(protocol: ProtocolFile | str | Path, out: str | Path,
+                    rig: RigFile | str | Path | None = None, *, resume: bool = False,
+                    unattended: bool = False, progress: bool = False, operator=None) -> RunOutcome:
+    """Runs a protocol on a rig into the run file ``out``: the one entry point of a run.
+
+    ``protocol``: a path or a loaded ``ProtocolFile``; ``rig``: a path, a loaded ``RigFile``, or None
+    (the simulated rig). ``resume`` continues ``out``; ``operator`` (default: the console, or nobody
+    when ``unattended`` or without a terminal) is asked to do what the rig cannot. Bad input raises a
+    one-line UserError before any device moves; how the run ended is in the returned ``RunOutcome``
+    (``exit_code`` 0 complete, 1 stopped cleanly, 130 interrupted).
+    """
     from acquisition.plan import build_objects, make_plan
-    from hardware.rig import build_rig, load_rig
-    from protocols import load_protocol
+    from hardware.rig import RigFile, build_rig, load_rig
+    from protocols import ProtocolFile, load_protocol
 
-    out = Path(out_path)
-    protocol = load_protocol(protocol_path)
-    rig_file = load_rig(rig_path)
-    plan = make_plan(protocol, rig_file)
-    src = settings_source(protocol.model, rig_file, plan)
-    fresh = check_output(out, resume, protocol.text, rig_file.text, protocol_path,
-                         rig_path or "the default simulated rig")
+    out = Path(out)
+    protocol_file = protocol if isinstance(protocol, ProtocolFile) else load_protocol(protocol)
+    rig_file = rig if isinstance(rig, RigFile) else load_rig(rig)
+    plan = make_plan(protocol_file, rig_file)
+    settings = RunSettings.from_plan(plan)
+    fresh = check_output(out, resume, protocol_file.text, rig_file.text, str(protocol_file.path),
+                         str(rig_file.path) if rig_file.path else "the default simulated rig")
     if not out.parent.exists():
         raise UserError(f"{out}: folder {out.parent} does not exist")
-    operator = make_operator(unattended)
-    preflight_people(src, rig_file, operator)
-    rig = build_rig(rig_file, operator)
+    operator = operator if operator is not None else make_operator(unattended)
+    preflight_people(settings, rig_file, operator)
+    opened = build_rig(rig_file, operator)
     try:
-        preflight_devices(rig, src)
-        settings = engine_settings(src, rig_file)
+        preflight_devices(opened, settings)
         with run_log(out) as log_path:
-            log.info("acquire %s -> %s (%s), %d pairs", protocol_path, out, "new run" if fresh else "resume",
-                     plan.pairs_total)
+            log.info("acquire %s -> %s (%s), %d pairs", protocol_file.path, out,
+                     "new run" if fresh else "resume", plan.pairs_total)
             if fresh:
                 t0 = time.perf_counter()
                 objects = build_objects(plan)
                 for skipped in objects[3]:
                     log.warning("face skipped: %s", skipped)
-                dtype = np.uint8 if rig.camera.max_value <= 255 else np.uint16
+                dtype = np.uint8 if opened.camera.max_value <= 255 else np.uint16
                 create_run(out, layout_from_plan(plan, objects, dtype))
                 log.info("laid out %s in %.1f s", out, time.perf_counter() - t0)
-            outcome = _run_engine(rig, out, settings, progress)
+            outcome = _run_engine(opened, out, settings, progress)
     finally:
         with contextlib.suppress(Exception):
-            rig.close()
+            opened.close()
+    outcome.log_path = log_path
+    return outcome
+
+
+def acquire_command(protocol_path: str, out_path: str, rig_path: str | None, *, resume: bool,
+                    unattended: bool, progress: bool) -> int:
+    """``speckle-lab acquire``: runs it, prints how it ended on one line, returns the exit code."""
+    outcome = run_acquisition(protocol_path, out_path, rig_path, resume=resume, unattended=unattended,
+                              progress=progress)
     stream = sys.stdout if outcome.exit_code == 0 else sys.stderr
-    print(f"{out}: {outcome.message} (log: {log_path})", file=stream)
+    print(f"{out_path}: {outcome.message} (log: {outcome.log_path})", file=stream)
     return outcome.exit_code
 
 
-def _run_engine(rig, out: Path, settings: EngineSettings, progress: bool) -> RunOutcome:
+def _run_engine(rig, out: Path, settings: RunSettings, progress: bool) -> RunOutcome:
     writer = RunWriter(out, settings.sync_interval_s)
     try:
         engine = Engine(rig, writer, settings)
@@ -226,61 +252,7 @@ def _run_engine(rig, out: Path, settings: EngineSettings, progress: bool) -> Run
         return engine.run()
 
 
-# -- protocol → settings, and preflight ------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What a run needs from its protocol (and rig), gathered in one place."""
-
-    roi_px: tuple[int, int]
-    window_px: tuple[int, int]
-    settle_ms: float
-    gray_pi: int | None
-    stroke_mode: str | None  # required SLM phase-stroke mode, None: any
-    exposure_us: float | None  # fixed; None: auto
-    auto: AutoExposureSettings
-    start_exposure_us: float
-    average: int
-    dark_frames: int
-    reference_every: int  # 0: no stability monitor
-    stability_threshold: float
-    on_drift: str
-    timeout_ms: float
-    max_retries: int
-    backoff_s: float
-    backoff_max_s: float
-    manual_steps: tuple[str, ...]  # what a person must do, from the plan
-
-
-def settings_source(protocol, rig_file, plan) -> RunSettings:
-    """Gathers the run's settings from a validated protocol model (``protocols.schema``), the rig and
-    the plan (which resolves the π gray level and the settle time, and lists the manual steps)."""
-    cam, slm, auto = protocol.camera, protocol.slm, protocol.camera.auto_exposure
-    return RunSettings(
-        roi_px=tuple(cam.roi_px), window_px=tuple(protocol.faces.target_px), settle_ms=plan.settle_ms,
-        gray_pi=int(plan.gray_pi),
-        stroke_mode=None if slm.stroke_mode == "any" else slm.stroke_mode,
-        exposure_us=None if cam.auto else float(cam.exposure_us),
-        auto=AutoExposureSettings(target_percentile=auto.target_percentile, target_fraction=auto.target_level,
-                                  max_saturated_fraction=auto.max_saturated_fraction,
-                                  min_exposure_us=auto.min_us, max_exposure_us=auto.max_us),
-        start_exposure_us=auto.start_us, average=cam.average, dark_frames=protocol.dark.frames,
-        reference_every=protocol.stability.reference_every, stability_threshold=protocol.stability.threshold,
-        on_drift=protocol.stability.on_drift,
-        timeout_ms=cam.timeout_ms if cam.timeout_ms is not None else rig_file.config.camera.timeout_ms,
-        max_retries=protocol.retry.max_retries, backoff_s=protocol.retry.backoff_s,
-        backoff_max_s=protocol.retry.backoff_max_s, manual_steps=tuple(plan.manual_steps))
-
-
-def engine_settings(src: RunSettings, rig_file) -> EngineSettings:
-    rig = rig_file.config
-    return EngineSettings(
-        roi_px=src.roi_px, settle_ms=max(src.settle_ms, rig.slm.settle_ms), gray_pi=src.gray_pi,
-        exposure_us=src.exposure_us, auto=src.auto, start_exposure_us=src.start_exposure_us,
-        average=src.average, stability_threshold=src.stability_threshold, on_drift=src.on_drift,
-        timeout_ms=src.timeout_ms, retries=src.max_retries, backoff_s=src.backoff_s,
-        backoff_max_s=src.backoff_max_s, laser_blocked_for_dark=rig.simulated)
-
+# -- preflight -------------------------------------------------------------------------------------------
 
 def make_operator(unattended: bool):
     """The person at the rig: the console, or nobody (``--unattended`` or no terminal)."""
@@ -291,12 +263,12 @@ def make_operator(unattended: bool):
     return ConsoleOperator()
 
 
-def preflight_people(src: RunSettings, rig_file, operator) -> None:
+def preflight_people(settings: RunSettings, rig_file, operator) -> None:
     """Refuses, before anything moves, a run that needs a person when nobody will answer."""
     if getattr(operator, "interactive", False):
         return
-    steps = list(src.manual_steps)
-    if not steps and src.dark_frames > 0 and not rig_file.config.simulated:
+    steps = list(settings.manual_steps)
+    if not steps and settings.dark.frames > 0 and not rig_file.config.simulated:
         steps.append("block and unblock the laser for dark frames")
     if steps:
         raise UserError(f"this protocol needs a person ({steps[0]}{' ...' if len(steps) > 1 else ''}) "
@@ -304,15 +276,15 @@ def preflight_people(src: RunSettings, rig_file, operator) -> None:
                         "motorised stage and filter wheel")
 
 
-def preflight_devices(rig, src: RunSettings) -> None:
+def preflight_devices(rig, settings: RunSettings) -> None:
     """Checks the opened rig against the protocol before the first frame."""
-    if src.stroke_mode is not None:
+    required = settings.required_stroke_mode
+    if required is not None:
         mode = rig.slm.stroke_mode()
-        if mode != src.stroke_mode:
-            raise UserError(f"SLM phase-stroke mode is {mode!r} but the protocol requires "
-                            f"{src.stroke_mode!r}; "
+        if mode != required:
+            raise UserError(f"SLM phase-stroke mode is {mode!r} but the protocol requires {required!r}; "
                             "set it on the EXULUS (or in the rig file's slm.stroke_mode)")
-    window = tuple(rig.slm.window_shape)
-    if window != tuple(src.window_px):
+    window, target = tuple(rig.slm.window_shape), settings.target_px
+    if target is not None and window != tuple(target):
         raise UserError(f"SLM window is {window[0]}x{window[1]} px but the protocol's patterns are "
-                        f"{src.window_px[0]}x{src.window_px[1]} (rig file slm.window_px)")
+                        f"{target[0]}x{target[1]} (faces.target_px; rig file slm.window_px)")

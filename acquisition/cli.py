@@ -1,6 +1,7 @@
 """``speckle-lab plan | acquire | inspect``. Imports only click at load time.
 
-The work is in ``acquisition.plan``, ``acquisition.engine`` and ``acquisition.inspect``.
+The work is in ``acquisition.plan``, ``acquisition.acquire`` (around ``acquisition.engine``) and
+``acquisition.inspect``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def plan(protocol: str, rig_path: str | None, out_path: str | None) -> int:
 def acquire(protocol: str, out_path: str, rig_path: str | None, resume: bool, unattended: bool,
             progress: bool) -> int:
     """Run PROTOCOL on the rig and write the dataset (the simulated rig by default)."""
-    from acquisition.engine import acquire_command
+    from acquisition.acquire import acquire_command
 
     return acquire_command(protocol, out_path, rig_path, resume=resume, unattended=unattended,
                            progress=progress)

@@ -10,15 +10,16 @@ through a bounded queue — so the next pattern is shown and settles while the l
 Failure policy:
 
 - a ``DeviceError`` (timeouts, dropped frames, display loss, stage and wheel errors) is retried with
-  exponential backoff; after ``retries`` the run stops cleanly (every finished pair kept) with a
+  exponential backoff; after ``retry.max_retries`` the run stops cleanly (every finished pair kept) with a
   message naming the device (exit 1). ``DriverMissing`` / ``DeviceNotFound`` are not retried;
 - a reference correlation below the threshold pauses and asks the operator, or stops cleanly when
   unattended (exit 1);
 - Ctrl-C (SIGINT) finishes the current pair, flushes and closes the file (exit 130);
 - a write failure (a full disk) stops the run; the file stays valid and ``--resume`` continues it.
 
-``acquire_command`` (the CLI entry) is at the end; its set-up (plan, preflight, file, progress bar,
-SIGINT, RUN.log) is in ``acquisition.acquire``.
+The engine's settings are :class:`acquisition.settings.RunSettings` (the protocol's tables, with
+their names); a run's set-up around the engine (plan, preflight, file, progress bar, SIGINT,
+RUN.log) is ``acquisition.acquire.run_acquisition``, the one entry point of a run.
 """
 
 from __future__ import annotations
@@ -31,41 +32,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from acquisition.exposure import AutoExposureSettings, auto_expose, mean_dark
+from acquisition.exposure import auto_expose, mean_dark
+from acquisition.settings import RunSettings
 from acquisition.stability import StabilityMonitor
 from hardware.errors import DeviceError, DeviceNotFound, DriverMissing
 from speckle_core.runfile import RunWriter, read_strings
+from speckle_core.text import one_line
 
 log = logging.getLogger("speckle_lab.acquire")
 
 EXIT_OK, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 130
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """What the engine needs from the protocol and rig (units in the names)."""
-
-    roi_px: tuple[int, int]
-    settle_ms: float = 0.0
-    gray_pi: int | None = None  # None: the rig LUT's π level
-    exposure_us: float | None = None  # fixed exposure; None: auto exposure per block
-    auto: AutoExposureSettings = AutoExposureSettings()
-    start_exposure_us: float = 1000.0  # auto exposure's first trial
-    probe_objects: int = 3  # objects of a block probed by auto exposure
-    average: int = 1  # frames averaged per capture
-    stability_threshold: float = 0.9
-    on_drift: str = "ask"  # below threshold: "ask" (stop when unattended), "stop", or "log" (warn, go on)
-    timeout_ms: float = 2000.0
-    retries: int = 4  # retries per device operation before the run stops
-    backoff_s: float = 0.05  # first retry delay, doubled each retry ...
-    backoff_max_s: float = 5.0  # ... up to this
-    sync_interval_s: float = 1.0  # see speckle_core.runfile: done flags follow an fsync
-    queue_frames: int = 8  # frames the writer thread may lag behind
-    pipelined: bool = True  # False: each capture waits for its write (only to measure the gain)
-    laser_blocked_for_dark: bool = False  # the rig makes darks itself (sim); else the operator blocks it
 
 
 @dataclass
@@ -75,6 +55,7 @@ class RunOutcome:
     pairs_done: int
     pairs_total: int
     device: str | None = None
+    log_path: Path | None = None  # RUN.log, when the run was started by run_acquisition
 
 
 class StopRun(Exception):
@@ -150,7 +131,7 @@ def _write_failure(e: BaseException, path) -> StopRun:
     elif code:
         detail = f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
     else:
-        detail = " ".join(str(e).split())[:160]
+        detail = one_line(e, 160)
     return StopRun(f"writing failed: {detail}; the file keeps every finished pair — "
                    "free space or fix the cause, then run again with --resume", device="disk")
 
@@ -166,7 +147,7 @@ class _Event:
 class Engine:
     rig: object  # hardware.rig.Rig (slm, camera, stage, changer, operator, lut)
     writer: RunWriter
-    settings: EngineSettings
+    settings: RunSettings
     stop_requested: threading.Event = field(default_factory=threading.Event)
     progress: Callable[[int, int, str], None] | None = None
     sleep: Callable[[float], None] = time.sleep
@@ -189,13 +170,13 @@ class Engine:
         self._ref_pattern = f["stability/pattern"][...]
         self.done = f["pairs/done"][...]
         self._frame_shape = tuple(f["pairs/speckle"].shape[1:])
-        self.monitor = StabilityMonitor(self.settings.stability_threshold)
+        self.monitor = StabilityMonitor(self.settings.stability.threshold)
         for i in np.flatnonzero(self._ref_done):  # baselines of a resumed run, from the file
             b = int(self._ref_block[i])
             if not self.monitor.has_baseline(b):
                 self.monitor.set_baseline(b, f["stability/frame"][i])
-        self._gray_pi = np.uint8(self.settings.gray_pi if self.settings.gray_pi is not None
-                                 else self.rig.lut.gray_pi)
+        gray_pi = self.settings.slm.gray_pi
+        self._gray_pi = np.uint8(self.rig.lut.gray_pi if gray_pi == "auto" else gray_pi)
         self._block: int | None = None
         self._exposure_us = float("nan")
         self._pairs_written = int(self.done.sum())
@@ -260,22 +241,22 @@ class Engine:
 
     # -- device operations with retries -------------------------------------------------------
     def _retry(self, what: str, fn: Callable[[], object]):
-        s = self.settings
-        delay = s.backoff_s
-        for attempt in range(s.retries + 1):
+        retry = self.settings.retry
+        delay = retry.backoff_s
+        for attempt in range(retry.max_retries + 1):
             try:
                 return fn()
             except (DriverMissing, DeviceNotFound) as e:
                 raise StopRun(f"{e} (while {what}; not retried)", device=e.device) from None
             except DeviceError as e:
-                if attempt == s.retries:
+                if attempt == retry.max_retries:
                     raise StopRun(f"{e.device}: {what} failed {attempt + 1} times ({e}); stopped cleanly, "
                                   "finished pairs kept — fix the device and run again with --resume",
                                   device=e.device) from None
                 log.warning("%s: %s (attempt %d/%d), retrying in %.2f s", what, e, attempt + 1,
-                            s.retries + 1, delay)
+                            retry.max_retries + 1, delay)
                 self.sleep(delay)
-                delay = min(delay * 2, s.backoff_max_s)
+                delay = min(delay * 2, retry.backoff_max_s)
         raise AssertionError("unreachable")
 
     def _show_and_capture(self, pattern01: np.ndarray, key: tuple, what: str):
@@ -286,10 +267,10 @@ class Engine:
         def step():
             t0 = time.perf_counter()
             flip = rig.slm.show_gray(gray)
-            wait = flip + s.settle_ms / 1000.0 - time.monotonic()
+            wait = flip + s.slm.settle_ms / 1000.0 - time.monotonic()
             if wait > 0:
                 self.sleep(wait)
-            frame = rig.camera.capture(s.timeout_ms, s.average, key=key)
+            frame = rig.camera.capture(s.camera.timeout_ms, s.camera.average, key=key)
             self.capture_s += time.perf_counter() - t0
             self.frames += 1
             if frame.image.shape != self._frame_shape:
@@ -302,7 +283,7 @@ class Engine:
 
     def _configure(self, exposure_us: float) -> float:
         return float(self._retry("setting the camera exposure",
-                                 lambda: self.rig.camera.configure(self.settings.roi_px, exposure_us)))
+                                 lambda: self.rig.camera.configure(self.settings.camera.roi_px, exposure_us)))
 
     # -- blocks --------------------------------------------------------------------------------
     def _enter_block(self, b: int, w: _Writer) -> None:
@@ -329,8 +310,8 @@ class Engine:
 
     def _decide_exposure(self, b: int) -> tuple[float, float]:
         s = self.settings
-        if s.exposure_us is not None:
-            applied = self._configure(s.exposure_us)
+        if s.fixed_exposure_us is not None:
+            applied = self._configure(s.fixed_exposure_us)
             log.info("block %d: exposure %.1f us (fixed)", b, applied)
             return applied, float("nan")
         rows = np.flatnonzero(self._pair_block == b)
@@ -347,10 +328,11 @@ class Engine:
                       for p, o in zip(patterns, probe_objs, strict=True)]
             return applied, frames
 
-        res = auto_expose(probe, s.start_exposure_us, self.rig.camera.max_value, s.auto)
+        auto = s.camera.auto_exposure
+        res = auto_expose(probe, auto.start_us, self.rig.camera.max_value, auto)
         applied = self._configure(res.exposure_us)
         log.info("block %d: auto exposure %.1f us, p%g = %.0f counts, %.4f%% saturated, %d iterations%s",
-                 b, applied, s.auto.target_percentile, res.statistic, 100 * res.saturated_fraction,
+                 b, applied, auto.target_percentile, res.statistic, 100 * res.saturated_fraction,
                  res.iterations, "" if res.converged else " (NOT converged: kept the best)")
         return applied, res.saturated_fraction
 
@@ -358,12 +340,12 @@ class Engine:
         rig, diffuser, distance = self.rig, self._diffuser[b], float(self._distance[b])
         if not self.settings.laser_blocked_for_dark:
             rig.operator.request("Block the laser for dark frames, then press Enter")
-        cam, s = rig.camera, self.settings
+        cam, timeout_ms = rig.camera, self.settings.camera.timeout_ms
 
         def capture_dark(i: int) -> np.ndarray:
             t0 = time.perf_counter()
             frame = self._retry("capturing a dark frame",
-                                lambda: cam.capture(s.timeout_ms, 1, key=("dark", diffuser, distance, i)))
+                                lambda: cam.capture(timeout_ms, 1, key=("dark", diffuser, distance, i)))
             self.capture_s += time.perf_counter() - t0
             self.frames += 1
             return frame.image
@@ -400,14 +382,14 @@ class Engine:
         log.info("reference %d (%s): correlation %.4f", i, self.block_label(b), corr)
         if ok:
             return
-        threshold = self.settings.stability_threshold
+        threshold = self.settings.stability.threshold
         msg = (f"stability: reference correlation {corr:.3f} < threshold {threshold:g} "
                f"({self.block_label(b)}, before pair {int(self._ref_before[i])})")
         log.warning(msg)
-        if self.settings.on_drift == "log":
+        if self.settings.stability.on_drift == "log":
             return
         op = self.rig.operator
-        if (self.settings.on_drift == "ask" and getattr(op, "interactive", False)
+        if (self.settings.stability.on_drift == "ask" and getattr(op, "interactive", False)
                 and op.ask_yes_no(f"{msg}. Continue anyway?", False)):
             log.warning("operator chose to continue despite drift")
             return
@@ -437,14 +419,3 @@ def _saturated(frame, max_value: int) -> float:
     if sat is None:
         return float(np.count_nonzero(frame.image >= max_value)) / frame.image.size
     return float(sat)
-
-
-# -- the command ------------------------------------------------------------------------------------
-
-def acquire_command(protocol_path: str, out_path: str, rig_path: str | None, *, resume: bool,
-                    unattended: bool, progress: bool) -> int:
-    """``speckle-lab acquire``: plan, preflight, lay out (or reopen) the file, run, report."""
-    from acquisition.acquire import run_acquire
-
-    return run_acquire(protocol_path, out_path, rig_path, resume=resume, unattended=unattended,
-                       progress=progress)

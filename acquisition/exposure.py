@@ -6,12 +6,16 @@ resumed run reuses it rather than deciding again):
 - probe frames of a few of the block's objects are captured at a trial exposure;
 - the statistic is the ``target_percentile`` of each probe's pixels (the largest over probes),
   and the saturated share (pixels at the camera maximum, the largest over probes);
-- the exposure is scaled so that statistic lands at ``target_fraction`` of the camera maximum.
-  Camera response is linear in exposure (exposure × irradiance, DESIGN.md "Camera"), so one step
+- the exposure is scaled so that statistic lands at ``target_level`` of the camera maximum.
+  Camera response is linear in exposure (exposure × irradiance, docs/simulation.md), so one step
   usually suffices; a saturated probe hides the true level, so then it steps down and bisects;
 - it stops when the statistic is within ``tolerance`` of its target and no more than
   ``max_saturated_fraction`` of pixels saturate, or after ``max_iterations`` (keeping the last
   exposure that met the saturation limit).
+
+The settings are the protocol's ``[camera.auto_exposure]`` table as validated
+(``protocols.schema.AutoExposureConfig``), with its names: ``target_percentile``, ``target_level``,
+``max_saturated_fraction``, ``start_us``, ``min_us``, ``max_us``.
 
 Dark frames: the mean of ``n`` frames with the laser blocked, at the block's exposure.
 """
@@ -24,16 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from protocols.schema import AutoExposureConfig
 
-@dataclass(frozen=True)
-class AutoExposureSettings:
-    target_percentile: float = 99.0  # which pixel statistic to place (percent)
-    target_fraction: float = 0.75  # ... at this share of the camera maximum
-    max_saturated_fraction: float = 0.001  # no more than this share of pixels at the maximum
-    tolerance: float = 0.1  # relative: accept when within ±10 % of the target
-    max_iterations: int = 10
-    min_exposure_us: float = 1.0
-    max_exposure_us: float = 1_000_000.0
+TOLERANCE = 0.1  # relative: accept when within ±10 % of the target
+MAX_ITERATIONS = 10
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,8 @@ def saturation_level(images: list[np.ndarray], max_saturated_fraction: float) ->
 
 
 def auto_expose(probe: Callable[[float, int], tuple[float, list[np.ndarray]]], start_us: float,
-                max_value: int, settings: AutoExposureSettings = AutoExposureSettings()) -> ExposureResult:
+                max_value: int, settings: AutoExposureConfig | None = None, *, tolerance: float = TOLERANCE,
+                max_iterations: int = MAX_ITERATIONS) -> ExposureResult:
     """Finds the block's exposure.
 
     ``probe(exposure_us, iteration)`` sets the camera to ``exposure_us``, captures the probe frames
@@ -85,25 +84,26 @@ def auto_expose(probe: Callable[[float, int], tuple[float, list[np.ndarray]]], s
     saturation limit binds (the saturation level is within tolerance of the maximum, or the
     bracket is narrower than the tolerance).
     """
-    s = settings
-    target = s.target_fraction * max_value
-    exposure = min(max(start_us, s.min_exposure_us), s.max_exposure_us)
+    s = settings if settings is not None else AutoExposureConfig()
+    tol = tolerance
+    target = s.target_level * max_value
+    exposure = min(max(start_us, s.min_us), s.max_us)
     lo: ExposureResult | None = None
     hi = math.inf
     last: ExposureResult | None = None
-    for it in range(1, s.max_iterations + 1):
+    for it in range(1, max_iterations + 1):
         applied, images = probe(exposure, it)
         stat, sat = frame_statistics(images, s.target_percentile, max_value)
         last = ExposureResult(applied, sat, stat, it, False)
         if sat <= s.max_saturated_fraction:
             if lo is None or applied >= lo.exposure_us:
                 lo = last
-            bound = saturation_level(images, s.max_saturated_fraction) >= max_value * (1 - s.tolerance)
-            if abs(stat - target) <= s.tolerance * target or bound or hi <= applied * (1 + s.tolerance):
+            bound = saturation_level(images, s.max_saturated_fraction) >= max_value * (1 - tol)
+            if abs(stat - target) <= tol * target or bound or hi <= applied * (1 + tol):
                 return ExposureResult(applied, sat, stat, it, True)
         else:
             hi = min(hi, applied)
-            if lo is not None and hi <= lo.exposure_us * (1 + s.tolerance):
+            if lo is not None and hi <= lo.exposure_us * (1 + tol):
                 return ExposureResult(lo.exposure_us, lo.saturated_fraction, lo.statistic, it, True)
         if stat >= max_value:
             aim = applied / 4  # the level is hidden by saturation: step down fast
@@ -116,11 +116,11 @@ def auto_expose(probe: Callable[[float, int], tuple[float, list[np.ndarray]]], s
                 # A black level makes this an underestimate, so it is approached from below.
                 level = saturation_level(images, s.max_saturated_fraction)
                 if level > 0:
-                    aim = min(aim, applied * max_value / level * (1 - s.tolerance / 2))
+                    aim = min(aim, applied * max_value / level * (1 - tol / 2))
         low = lo.exposure_us if lo is not None else 0.0
         if not low < aim < hi:
             aim = math.sqrt(max(low, applied / 16) * hi) if math.isfinite(hi) else aim
-        nxt = min(max(aim, s.min_exposure_us), s.max_exposure_us)
+        nxt = min(max(aim, s.min_us), s.max_us)
         if math.isclose(nxt, applied, rel_tol=1e-6):
             break  # at a limit of the exposure range
         exposure = nxt

@@ -28,9 +28,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acquisition.engine import Engine, EngineSettings  # noqa: E402
+from acquisition.engine import Engine  # noqa: E402
+from acquisition.settings import RunSettings  # noqa: E402
 from hardware.interfaces import Frame  # noqa: E402
 from hardware.lut import PhaseLUT  # noqa: E402
+from protocols.schema import CameraConfig  # noqa: E402
 from speckle_core.runfile import BlockSpec, RunLayout, RunWriter, create_run  # noqa: E402
 
 SHAPE = (800, 800)
@@ -109,7 +111,7 @@ def software_overhead(pairs: int, folder: str, synchronous: bool) -> tuple[float
     create_run(path, layout)
     rig = SimpleNamespace(slm=_ZeroSLM(), camera=_ZeroCamera(), stage=_Mover(), changer=_Mover(),
                           operator=None, lut=PhaseLUT.linear(256))
-    settings = EngineSettings(roi_px=SHAPE, exposure_us=1000.0, pipelined=not synchronous)
+    settings = RunSettings(camera=CameraConfig(roi_px=SHAPE, exposure_us=1000.0), pipelined=not synchronous)
     eng = Engine(rig, RunWriter(path, settings.sync_interval_s), settings)
     t0 = time.perf_counter()
     out = eng.run()
@@ -129,12 +131,12 @@ def end_to_end(folder: str) -> str:
     proto = ROOT / "protocols" / "quick.toml"
     if not proto.exists():
         return "skipped: protocols/quick.toml is not there yet"
-    from acquisition.engine import acquire_command
+    from acquisition.acquire import run_acquisition
 
     out = Path(folder) / "quick.h5"
     t0 = time.perf_counter()
     try:
-        code = acquire_command(str(proto), str(out), None, resume=False, unattended=True, progress=False)
+        code = run_acquisition(proto, out, None, resume=False, unattended=True, progress=False).exit_code
     except Exception as e:  # noqa: BLE001 - report and go on
         return f"skipped: the simulated run failed ({type(e).__name__}: {e})"
     wall = time.perf_counter() - t0

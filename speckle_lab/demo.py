@@ -196,18 +196,21 @@ def dataset_state(run, protocol_text: str, rig_text: str) -> str:
 
 def acquire_stage(protocol, run, rig_path, progress: bool, log) -> int:
     """Acquires (or resumes, or reuses) the demo's dataset; returns the acquisition's exit code."""
-    from acquisition.engine import acquire_command
+    from acquisition.acquire import run_acquisition
     from hardware.rig import load_rig
-    from speckle_core.config import read_text
+    from protocols import load_protocol
 
-    state = dataset_state(run, read_text(protocol, "protocol"), load_rig(rig_path).text)
+    protocol_file, rig_file = load_protocol(protocol), load_rig(rig_path)  # read once, for the whole run
+    state = dataset_state(run, protocol_file.text, rig_file.text)
     if state == "complete":
         log(f"  {run} is complete: reusing it")
         return 0
     if state == "incomplete":
         log(f"  {run} is incomplete: resuming it")
-    return int(acquire_command(str(protocol), str(run), rig_path, resume=state == "incomplete",
-                               unattended=True, progress=progress))
+    outcome = run_acquisition(protocol_file, run, rig_file, resume=state == "incomplete", unattended=True,
+                              progress=progress)
+    log(f"  {run}: {outcome.message} (log: {outcome.log_path})")
+    return outcome.exit_code
 
 
 # -- stage 2: training ------------------------------------------------------------------------------

@@ -8,16 +8,18 @@ import h5py
 import numpy as np
 import pytest
 
-from acquisition.acquire import RunSettings, preflight_devices, preflight_people
-from acquisition.engine import Engine, EngineSettings
-from acquisition.exposure import AutoExposureSettings
+from acquisition.acquire import preflight_devices, preflight_people
+from acquisition.engine import Engine
+from acquisition.settings import RunSettings
+from protocols.schema import AutoExposureConfig, CameraConfig, DarkConfig, RetryConfig, StabilityConfig
 from speckle_core.errors import UserError
 from speckle_core.runfile import RunWriter, create_run
 from tests._fake_rig import FakeOperator, FakeStage, fake_rig
 from tests._run_factory import tiny_layout
 
-SETTINGS = EngineSettings(roi_px=(16, 16), backoff_s=0.0, laser_blocked_for_dark=True, start_exposure_us=50.0,
-                          sync_interval_s=0.0, stability_threshold=0.5)
+SETTINGS = RunSettings(camera=CameraConfig(roi_px=(16, 16), auto_exposure=AutoExposureConfig(start_us=50.0)),
+                       retry=RetryConfig(backoff_s=0.0), stability=StabilityConfig(threshold=0.5),
+                       laser_blocked_for_dark=True, sync_interval_s=0.0)
 
 
 def run_engine(path, rig, settings=SETTINGS, layout=None, stop_after=None):
@@ -48,13 +50,14 @@ def test_each_diffuser_is_selected_once_and_each_distance_visited_once_per_diffu
 
 def test_auto_exposure_keeps_saturation_under_the_limit(tmp_path):
     run_engine(tmp_path / "r.h5", fake_rig())
+    auto = SETTINGS.camera.auto_exposure
     with h5py.File(tmp_path / "r.h5") as f:
-        assert (f["blocks/saturated_fraction"][...] <= SETTINGS.auto.max_saturated_fraction).all()
-        assert (f["pairs/exposure_us"][...] != SETTINGS.start_exposure_us).all()  # it did adjust
+        assert (f["blocks/saturated_fraction"][...] <= auto.max_saturated_fraction).all()
+        assert (f["pairs/exposure_us"][...] != auto.start_us).all()  # it did adjust
 
 
 def test_fixed_exposure_is_used_for_every_pair(tmp_path):
-    settings = EngineSettings(**{**SETTINGS.__dict__, "exposure_us": 77.0})
+    settings = SETTINGS.replace(camera={"exposure_us": 77.0})
     run_engine(tmp_path / "r.h5", fake_rig(), settings)
     with h5py.File(tmp_path / "r.h5") as f:
         assert (f["pairs/exposure_us"][...] == 77.0).all()
@@ -69,7 +72,7 @@ def test_dark_frames_are_mean_of_laser_off_frames(tmp_path):
 def test_real_rig_darks_ask_the_operator_to_block_the_laser(tmp_path):
     op = FakeOperator(interactive=True)
     run_engine(tmp_path / "r.h5", fake_rig(operator=op),
-               EngineSettings(**{**SETTINGS.__dict__, "laser_blocked_for_dark": False}))
+               SETTINGS.replace(laser_blocked_for_dark=False))
     assert sum("Block the laser" in a for a in op.asked) == 4
 
 
@@ -106,7 +109,7 @@ def test_drift_stops_an_unattended_run_cleanly(tmp_path):
 def test_drift_asks_an_attended_operator_who_may_continue(tmp_path):
     op = FakeOperator(interactive=True, yes=True)
     out = run_engine(tmp_path / "r.h5", fake_rig(operator=op, drift_after=2),
-                     EngineSettings(**{**SETTINGS.__dict__, "laser_blocked_for_dark": True}))
+                     SETTINGS.replace(laser_blocked_for_dark=True))
     assert out.exit_code == 0
     assert any("Continue anyway" in a for a in op.asked)
 
@@ -138,30 +141,27 @@ def test_write_failure_stops_cleanly_and_keeps_the_file_valid(tmp_path, monkeypa
 def test_a_frame_of_the_wrong_size_stops_the_run_naming_the_camera(tmp_path):
     rig = fake_rig()
     rig.camera.configure = lambda roi_px, exposure_us: 100.0  # ignores the ROI: stays 16x16
-    out = run_engine(tmp_path / "r.h5", rig, EngineSettings(**{**SETTINGS.__dict__, "roi_px": (8, 8)}),
+    out = run_engine(tmp_path / "r.h5", rig, SETTINGS.replace(camera={"roi_px": (8, 8)}),
                      tiny_layout(frame_shape=(8, 8)))
     assert out.exit_code == 1 and out.device == "camera" and "frame" in out.message
 
 
 def test_drift_policy_log_warns_and_goes_on(tmp_path, caplog):
     out = run_engine(tmp_path / "r.h5", fake_rig(drift_after=2),
-                     EngineSettings(**{**SETTINGS.__dict__, "on_drift": "log"}))
+                     SETTINGS.replace(stability={"on_drift": "log"}))
     assert out.exit_code == 0 and "stability: reference correlation" in caplog.text
 
 
 def test_drift_policy_stop_stops_even_an_attended_run(tmp_path):
     op = FakeOperator(interactive=True, yes=True)
     out = run_engine(tmp_path / "r.h5", fake_rig(operator=op, drift_after=2),
-                     EngineSettings(**{**SETTINGS.__dict__, "on_drift": "stop"}))
+                     SETTINGS.replace(stability={"on_drift": "stop"}))
     assert out.exit_code == 1 and not op.asked
 
 
 def _run_settings(**kw):
-    base = dict(roi_px=(16, 16), window_px=(8, 8), settle_ms=0.0, gray_pi=None, stroke_mode="full-wave",
-                exposure_us=None, auto=AutoExposureSettings(), start_exposure_us=50.0, average=1,
-                dark_frames=0, reference_every=2, stability_threshold=0.9, on_drift="ask", timeout_ms=100.0,
-                max_retries=1, backoff_s=0.0, backoff_max_s=0.0, manual_steps=())
-    return RunSettings(**{**base, **kw})
+    base = RunSettings(camera=CameraConfig(roi_px=(16, 16)), target_px=(8, 8), dark=DarkConfig(frames=0))
+    return base.replace(**kw)
 
 
 def test_preflight_refuses_manual_steps_when_nobody_answers():
@@ -169,7 +169,7 @@ def test_preflight_refuses_manual_steps_when_nobody_answers():
     with pytest.raises(UserError, match="needs a person .*Put the 220"):
         preflight_people(_run_settings(manual_steps=("Put the 220 diffuser in",)), rig_file, FakeOperator())
     with pytest.raises(UserError, match="dark frames"):
-        preflight_people(_run_settings(dark_frames=4), rig_file, FakeOperator())
+        preflight_people(_run_settings(dark={"frames": 4}), rig_file, FakeOperator())
     preflight_people(_run_settings(manual_steps=("x",)), rig_file, FakeOperator(interactive=True))
 
 
@@ -179,7 +179,7 @@ def test_preflight_refuses_the_wrong_stroke_mode_before_any_frame():
     with pytest.raises(UserError, match="stroke mode is 'half-wave' but the protocol requires 'full-wave'"):
         preflight_devices(rig, _run_settings())
     assert rig.camera.captures == 0 and rig.slm.shows == 0
-    preflight_devices(rig, _run_settings(stroke_mode=None))  # "any"
+    preflight_devices(rig, _run_settings(slm={"stroke_mode": "any"}))
 
 
 def test_sim_faults_are_retried_and_the_frames_are_unchanged(tmp_path):

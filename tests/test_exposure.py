@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from acquisition.exposure import AutoExposureSettings, auto_expose, frame_statistics, mean_dark, percentile
+from acquisition.exposure import TOLERANCE, auto_expose, frame_statistics, mean_dark, percentile
+from protocols.schema import AutoExposureConfig
 
 IRRADIANCE = np.random.default_rng(0).exponential(1.0, (32, 32))  # speckle-like counts per µs
 
@@ -22,11 +23,11 @@ def linear_probe(counts_per_us: float, max_value: int = 255):
 
 
 def test_converges_to_the_target_percentile():
-    s = AutoExposureSettings(target_percentile=99.0, target_fraction=0.5, max_saturated_fraction=0.001)
+    s = AutoExposureConfig(target_percentile=99.0, target_level=0.5, max_saturated_fraction=0.001)
     probe, _ = linear_probe(0.01)
     res = auto_expose(probe, 100.0, 255, s)
     assert res.converged
-    assert res.statistic == pytest.approx(0.5 * 255, rel=s.tolerance)
+    assert res.statistic == pytest.approx(0.5 * 255, rel=TOLERANCE)
     assert res.saturated_fraction <= s.max_saturated_fraction
 
 
@@ -39,7 +40,7 @@ def test_backs_off_from_a_saturated_start():
 
 def test_stops_where_the_saturation_limit_binds_before_the_target():
     # exponential speckle: p99.9 is 1.5 x p99, so p99 at 90 % of full scale saturates > 0.1 %
-    s = AutoExposureSettings(target_percentile=99.0, target_fraction=0.9, max_saturated_fraction=0.001)
+    s = AutoExposureConfig(target_percentile=99.0, target_level=0.9, max_saturated_fraction=0.001)
     probe, _ = linear_probe(0.01)
     res = auto_expose(probe, 100.0, 255, s)
     assert res.converged and res.saturated_fraction <= 0.001 and res.statistic < 0.9 * 255
@@ -47,14 +48,13 @@ def test_stops_where_the_saturation_limit_binds_before_the_target():
 
 def test_gives_the_best_unsaturated_exposure_when_it_cannot_converge():
     probe, _ = linear_probe(0.01)
-    s = AutoExposureSettings(max_iterations=1)
-    res = auto_expose(probe, 1.0, 255, s)
+    res = auto_expose(probe, 1.0, 255, max_iterations=1)
     assert not res.converged and res.exposure_us == 1.0
 
 
 def test_respects_the_maximum_exposure():
     probe, calls = linear_probe(1e-9)
-    res = auto_expose(probe, 100.0, 255, AutoExposureSettings(max_exposure_us=1000.0))
+    res = auto_expose(probe, 100.0, 255, AutoExposureConfig(max_us=1000.0, start_us=100.0))
     assert max(calls) <= 1000.0 and not res.converged
 
 

@@ -11,7 +11,6 @@ import h5py
 import numpy as np
 import pytest
 
-from acquisition.engine import EngineSettings
 from tests._fake_rig import fake_rig
 from tests._run_factory import tiny_layout
 from tests._tiny_sim import tiny_files
@@ -80,7 +79,7 @@ def test_resume_of_a_complete_run_captures_nothing(tmp_path):
 
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path):
     layout = tiny_layout(n_objects=30, frame_shape=(48, 48), pattern_shape=(8, 8))
-    settings = EngineSettings(**{**SETTINGS.__dict__, "roi_px": (48, 48)})
+    settings = SETTINGS.replace(camera={"roi_px": (48, 48)})
     t0 = time.perf_counter()
     run_engine(tmp_path / "whole.h5", fake_rig(), settings, layout)
     whole_s = time.perf_counter() - t0

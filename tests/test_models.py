@@ -224,3 +224,101 @@ def test_config_without_shortcuts_key_rebuilds_the_pre_fix_plain_model():
     model = _small("spt-unet-b")
     old = {k: v for k, v in model.config.items() if k != "shortcuts"}  # as saved before the fix
     assert model_from_config(old).config["shortcuts"] is False
+
+
+# --- issue 18: the faster layout, old checkpoints, the attention ablation ---------------------------------
+
+def _legacy(name, size=SMALL, seed=0):
+    from bench.legacy_models import build_legacy_model
+
+    torch.manual_seed(seed)
+    return build_legacy_model(name, size)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_checkpoint_of_the_pre_issue_18_code_loads_and_gives_the_same_outputs(tmp_path, name):
+    from reconstruction.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+    old = _legacy(name)
+    old.forward_logits(torch.rand(4, 1, SMALL, SMALL))  # one training-mode pass: non-trivial BN statistics
+    old.eval()
+    save_checkpoint({"model_config": dict(old.config), "model": old.state_dict(), "epoch": 1, "history": {},
+                     "train_config": {}}, tmp_path / "old.pt")
+    new = model_from_checkpoint(load_checkpoint(tmp_path / "old.pt"))
+    if name == "spt-unet":
+        assert new.config["heads"] == [2, 4, 8] and new.config["head_dim"] == [4, 8, 24]
+    x = torch.rand(2, 1, SMALL, SMALL)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x), old(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["spt-unet", "spt-unet-b"])
+def test_parameters_and_macs_at_200_are_those_of_the_pre_issue_18_layout(name):
+    from bench.legacy_models import build_legacy_model
+
+    with torch.device("meta"):
+        old, new = build_legacy_model(name, 200), build_model(name, 200)
+    assert count_parameters(new) == count_parameters(old)
+    assert count_macs(new) == count_macs(old)
+
+
+def test_spt_unet_runs_its_n_over_2_attention_as_one_head_of_eight():
+    model = _small("spt-unet")
+    assert (model.encoders[0].attn.heads, model.encoders[0].attn.head_dim) == (1, 8)
+
+
+def test_models_run_channels_last():
+    model = _small("spt-unet-b")
+    assert model.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    seen = {}
+    model.encoders[0].register_forward_hook(lambda mod, args, out: seen.update(out=out))
+    model(torch.rand(2, 1, SMALL, SMALL))  # an ordinary NCHW input
+    assert seen["out"].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_attention_tokens_of_nchw_and_channels_last_maps_agree():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention2d(d_model=8, heads=2, head_dim=4)
+    q, kv = torch.randn(2, 8, 3, 5), torch.randn(2, 8, 3, 5)
+    cl = lambda t: t.contiguous(memory_format=torch.channels_last)  # noqa: E731
+    torch.testing.assert_close(mha(cl(q), cl(kv), cl(kv)), mha(q, kv, kv))
+
+
+def test_no_attention_ablation_has_no_attention_modules():
+    model = build_model("spt-unet-b", SMALL, attention=False)
+    assert model.config["attention"] is False
+    assert not any(isinstance(m, MultiHeadAttention2d) for m in model.modules())
+    assert count_parameters(model) < count_parameters(_small("spt-unet-b"))
+
+
+def test_no_attention_decoder_adds_the_normalised_skip_to_its_stream():
+    from reconstruction.models.attention import DecoderBlock
+
+    torch.manual_seed(0)
+    block = DecoderBlock(d_model=8, size=4, heads=1, head_dim=4, ffn_hidden=16, pos_mode="eq4-scaled",
+                         attention=False).eval()
+    x, skip = torch.randn(2, 8, 4, 4), torch.randn(2, 8, 4, 4)
+    passed = x + block.norm_query(skip)
+    torch.testing.assert_close(block(x, skip), passed + block.ffn(block.norm_ffn(passed)))
+
+
+def test_no_attention_output_still_depends_on_the_skip_maps():
+    model = build_model("spt-unet-b", SMALL, attention=False).eval()
+    x = torch.rand(1, 1, SMALL, SMALL)
+    with torch.no_grad():
+        before = model.forward_logits(x)
+        # replace the e1 skip map that decoder 3 receives as its query by random features
+        model.decoders[2].register_forward_pre_hook(lambda mod, args: (args[0], torch.randn_like(args[1])))
+        after = model.forward_logits(x)
+    assert (before - after).abs().max() > 1e-3
+
+
+def test_no_attention_ablation_trains_every_parameter():
+    model = build_model("spt-unet-b", SMALL, attention=False)
+    model.forward_logits(torch.rand(2, 1, SMALL, SMALL)).mean().backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
+
+
+def test_config_without_attention_key_rebuilds_with_attention():
+    old = {k: v for k, v in _small("spt-unet-b").config.items() if k != "attention"}
+    assert model_from_config(old).config["attention"] is True

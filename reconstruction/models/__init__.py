@@ -51,6 +51,7 @@ def model_from_config(config: dict) -> nn.Module:
     if name != "unet":
         # checkpoints saved before the sampling shortcuts (docs/model.md "Training fault") lack the key
         cfg.setdefault("shortcuts", False)
+        cfg.setdefault("attention", True)  # saved before the attention ablation existed (issue 18)
     return build_model(name, size, **cfg)
 
 

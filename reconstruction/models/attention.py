@@ -6,6 +6,15 @@ the side of the feature map; we use the usual 1/√d_head scale (Vaswani et al. 
 logits depend on the image size, and with d_k = 100 it flattens the softmax to near-uniform at initialisation.
 Each head has a fixed width ``head_dim``; SpT UNet-B halves the head count (paper: "the number of heads or
 parallel attention layers ... decreased by 50%"), which halves the projection width and the attention cost.
+
+Speed (issue 18, docs/model.md "Speed"): on a CPU the N/2 attention is bound by the softmax over its
+10⁸ scores per head, not by multiply-accumulates, so the cost grows with the number of heads, not their
+width. Tokens are taken from the (B, C, H, W) map without copies when it is channels_last (the models run
+channels_last): a (B, H·W, heads, head_dim) view with a unit last stride, as SDPA's fused kernels need.
+
+``attention=False`` builds the blocks of the attention ablation (``spt-unet-b:no-attention``): no MHA or
+MHCA at all (their outputs are zero), and the decoder adds the normalised query f(Q*) itself to its stream,
+so the skip maps, which otherwise enter only as cross-attention queries, still reach the decoder.
 """
 
 from __future__ import annotations
@@ -30,18 +39,19 @@ class MultiHeadAttention2d(nn.Module):
         self.w_v = nn.Conv2d(d_model, inner, 1)
         self.w_o = nn.Conv2d(inner, d_model, 1)
 
-    def _split(self, t: torch.Tensor) -> torch.Tensor:
+    def _tokens(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → (B, heads, H·W, head_dim) with a unit last stride (else SDPA falls back to the math
+        path that materialises the tokens × tokens matrix, ~3.7× slower); a view for channels_last input."""
         b, _, h, w = t.shape
-        # (B, heads, tokens, head_dim), contiguous: the fused SDPA kernels (CPU flash too) need a unit last
-        # stride, else SDPA falls back to the math path that materialises the tokens × tokens matrix.
-        return t.reshape(b, self.heads, self.head_dim, h * w).transpose(2, 3).contiguous()
+        return t.permute(0, 2, 3, 1).reshape(b, h * w, self.heads, self.head_dim).transpose(1, 2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         b, _, h, w = q.shape
         # eq. 1 with the scale 1/sqrt(head_dim) (SDPA's default); see the module docstring.
-        out = F.scaled_dot_product_attention(self._split(self.w_q(q)), self._split(self.w_k(k)),
-                                             self._split(self.w_v(v)))
-        out = out.transpose(2, 3).reshape(b, self.heads * self.head_dim, h, w)
+        out = F.scaled_dot_product_attention(self._tokens(self.w_q(q)), self._tokens(self.w_k(k)),
+                                             self._tokens(self.w_v(v)))
+        # back to (B, C, H, W); a view (channels_last) when SDPA returns its (B, T, heads, D) layout
+        out = out.transpose(1, 2).reshape(b, h, w, self.heads * self.head_dim).permute(0, 3, 1, 2)
         return self.w_o(out)
 
 
@@ -59,35 +69,51 @@ class _PositionMixin(nn.Module):
 
 
 class EncoderBlock(_PositionMixin):
-    """Pre-BN encoder block (Fig. 1c): x += MHA(BN(x)); x += FFN(BN(x))."""
+    """Pre-BN encoder block (Fig. 1c): x += MHA(BN(x)); x += FFN(BN(x)).
+    ``attention=False`` (the ablation): x += FFN(BN(x)) only."""
 
-    def __init__(self, d_model: int, size: int, heads: int, head_dim: int, ffn_hidden: int, pos_mode: str):
+    def __init__(self, d_model: int, size: int, heads: int, head_dim: int, ffn_hidden: int, pos_mode: str,
+                 attention: bool = True):
         super().__init__()
-        self._init_position(d_model, size, pos_mode)
-        self.norm_attn, self.attn = nn.BatchNorm2d(d_model), MultiHeadAttention2d(d_model, heads, head_dim)
+        self.attention = attention
+        if attention:
+            self._init_position(d_model, size, pos_mode)
+            self.norm_attn = nn.BatchNorm2d(d_model)
+            self.attn = MultiHeadAttention2d(d_model, heads, head_dim)
         self.norm_ffn, self.ffn = nn.BatchNorm2d(d_model), FeedForward2d(d_model, ffn_hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.norm_attn(x)
-        qk = n + self.pos
-        x = x + self.attn(qk, qk, n)
+        if self.attention:
+            n = self.norm_attn(x)
+            qk = n + self.pos
+            x = x + self.attn(qk, qk, n)
         return x + self.ffn(self.norm_ffn(x))
 
 
 class DecoderBlock(_PositionMixin):
     """Pre-BN decoder block (Fig. 1d): x += MHA(BN(x)); x += MHCA(f(Q*), BN(x), BN(x)); x += FFN(BN(x)).
     The query Q* of the cross-attention is given by the caller (embedded label / learned query / skip map)
-    and normalised here by its own BN (f of eq. 3)."""
+    and normalised here by its own BN (f of eq. 3). ``attention=False`` (the ablation): both attention
+    outputs are zero and x += f(Q*) passes the query (the skip map) on; then x += FFN(BN(x))."""
 
-    def __init__(self, d_model: int, size: int, heads: int, head_dim: int, ffn_hidden: int, pos_mode: str):
+    def __init__(self, d_model: int, size: int, heads: int, head_dim: int, ffn_hidden: int, pos_mode: str,
+                 attention: bool = True):
         super().__init__()
-        self._init_position(d_model, size, pos_mode)
-        self.norm_attn, self.attn = nn.BatchNorm2d(d_model), MultiHeadAttention2d(d_model, heads, head_dim)
+        self.attention = attention
+        if attention:
+            self._init_position(d_model, size, pos_mode)
+            self.norm_attn = nn.BatchNorm2d(d_model)
+            self.attn = MultiHeadAttention2d(d_model, heads, head_dim)
         self.norm_query = nn.BatchNorm2d(d_model)
-        self.norm_cross, self.cross = nn.BatchNorm2d(d_model), MultiHeadAttention2d(d_model, heads, head_dim)
+        if attention:
+            self.norm_cross = nn.BatchNorm2d(d_model)
+            self.cross = MultiHeadAttention2d(d_model, heads, head_dim)
         self.norm_ffn, self.ffn = nn.BatchNorm2d(d_model), FeedForward2d(d_model, ffn_hidden)
 
     def forward(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        if not self.attention:
+            x = x + self.norm_query(query)
+            return x + self.ffn(self.norm_ffn(x))
         n = self.norm_attn(x)
         qk = n + self.pos
         x = x + self.attn(qk, qk, n)

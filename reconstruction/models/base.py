@@ -3,6 +3,10 @@
 Input (B, 1, N, N) float in [0, 1]; ``model(x)`` returns the sigmoid output (B, 1, N, N) in [0, 1];
 ``model.forward_logits(x)`` returns the pre-sigmoid logits (for BCE-with-logits under mixed precision);
 ``model.config`` is a plain dict (name, image_size, hyper-parameters) from which ``build_model`` rebuilds it.
+
+Every model runs channels_last (NHWC in memory; issue 18): its 4-D weights are stored so, and ``_input``
+converts the input, so callers pass ordinary tensors. oneDNN's CPU convolutions and their backward (and
+cuDNN's tensor-core paths) are faster in NHWC, and attention takes its tokens from an NHWC map without a copy.
 """
 
 from __future__ import annotations
@@ -21,6 +25,15 @@ class ReconstructionModel(nn.Module):
 
     def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         return torch.sigmoid(self.forward_logits(x, label))
+
+    def _channels_last(self) -> None:
+        """Stores the 4-D parameters and buffers channels_last (call at the end of ``__init__``)."""
+        self.to(memory_format=torch.channels_last)
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` checked (a one-line ValueError for a wrong shape) and made channels_last."""
+        self._check_input(x)
+        return x.contiguous(memory_format=torch.channels_last)
 
     def _check_input(self, x: torch.Tensor) -> None:
         n = self.config["image_size"]

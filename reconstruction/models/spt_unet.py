@@ -18,6 +18,10 @@ at inference. ``forward_logits(x)`` uses a learned query map (one parameter per 
 with ``label_query=True``, ``forward_logits(x, label)`` embeds the label instead (8×8 stride-8 patch
 convolution), for experiments only: a model trained with the label query sees the answer and cannot be used
 without it.
+
+``attention=False`` is the attention ablation (``spt-unet-b:no-attention`` in ``speckle-lab compare``): the
+same network with every MHA/MHCA output zero; each decoder block adds its normalised query (e2, e1, or the
+learned query) to its stream, so the skip maps still reach the decoder (attention.py).
 """
 
 from __future__ import annotations
@@ -32,9 +36,14 @@ from reconstruction.models.sampling import ConvBNReLU, LeakyUp, PuffedDown
 
 # Hyper-parameters chosen so the 200×200 counts match paper Table 2 (see docs/model.md for the measurements).
 _COMMON = {"base_channels": 24, "head_dim": (4, 8, 24), "pos_mode": "eq4-scaled", "puff_widths": (2, 4, 4, 2),
-           "label_query": False, "shortcuts": True}
+           "label_query": False, "shortcuts": True, "attention": True}
 VARIANTS: dict[str, dict] = {
-    "spt-unet": {**_COMMON, "heads": (2, 4, 8), "ffn_ratio": (4, 4, 12), "bottleneck": False},
+    # Level 1 (N/2): one head of 8 dims, not two of 4 as before issue 18: the same W^Q/K/V/O shapes,
+    # parameters and MACs, but half the softmax work, which is what the N/2 attention's CPU time is
+    # (docs/model.md "Speed"). Checkpoints store their heads: those saved with (2, 4, 8) × (4, 8, 24)
+    # rebuild as they were.
+    "spt-unet": {**_COMMON, "heads": (1, 4, 8), "head_dim": (8, 8, 24), "ffn_ratio": (4, 4, 12),
+                 "bottleneck": False},
     # UNet-B: half the heads and half the FFN width (paper, Table 2 paragraph), bottleneck sampling convs.
     "spt-unet-b": {**_COMMON, "heads": (1, 2, 4), "ffn_ratio": (2, 2, 6), "bottleneck": True},
 }
@@ -58,7 +67,7 @@ def _positive(key: str, values, count: int, kind: type) -> tuple:
 class SpTUNet(ReconstructionModel):
     def __init__(self, name: str, image_size: int, base_channels: int, heads, head_dim, ffn_ratio,
                  bottleneck: bool, pos_mode: str, puff_widths=(2, 4, 4, 2), label_query: bool = False,
-                 shortcuts: bool = True):
+                 shortcuts: bool = True, attention: bool = True):
         super().__init__()
         heads, head_dim = _positive("heads", heads, LEVELS, int), _positive("head_dim", head_dim, LEVELS, int)
         ffn_ratio = _positive("ffn_ratio", ffn_ratio, LEVELS, float)
@@ -70,7 +79,7 @@ class SpTUNet(ReconstructionModel):
                        "heads": list(heads), "head_dim": list(head_dim), "ffn_ratio": list(ffn_ratio),
                        "bottleneck": bottleneck, "pos_mode": pos_mode,
                        "puff_widths": list(puff_widths), "label_query": bool(label_query),
-                       "shortcuts": bool(shortcuts)}
+                       "shortcuts": bool(shortcuts), "attention": bool(attention)}
         chans = [base_channels * 2**i for i in range(LEVELS + 1)]
         sizes = [image_size // 2**i for i in range(LEVELS + 1)]
 
@@ -78,7 +87,7 @@ class SpTUNet(ReconstructionModel):
             c = chans[level]
             i = level - 1
             return {"d_model": c, "size": sizes[level], "heads": heads[i], "head_dim": head_dim[i],
-                    "ffn_hidden": round(ffn_ratio[i] * c), "pos_mode": pos_mode}
+                    "ffn_hidden": round(ffn_ratio[i] * c), "pos_mode": pos_mode, "attention": bool(attention)}
 
         self.stem = ConvBNReLU(1, chans[0])
         # shortcuts: ResNet projection shortcuts in the sampling modules (docs/model.md "Training fault")
@@ -95,6 +104,7 @@ class SpTUNet(ReconstructionModel):
         self.label_embed = (nn.Conv2d(1, chans[LEVELS], kernel_size=2**LEVELS, stride=2**LEVELS)
                             if label_query else None)
         self.head = nn.Sequential(ConvBNReLU(2 * chans[0], chans[0]), nn.Conv2d(chans[0], 1, 1))
+        self._channels_last()
 
     @classmethod
     def variant(cls, name: str, image_size: int, **overrides) -> SpTUNet:
@@ -115,8 +125,7 @@ class SpTUNet(ReconstructionModel):
         return self.label_embed(label)
 
     def forward_logits(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
-        self._check_input(x)
-        s0 = self.stem(x)
+        s0 = self.stem(self._input(x))
         h, skips = s0, []
         for down, enc in zip(self.down, self.encoders, strict=True):
             h = enc(down(h))

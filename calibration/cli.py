@@ -26,3 +26,21 @@ def phase(rig_path, out, step, wait_ms, average, report, show_progress) -> int:
     from calibration.commands import phase_command
 
     return phase_command(rig_path, out, step, wait_ms, average, report, show_progress)
+
+
+@calibrate.command()
+@click.option("--rig", "rig_path", default=None, help=RIG_HELP)
+@click.option("--out", "out", default="settle.toml", show_default=True,
+              help="TOML snippet to write ([slm] settle_ms = ...)")
+@click.option("--report", default=None, help="report PNG (default: OUT with .report.png)")
+@click.option("--min-ms", default=0.5, show_default=True, help="shortest delay after the flip")
+@click.option("--max-ms", default=1000.0, show_default=True, help="longest delay after the flip")
+@click.option("--delays", "n_delays", default=40, show_default=True, help="delays per direction")
+@click.option("--hold-ms", default=None, type=float, help="hold each pattern first (default: --max-ms)")
+@click.option("--average", default=2, show_default=True, help="frames averaged per delay")
+@click.option("--progress/--no-progress", "show_progress", default=True, help="show a progress bar")
+def settle(rig_path, out, report, min_ms, max_ms, n_delays, hold_ms, average, show_progress) -> int:
+    """Measure the liquid crystal's response after a flip; report and write the settle time."""
+    from calibration.commands import settle_command
+
+    return settle_command(rig_path, out, report, min_ms, max_ms, n_delays, hold_ms, average, show_progress)

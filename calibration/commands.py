@@ -101,3 +101,147 @@ def _print_phase(fit, out_path: Path, report_file: Path) -> None:
     if math.isfinite(fit.pi_gray):
         click.echo(f"for the rig file, under [slm]:  lut_file = \"{out_path.name}\"  "
                    f"(relative to the rig file; π is then gray {fit.pi_level})")
+
+
+# -- calibrate settle ---------------------------------------------------------------------------------
+
+class _Dip:
+    """The edge's dip, column by column: r(x) = a(x) − b(x)·sin²(Δφ/2) (calibration.phase, eq. 1),
+    with a(x) from a flat frame and b(x) from a settled π step. sin²(Δφ/2) is the least-squares
+    estimate over every column of the dip, Σ b·(a − r) / Σ b², which uses all of its pixels."""
+
+    def __init__(self, flat: np.ndarray, q_flat: np.ndarray, q_pi: np.ndarray):
+        self.flat = np.maximum(flat, 1e-9)
+        depth = q_flat - q_pi
+        col = int(np.argmax(depth[len(depth) // 4: 3 * len(depth) // 4])) + len(depth) // 4
+        keep = depth > 0.2 * depth[col]
+        lo = col
+        while lo > 0 and keep[lo - 1]:
+            lo -= 1
+        hi = col
+        while hi < len(depth) - 1 and keep[hi + 1]:
+            hi += 1
+        self.cols = slice(lo, hi + 1)
+        self.a, self.b = q_flat[self.cols], depth[self.cols]
+
+    def sin2(self, image: np.ndarray) -> float:
+        r = (row_profile(image) / self.flat)[self.cols]
+        return float(np.dot(self.b, self.a - r) / np.dot(self.b, self.b))
+
+
+class _SettleRun:
+    """Frames for the settle calibration on an opened bench (calibration.settle, eqs. 3 and 4)."""
+
+    def __init__(self, bench: common.Bench, lut, hold_s: float, average: int, advance):
+        self.bench, self.hold_s, self.average, self.advance = bench, hold_s, average, advance
+        window = bench.window
+        zeros = np.zeros(window, np.uint8)
+        flat = np.maximum(row_profile(self.frame(zeros, hold_s, "flat")), 1e-9)
+        q_pi = row_profile(self.frame(step_pattern(window, lut.gray_pi), hold_s, "pi")) / flat
+        q_flat = row_profile(self.frame(zeros, hold_s, "flat2")) / flat
+        self.dip = _Dip(flat, q_flat, q_pi)
+        self.low = step_pattern(window, lut.gray_for_phase(np.pi / 4))
+        self.high = step_pattern(window, lut.gray_for_phase(3 * np.pi / 4))
+
+    def frame(self, pattern, wait_s, *key):
+        self.bench.show(pattern, wait_s)
+        return self.bench.capture(("calibrate-settle", *key), self.average)
+
+    def phase_step(self, image) -> float:
+        return 2.0 * math.asin(math.sqrt(min(max(self.dip.sin2(image), 0.0), 1.0)))
+
+    def direction(self, name: str, delays: np.ndarray, refine: int):
+        from calibration.settle import fit_direction
+
+        start, end = (self.low, self.high) if name == "rise" else (self.high, self.low)
+        phi_start = self.phase_step(self.frame(start, self.hold_s, name, "start"))
+        phi_end = self.phase_step(self.frame(end, self.hold_s, name, "end"))
+        step = phi_start - phi_end
+        if abs(step) < 0.2:
+            raise UserError(f"{self.bench.rig_path}: the π/4 and 3π/4 patterns differ by only "
+                            f"{abs(step):.2f} rad at the edge; the rig's LUT is far off: run "
+                            "`speckle-lab calibrate phase` first and set lut_file")
+
+        def sweep(ds, tag):
+            out = []
+            for i, d in enumerate(ds):
+                self.bench.show(start, self.hold_s)
+                out.append((self.phase_step(self.frame(end, d / 1000.0, name, tag, i)) - phi_end) / step)
+                self.advance(1)
+            return out
+
+        half_exposure_ms = self.bench.exposure_us / 2000.0
+        t, e = list(delays), sweep(delays, "coarse")
+        fit = fit_direction(name, np.array(t) + half_exposure_ms, np.array(e))
+        if refine:
+            t1 = fit.settle_ms if math.isfinite(fit.settle_ms) else float(delays[-1])
+            more = np.linspace(0.3 * t1, min(2.5 * t1, float(delays[-1])), refine)
+            t += list(more)
+            e += sweep(more, "fine")
+            order = np.argsort(t)
+            fit = fit_direction(name, np.array(t)[order] + half_exposure_ms, np.array(e)[order])
+        return fit
+
+
+def measure_settle(bench: common.Bench, lut, delays: np.ndarray, hold_s: float, average: int, advance,
+                   refine: int = 0):
+    """The rise and fall fits. ``delays`` is the first pass; ``refine`` more delays then go where
+    the first fit puts the 1 % time (0.3 to 2.5 times it), where the settle time is decided."""
+    run = _SettleRun(bench, lut, hold_s, average, advance)
+    return [run.direction(name, delays, refine) for name in ("rise", "fall")]
+
+
+def settle_command(rig_path: str | None, out: str, report: str | None, min_ms: float, max_ms: float,
+                   n_delays: int, hold_ms: float | None, average: int, show_progress: bool) -> int:
+    from calibration.settle import delays_ms, write_report_png
+    from speckle_core.fileio import write_text_atomic
+
+    if not (0 < min_ms < max_ms <= 60_000):
+        raise UserError(f"--min-ms/--max-ms: need 0 < min < max <= 60000 ms (got {min_ms:g}, {max_ms:g})")
+    if not 8 <= n_delays <= 200:
+        raise UserError(f"--delays: must be 8..200 (got {n_delays})")
+    if not 1 <= average <= 1000:
+        raise UserError(f"--average: must be 1..1000 frames (got {average})")
+    hold_s = (max_ms if hold_ms is None else hold_ms) / 1000.0
+    if not 0 <= hold_s <= 600:
+        raise UserError(f"--hold-ms: must be 0..600000 (got {hold_ms:g})")
+    inputs = [rig_path] if rig_path else []
+    out_path = common.check_output(out, inputs, "settle snippet", (".toml",))
+    report_file = common.check_output(report or common.report_path(out_path, out_path), inputs,
+                                      "settle report", (".png",))
+    rig_file, rig = common.open_rig(rig_path)
+    delays = delays_ms(min_ms, max_ms, n_delays - n_delays // 2)
+    try:
+        bench = common.set_up_bench(rig, rig_path, hold_s)
+        if rig_file.config.slm.lut_file is None:
+            click.echo("note: the rig has no lut_file; the π/4 and 3π/4 grays come from its linear LUT "
+                       "(run `speckle-lab calibrate phase` first for a measured one)", err=True)
+        click.echo(f"calibrate settle: {common.rig_label(rig_path)}, empty slot, 0 mm, exposure "
+                   f"{bench.exposure_us / 1000:g} ms, {n_delays} delays {min_ms:g}..{max_ms:g} ms each way, "
+                   f"hold {hold_s * 1000:g} ms", err=True)
+        with common.progress(show_progress, 2 * n_delays, "settle delays") as advance:
+            fits = measure_settle(bench, rig.lut, delays, hold_s, average, advance, refine=n_delays // 2)
+    finally:
+        rig.close()
+    settle = max(f.settle_ms for f in fits)
+    value = math.ceil(settle * 10) / 10 if math.isfinite(settle) else float("nan")
+    warnings = [w for f in fits for w in f.warnings]
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [f"# speckle-lab calibrate settle, {stamp}, rig {common.rig_label(rig_path)}"]
+    lines += [f"# {f.name}: dead time {f.dead_ms:.2f} ms, τ = {', '.join(f'{x:.2f}' for x in f.tau_ms)} ms"
+              + (f" (slow share {f.slow_share:.2f})" if len(f.tau_ms) > 1 else "")
+              + f", 1 % at {f.settle_ms:.1f} ms" for f in fits]
+    lines += [f"# NOT TRUSTED: {w}" for w in warnings]
+    lines += ["[slm]", f"settle_ms = {value:g}" if math.isfinite(value) else "# settle_ms: not found"]
+    write_text_atomic(out_path, "\n".join(lines) + "\n", "settle snippet")
+    write_report_png(fits, settle, report_file, f"calibrate settle: {common.rig_label(rig_path)}")
+    for f in fits:
+        taus = ", ".join(f"{x:.2f}" for x in f.tau_ms)
+        click.echo(f"{f.name}: τ = {taus} ms, dead time {f.dead_ms:.2f} ms, "
+                   f"1 % residual at {f.settle_ms:.1f} ms (rms residual {f.rms:.4f})")
+    for w in warnings:
+        click.echo(f"NOT TRUSTED: {w}")
+    click.echo(f"wrote {out_path} and {report_file}")
+    if math.isfinite(value):
+        click.echo(f"for the rig file, under [slm]:  settle_ms = {value:g}")
+    return 0

@@ -93,6 +93,7 @@ def evaluate(checkpoint: str, run: str, out_dir: str, baseline: str | None, devi
     result = evaluate_checkpoints(ckpts, run, out_dir, device=device, batch_size=batch_size)
     for name, res in result["models"].items():
         overall = res["summary"]
+        click.echo(f"{name}: {res['split_note']}")
         click.echo(f"{name} ({res['model_name']}): " + ", ".join(
             f"{group} PCC {m['pcc']:.4f} SSIM {m['ssim']:.4f} JI {m['jaccard']:.4f} PSNR {m['psnr']:.2f}"
             for group, m in overall.items()))
@@ -104,9 +105,13 @@ def evaluate(checkpoint: str, run: str, out_dir: str, baseline: str | None, devi
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "out_dir", default="predictions", show_default=True, help="Folder for the PNGs.")
 @click.option("--device", default="auto", show_default=True)
-def predict(checkpoint: str, inputs: tuple[str, ...], out_dir: str, device: str) -> None:
-    """Reconstruct objects from speckle frames (PNG, TIFF, npy) or dataset rows (RUN.h5:ROWS)."""
+@click.option("--side-by-side", is_flag=True, help="Also write NAME_side.png: input, sigmoid map, object.")
+def predict(checkpoint: str, inputs: tuple[str, ...], out_dir: str, device: str, side_by_side: bool) -> None:
+    """Reconstruct objects from speckle frames (PNG, TIFF, npy) or dataset rows (RUN.h5:ROWS).
+
+    Writes NAME.png (the sigmoid map) and NAME_object.png (thresholded at 0.5) per input."""
     from reconstruction.predict import predict_inputs
 
-    written = predict_inputs(checkpoint, list(inputs), out_dir, device=device)
+    written = predict_inputs(checkpoint, list(inputs), out_dir, device=device, side_by_side=side_by_side,
+                             log=lambda m: click.echo(m, err=True))
     click.echo(f"wrote {len(written)} reconstruction(s) to {out_dir}")

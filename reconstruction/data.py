@@ -35,6 +35,7 @@ import numpy as np
 
 from speckle_core.errors import UserError
 from speckle_core.fileio import check_free_space, describe_os_error, is_disk_full
+from speckle_core.h5safety import read_checked
 from speckle_core.runfile import open_run, read_string_array
 
 CACHE_VERSION = 1
@@ -150,7 +151,7 @@ def run_identity(path: str | Path) -> dict:
         pattern = f["objects/pattern"]
         h_obj.update(repr((pattern.shape, str(pattern.dtype))).encode())
         for i in range(0, pattern.shape[0], CHUNK_ROWS):
-            h_obj.update(np.ascontiguousarray(pattern[i:i + CHUNK_ROWS]).tobytes())
+            h_obj.update(np.ascontiguousarray(read_checked(pattern, path, np.s_[i:i + CHUNK_ROWS])).tobytes())
         for key in ("objects/name", "objects/split"):
             if key in f:
                 h_obj.update("\0".join(read_string_array(f[key]).tolist()).encode())
@@ -275,7 +276,7 @@ def _fill_inputs(index: PairIndex, image_size: int, inputs: np.ndarray, f, progr
         first = index.rows[pos]
         stop = min(first + CHUNK_ROWS * 4, speckle.shape[0])
         take = index.rows[pos:][index.rows[pos:] < stop][:CHUNK_ROWS]
-        frames = speckle[first:take[-1] + 1][take - first]
+        frames = read_checked(speckle, index.path, np.s_[first:take[-1] + 1])[take - first]
         _check_finite(frames, index, take)
         inputs[pos:pos + len(take)] = preprocess_frames(frames, image_size).numpy().astype(np.float16)
         pos += len(take)
@@ -297,7 +298,8 @@ def _build_cache(index: PairIndex, image_size: int, folder: Path, progress=None)
             labels = np.zeros((index.n_objects, image_size, image_size), dtype=np.uint8)
             pat = f["objects/pattern"]
             for i in range(0, index.n_objects, CHUNK_ROWS):
-                labels[i:i + CHUNK_ROWS] = preprocess_labels(pat[i:i + CHUNK_ROWS], image_size)
+                block = read_checked(pat, index.path, np.s_[i:i + CHUNK_ROWS])
+                labels[i:i + CHUNK_ROWS] = preprocess_labels(block, image_size)
         inputs.flush()
         del inputs
         np.save(tmp / "labels.npy", labels)

@@ -3,7 +3,10 @@
 Inputs are image files (PNG, TIFF: 8- or 16-bit gray; colour is converted to luminance) or ``.npy``
 arrays (2-D), or dataset rows ``RUN.h5:ROWS`` with ROWS like ``7``, ``0-9`` or ``0-3,8``. Each frame
 goes through the same preprocessing as training (``reconstruction.data.preprocess_frames``); the
-output is the sigmoid map as an 8-bit gray PNG, ``<name>.png`` or ``<run>_row<R>.png``.
+outputs are the sigmoid map as an 8-bit gray PNG, ``<name>.png`` or ``<run>_row<R>.png``, the object
+thresholded at 0.5 beside it (``<name>_object.png``) and, with ``--side-by-side``, one PNG of input,
+sigmoid and object (``<name>_side.png``). A frame whose size differs from the ROI of the training data
+(stored in the checkpoint) gets a warning. An output that is one of the inputs is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from speckle_core.errors import UserError
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 H5_SUFFIXES = (".h5", ".hdf5")
 MIN_SIDE_PX = 16
+THRESHOLD = 0.5  # the object: the sigmoid map thresholded as in the paper's binary labels
 
 
 def parse_rows(spec: str, n_rows: int, where: str) -> list[int]:
@@ -53,32 +57,16 @@ def _check_frame(a: np.ndarray, where: str) -> np.ndarray:
 
 
 def read_frame(path: Path) -> np.ndarray:
-    """One 2-D frame from a PNG, TIFF or .npy file."""
+    """One 2-D frame from a PNG, TIFF or .npy file (``speckle_core.frames.read_frame_file``: regular files
+    only, bounded by the header before loading)."""
+    from speckle_core.frames import read_frame_file
+
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        try:
-            a = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise UserError(f"{path}: not a readable .npy array ({' '.join(str(e).split())[:120]})") from None
-        return _check_frame(np.asarray(a), str(path))
-    if suffix in IMAGE_SUFFIXES:
-        from PIL import Image, UnidentifiedImageError
-        from PIL.Image import DecompressionBombError
-
-        try:
-            with Image.open(path) as im:
-                im.load()
-                if im.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LA"):
-                    im = im.convert("L")
-                a = np.array(im)
-        except DecompressionBombError:
-            raise UserError(f"{path}: image too large to be a camera frame (decompression bomb?)") from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            raise UserError(f"{path}: not a readable image ({' '.join(str(e).split())[:120]})") from None
-        return _check_frame(a, str(path))
-    raise UserError(f"{path}: unsupported input type {suffix or '(none)'} (PNG, TIFF, .npy or RUN.h5:ROWS)")
+    if path.suffix.lower() not in (".npy", *IMAGE_SUFFIXES):
+        raise UserError(f"{path}: unsupported input type {path.suffix or '(none)'} "
+                        "(PNG, TIFF, .npy or RUN.h5:ROWS)")
+    return _check_frame(np.asarray(read_frame_file(path)), str(path))
 
 
 def _split_h5(item: str) -> tuple[Path, str] | None:
@@ -91,6 +79,7 @@ def _split_h5(item: str) -> tuple[Path, str] | None:
 
 
 def read_rows(path: Path, spec: str) -> list[tuple[str, np.ndarray]]:
+    from speckle_core.h5safety import read_checked
     from speckle_core.runfile import open_run
 
     with open_run(path) as f:
@@ -101,7 +90,7 @@ def read_rows(path: Path, spec: str) -> list[tuple[str, np.ndarray]]:
         for r in rows:
             if not done[r]:
                 raise UserError(f"{path}: row {r} has no frame (/pairs/done is False)")
-            out.append((f"{path.stem}_row{r}", np.asarray(speckle[r])))
+            out.append((f"{path.stem}_row{r}", np.asarray(read_checked(speckle, path, r))))
     return out
 
 
@@ -118,37 +107,100 @@ def collect_inputs(items: list[str]) -> list[tuple[str, np.ndarray]]:
     return frames
 
 
-def predict_inputs(checkpoint: str | Path, items: list[str], out_dir: str | Path, device="auto",
-                   batch_size: int = 8) -> list[Path]:
-    """Reconstructs every input and writes one PNG each; returns the paths written."""
-    import torch
+def training_geometry(state: dict) -> tuple[int, int] | None:
+    """(H, W) of the frames the checkpoint was trained on (its run file's ROI), when known."""
+    shape = state.get("frame_shape")
+    if isinstance(shape, list | tuple) and len(shape) == 2 and all(isinstance(v, int) for v in shape):
+        return int(shape[0]), int(shape[1])
+    return None
+
+
+def geometry_warnings(frames: list[tuple[str, np.ndarray]], trained: tuple[int, int] | None) -> list[str]:
+    """One warning per frame whose size differs from the training data's ROI (it is still centre-cropped
+    and resized like the training frames, but the speckle grain then differs from what the model saw)."""
+    if trained is None:
+        return []
+    return [f"warning: {name}: frame {a.shape[1]}x{a.shape[0]} differs from the training data's ROI "
+            f"{trained[1]}x{trained[0]}; it is centre-cropped and resized, so results may not hold"
+            for name, a in frames if tuple(a.shape) != trained]
+
+
+def _out_paths(out: Path, name: str, used: set, items: list[str], side_by_side: bool) -> dict[str, Path]:
+    stem, k = name, 1
+    while stem in used:  # two inputs with the same name: keep both
+        k += 1
+        stem = f"{name}_{k}"
+    used.add(stem)
+    from speckle_core.fileio import check_output_file
+
+    paths = {"sigmoid": out / f"{stem}.png", "object": out / f"{stem}_object.png"}
+    if side_by_side:
+        paths["side"] = out / f"{stem}_side.png"
+    for p in paths.values():
+        check_output_file(p, inputs=[i.rpartition(":")[0] if _split_h5_quiet(i) else i for i in items],
+                          what="reconstruction", suffixes=(".png",))
+    return paths
+
+
+def _split_h5_quiet(item: str) -> bool:
+    head, sep, _ = item.rpartition(":")
+    return bool(sep) and Path(head).suffix.lower() in H5_SUFFIXES
+
+
+def _save_png(path: Path, gray01: np.ndarray) -> None:
+    import io
+
     from PIL import Image
+
+    from reconstruction.runtime import atomic_write
+
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(gray01, 0, 1) * 255 + 0.5).astype(np.uint8)).save(buf, format="PNG")
+    atomic_write(path, lambda fh: fh.write(buf.getvalue()), what="reconstruction")
+
+
+def _write_outputs(paths: dict[str, Path], frame_in: np.ndarray, img: np.ndarray) -> Path:
+    _save_png(paths["sigmoid"], img)
+    obj = (img >= THRESHOLD).astype(np.float32)
+    _save_png(paths["object"], obj)
+    if "side" in paths:
+        _save_png(paths["side"], np.concatenate([frame_in, np.ones((img.shape[0], 2)), img,
+                                                 np.ones((img.shape[0], 2)), obj], axis=1))
+    return paths["sigmoid"]
+
+
+def predict_inputs(checkpoint: str | Path, items: list[str], out_dir: str | Path, device="auto",
+                   batch_size: int = 8, side_by_side: bool = False, log=None) -> list[Path]:
+    """Reconstructs every input; writes ``NAME.png`` (sigmoid), ``NAME_object.png`` (thresholded at 0.5)
+    and, with ``side_by_side``, ``NAME_side.png`` (input, sigmoid, object); returns the sigmoid PNGs, one
+    per input (the others lie beside them).
+
+    No output may be one of the inputs (nor a run file, checkpoint or protocol): refused before any
+    file is written."""
+    import torch
 
     from reconstruction.checkpoint import load_checkpoint, model_from_checkpoint
     from reconstruction.data import preprocess_frames
-    from reconstruction.runtime import autocast, pick_device
+    from reconstruction.runtime import autocast, pick_device, to_device
+    from speckle_core.fileio import check_output_dir
 
     frames = collect_inputs(items)  # check every input before loading the model
+    out = check_output_dir(out_dir, inputs=[checkpoint], what="prediction folder")
+    used: set = set()
+    plans = [_out_paths(out, name, used, [*items, str(checkpoint)], side_by_side) for name, _ in frames]
     state = load_checkpoint(checkpoint)
     dev = pick_device(device)
-    model = model_from_checkpoint(state, checkpoint).to(dev)
+    model = model_from_checkpoint(state, checkpoint, device=dev, batch=batch_size).to(dev)
     size = int(state["model_config"]["image_size"])
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written, used = [], set()
+    for line in geometry_warnings(frames, training_geometry(state)):
+        (log or print)(line)
+    written = []
     with torch.no_grad():
         for i in range(0, len(frames), batch_size):
             chunk = frames[i:i + batch_size]
-            x = torch.stack([preprocess_frames(a, size)[0] for _, a in chunk])[:, None].to(dev)
+            x = torch.stack([preprocess_frames(a, size)[0] for _, a in chunk])[:, None]
             with autocast(dev):
-                y = model.forward_logits(x).float().sigmoid()[:, 0].cpu().numpy()
-            for (name, _), img in zip(chunk, y, strict=True):
-                stem, k = name, 1
-                while stem in used:  # two inputs with the same name: keep both
-                    k += 1
-                    stem = f"{name}_{k}"
-                used.add(stem)
-                path = out / f"{stem}.png"
-                Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
-                written.append(path)
+                y = model.forward_logits(to_device(x, dev)).float().sigmoid()[:, 0].cpu().numpy()
+            for j, img in enumerate(y):
+                written.append(_write_outputs(plans[i + j], x[j, 0].numpy(), img))
     return written

@@ -434,7 +434,13 @@ def checkpoint_state(t: Trainer, epoch_done: int, batch: int = 0, partial=None) 
             "train_config": asdict(t.cfg), "rng": _rng_state(t.device), "world_size": t.dist.world,
             "run_identity": {**t.identity, "run": str(t.cfg.run)},
             "eval_sizes": {k: int(len(t.sets[k])) for k in ("train", "test", "validation")},
-            "selected_on": "test"}
+            "selected_on": "test", "test_faces": _test_face_names(t), "device": str(t.device),
+            "frame_shape": [int(v) for v in t.cache.index.frame_shape]}
+
+
+def _test_face_names(t: Trainer) -> list[str] | None:
+    names = t.cache.index.object_name
+    return None if names is None else [str(names[o]) for o in t.cfg.test_objects or []]
 
 
 def save(t: Trainer, record: dict, log) -> None:

@@ -35,10 +35,12 @@ def test_metrics_json_has_each_group_by_diffuser_and_distance(evaluated):
         assert {"pcc", "ssim", "jaccard", "psnr", "n"} <= set(r)
 
 
-def test_validation_counts_exclude_held_out_faces(evaluated):
+def test_validation_counts_exclude_held_out_and_test_faces(evaluated):
     run, _, result = evaluated
     idx = read_index(run)
-    n_val = int(((idx.role == "validation") & (idx.face_split == "train")).sum())
+    test = result["models"]["spt"]["train_config"]["test_objects"]
+    val = (idx.role == "validation") & (idx.face_split == "train") & ~np.isin(idx.object_index, test)
+    n_val = int(val.sum())
     assert result["models"]["spt"]["summary"]["validation"]["n"] == n_val
 
 

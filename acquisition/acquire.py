@@ -183,7 +183,8 @@ def progress_bar(enabled: bool, total: int, already: int):
 
 def run_acquisition(protocol: ProtocolFile | str | Path, out: str | Path,
                     rig: RigFile | str | Path | None = None, *, resume: bool = False,
-                    unattended: bool = False, progress: bool = False, operator=None) -> RunOutcome:
+                    unattended: bool = False, progress: bool = False, operator=None,
+                    observers: tuple = ()) -> RunOutcome:
     """Runs a protocol on a rig into the run file ``out``: the one entry point of a run.
 
     ``protocol``: a path or a loaded ``ProtocolFile``; ``rig``: a path, a loaded ``RigFile``, or None
@@ -221,7 +222,7 @@ def run_acquisition(protocol: ProtocolFile | str | Path, out: str | Path,
                 dtype = np.uint8 if opened.camera.max_value <= 255 else np.uint16
                 create_run(out, layout_from_plan(plan, objects, dtype))
                 log.info("laid out %s in %.1f s", out, time.perf_counter() - t0)
-            outcome = _run_engine(opened, out, settings, progress)
+            outcome = _run_engine(opened, out, settings, progress, observers)
     finally:
         with contextlib.suppress(Exception):
             opened.close()
@@ -230,19 +231,19 @@ def run_acquisition(protocol: ProtocolFile | str | Path, out: str | Path,
 
 
 def acquire_command(protocol_path: str, out_path: str, rig_path: str | None, *, resume: bool,
-                    unattended: bool, progress: bool) -> int:
+                    unattended: bool, progress: bool, observers: tuple = ()) -> int:
     """``speckle-lab acquire``: runs it, prints how it ended on one line, returns the exit code."""
     outcome = run_acquisition(protocol_path, out_path, rig_path, resume=resume, unattended=unattended,
-                              progress=progress)
+                              progress=progress, observers=observers)
     stream = sys.stdout if outcome.exit_code == 0 else sys.stderr
     print(f"{out_path}: {outcome.message} (log: {outcome.log_path})", file=stream)
     return outcome.exit_code
 
 
-def _run_engine(rig, out: Path, settings: RunSettings, progress: bool) -> RunOutcome:
+def _run_engine(rig, out: Path, settings: RunSettings, progress: bool, observers: tuple = ()) -> RunOutcome:
     writer = RunWriter(out, settings.sync_interval_s)
     try:
-        engine = Engine(rig, writer, settings)
+        engine = Engine(rig, writer, settings, observers=list(observers))
     except BaseException:
         writer.close()
         raise

@@ -151,6 +151,10 @@ class Engine:
     stop_requested: threading.Event = field(default_factory=threading.Event)
     progress: Callable[[int, int, str], None] | None = None
     sleep: Callable[[float], None] = time.sleep
+    # Watchers of the run (console.view.RunView, the API's callbacks): objects with any of
+    # on_frame(kind, gray, frame, what), on_progress(done, total, block_label),
+    # on_reference(index, block_label, correlation), on_finished(exit_code, message). See _notify.
+    observers: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         f = self.writer.file
@@ -237,7 +241,23 @@ class Engine:
         log.info("run ended (exit %d): %s", code, message)
         log.info("timing: %.1f s running, %d frames, devices (show, settle, capture) %.1f s, "
                  "writer thread %.1f s", time.perf_counter() - t_run, self.frames, self.capture_s, w.busy_s)
+        self._notify("on_finished", code, message)
         return RunOutcome(code, message, done, total, device)
+
+    def _notify(self, event: str, *args) -> None:
+        """Calls ``event`` on each observer that has it. An observer must return at once (hand the
+        data over, never wait); one that raises is dropped with a log line: it never stops, slows
+        or changes the run."""
+        for obs in list(self.observers):
+            fn = getattr(obs, event, None)
+            if fn is None:
+                continue
+            try:
+                fn(*args)
+            except Exception as e:  # noqa: BLE001 - a watcher's failure is not the run's
+                log.warning("observer %s dropped: its %s failed (%s: %s)", type(obs).__name__, event,
+                            type(e).__name__, e)
+                self.observers.remove(obs)
 
     # -- device operations with retries -------------------------------------------------------
     def _retry(self, what: str, fn: Callable[[], object]):
@@ -279,7 +299,9 @@ class Engine:
                               device="camera")
             return frame
 
-        return self._retry(what, step)
+        frame = self._retry(what, step)
+        self._notify("on_frame", key[0], gray, frame, what)
+        return frame
 
     def _configure(self, exposure_us: float) -> float:
         return float(self._retry("setting the camera exposure",
@@ -370,6 +392,7 @@ class Engine:
         self._pairs_written += 1
         if self.progress is not None:
             self.progress(self._pairs_written, len(self.done), self.block_label(b))
+        self._notify("on_progress", self._pairs_written, len(self.done), self.block_label(b))
 
     def _reference(self, i: int, w: _Writer) -> None:
         b = int(self._ref_block[i])
@@ -380,6 +403,7 @@ class Engine:
         w.put(lambda wr: wr.write_reference(i, image, corr, ts))
         self._ref_done[i] = True
         log.info("reference %d (%s): correlation %.4f", i, self.block_label(b), corr)
+        self._notify("on_reference", i, self.block_label(b), corr)
         if ok:
             return
         threshold = self.settings.stability.threshold

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
 
@@ -22,3 +24,28 @@ def live(rig_path: str | None, port: int, host: str, protocol_path: str | None, 
     from console.live_command import live_command
 
     return live_command(rig_path, port, host, protocol_path, snapshot_dir, max_fps)
+
+
+VIEW_HELP = ("watch the run in the browser: serve the console page, read-only, on 127.0.0.1:PORT "
+             "(default 8765); several tabs may watch; it never slows or stops the run")
+
+
+def add_view_option(acquire: click.Command) -> click.Command:
+    """Gives ``speckle-lab acquire`` its ``--view [PORT]``. Registered from ``speckle_lab.cli``: the
+    acquisition layer sits below the console and cannot import it, so the console wraps its command."""
+    if any(p.name == "view" for p in acquire.params):
+        return acquire
+    acquire.params.append(click.Option(["--view"], type=click.IntRange(0, 65535), is_flag=False,
+                                       flag_value=8765, default=None, metavar="[PORT]", help=VIEW_HELP))
+    run_plain = acquire.callback
+
+    @functools.wraps(run_plain)
+    def callback(view: int | None = None, **kwargs):
+        if view is None:
+            return run_plain(**kwargs)
+        from console.view_command import acquire_with_view
+
+        return acquire_with_view(view, **kwargs)
+
+    acquire.callback = callback
+    return acquire

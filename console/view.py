@@ -66,7 +66,8 @@ class RunView:
 
     readonly = True
 
-    def __init__(self, total: int = 0, done: int = 0, threshold: float | None = None, title: str = ""):
+    def __init__(self, total: int = 0, done: int = 0, threshold: float | None = None, title: str = "",
+                 clock=time.monotonic):
         self.frames = LatestSlot()
         self.slm = LatestSlot()
         self.failed: set[str] = set()
@@ -76,19 +77,20 @@ class RunView:
         self.threshold = threshold
         self.title = title
         self.clients = 0
-        self.max_value = 255
-        self.saturation_level: int | None = None
-        self._t0 = time.monotonic()
+        self._clock = clock
+        self._t0 = clock()
         self._times: deque[tuple[float, int]] = deque(maxlen=RATE_WINDOW)
         self.run = {"done": done, "total": total, "block": None, "exposure_us": None, "rate": None,
                     "eta_s": None, "elapsed_s": 0.0, "finished": False, "message": "", "exit_code": None}
 
     # -- the engine's side ----------------------------------------------------------------------------
     @guarded
-    def on_frame(self, kind: str, gray: np.ndarray | None, frame, info: dict | None = None) -> None:
-        """A frame the engine captured (pair, reference, exposure probe, dark) and the SLM pattern."""
-        item = FrameItem(frame.image, self.max_value, frame.timestamp_s, frame.exposure_us, 0.0,
-                         self.saturation_level, {"kind": kind, **(info or {})})
+    def on_frame(self, kind: str, gray: np.ndarray | None, frame, what: str = "") -> None:
+        """A frame the engine captured (pair, reference, exposure probe) and the SLM pattern shown."""
+        image = frame.image
+        top = 255 if image.dtype == np.uint8 else (1 << max(int(image.max()).bit_length(), 8)) - 1
+        item = FrameItem(image, top, frame.timestamp_s, frame.exposure_us, 0.0, None,
+                         {"kind": kind, "what": what})
         self.frames.put(item)
         if gray is not None:
             self.slm.put(gray)
@@ -96,7 +98,7 @@ class RunView:
 
     @guarded
     def on_progress(self, done: int, total: int, label: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._times.append((now, done))
         r = self.run
         r.update(done=done, total=total, block=label, elapsed_s=now - self._t0)
@@ -110,13 +112,13 @@ class RunView:
     @guarded
     def on_reference(self, index: int, label: str, correlation: float) -> None:
         self.stability.append({"index": index, "block": label, "corr": float(correlation),
-                               "t": time.monotonic() - self._t0})
+                               "t": self._clock() - self._t0})
         self.version += 1
 
     @guarded
     def on_finished(self, exit_code: int, message: str) -> None:
         self.run.update(finished=True, message=message, exit_code=exit_code, eta_s=0.0,
-                        elapsed_s=time.monotonic() - self._t0)
+                        elapsed_s=self._clock() - self._t0)
         self.version += 1
 
     def log_handler(self) -> logging.Handler:

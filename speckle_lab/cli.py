@@ -34,13 +34,14 @@ def cli() -> None:
 def _register() -> None:
     from acquisition.cli import acquire, inspect, plan
     from calibration.cli import calibrate
-    from console.cli import live
+    from console.cli import add_view_option, live
     from hardware.cli import devices
     from reconstruction.cli import evaluate, predict, train
     from speckle_lab.demo import demo
 
     for command in (devices, plan, acquire, inspect, live, train, evaluate, predict, demo, calibrate):
         cli.add_command(command)
+    add_view_option(acquire)  # acquire --view [PORT]: the console watching the run
 
 
 _register()

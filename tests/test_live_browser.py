@@ -1,6 +1,7 @@
 """End to end in a real headless browser (Debian's chromium through playwright): the console page
 against a tiny simulated rig served on a real port."""
 
+import numpy as np
 import pytest
 import tomli_w
 
@@ -50,17 +51,37 @@ def test_the_frame_counter_advances(page):
     assert int(page.inner_text("#frame-count")) > first + 5
 
 
-def test_a_canvas_pixel_is_the_pixel_of_the_frame_sent(page, served):
-    _, session, _ = served
-    seq, pixels = page.evaluate("""() => {
-        const c = document.getElementById('frame');
-        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        const at = [[0, 0], [10, 17], [47, 63], [23, 40]].map(([r, x]) => d[(r * c.width + x) * 4]);
-        return [window.speckle.lastSeq, at];
-    }""")
-    frame = session.frame(seq)
-    assert frame is not None
-    assert pixels == [int(frame.image[r, c]) for r, c in [(0, 0), (10, 17), (47, 63), (23, 40)]]
+READ_CANVAS = """() => {
+    const c = document.getElementById('frame');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const red = [];
+    for (let i = 0; i < d.length; i += 4) red.push(d[i]);
+    return [window.speckle.lastSeq, window.speckle.lastEncoding, c.height, c.width, red];
+}"""
+
+
+def drawn_frame(page, encoding):
+    """(the frame's number, the canvas as an array) read in one go, after switching the link."""
+    page.select_option("#encoding", encoding)
+    page.wait_for_function(f"window.speckle.lastEncoding === '{encoding}'", timeout=WAIT_MS)
+    seq, enc, h, w, red = page.evaluate(READ_CANVAS)
+    assert enc == encoding
+    return seq, np.array(red, np.uint8).reshape(h, w)
+
+
+def test_a_canvas_pixel_is_the_pixel_of_the_frame_sent_raw(page, served):
+    seq, canvas = drawn_frame(page, "raw")
+    frame = served[1].frame(seq)
+    assert frame is not None and frame.image.any()
+    for r, c in [(0, 0), (10, 17), (47, 63), (23, 40)]:
+        assert canvas[r, c] == frame.image[r, c]
+    assert np.array_equal(canvas, frame.image)
+
+
+def test_the_jpeg_link_draws_the_frame_within_a_few_counts(page, served):
+    seq, canvas = drawn_frame(page, "jpeg")
+    frame = served[1].frame(seq)
+    assert np.abs(canvas.astype(int) - frame.image).mean() < 2.0
 
 
 def test_the_exposure_set_in_the_page_reaches_the_camera(page, served):

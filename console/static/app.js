@@ -9,7 +9,7 @@ const ENCODINGS = ["raw", "jpeg", "png"];
 
 // What tests and bench/bench_live.py read from the page.
 const speckle = {
-  framesDrawn: 0, lastSeq: null, lastTimeS: null, latenciesMs: [], fps: 0,
+  framesDrawn: 0, lastSeq: null, lastTimeS: null, latenciesMs: [], paintLatenciesMs: [], drawMs: [], fps: 0,
   errors: [], readonly: null, status: null, stats: null, open: false,
 };
 window.speckle = speckle;
@@ -60,14 +60,23 @@ async function drawImage(canvas, ctx, h, payload, reuse) {
 async function onFrame(buf) {
   const h = header(buf);
   const payload = new Uint8Array(buf, HEADER_BYTES);
+  const t0 = performance.now();
   imageData = await drawImage(frameCanvas, frameCtx, h, payload, imageData);
+  speckle.drawMs.push(performance.now() - t0);
+  if (speckle.drawMs.length > 2000) speckle.drawMs.splice(0, 1000);
   const latency = nowMs() - h.timeS * 1000;
   send({cmd: "ack", seq: h.seq, latency_ms: Math.round(latency * 100) / 100});
   speckle.framesDrawn += 1;
   speckle.lastSeq = h.seq;
+  speckle.lastEncoding = h.encoding;
   speckle.lastTimeS = h.timeS;
   speckle.latenciesMs.push(latency);
   if (speckle.latenciesMs.length > 2000) speckle.latenciesMs.splice(0, 1000);
+  // on screen: the next animation frame after the canvas was updated
+  requestAnimationFrame(() => {
+    speckle.paintLatenciesMs.push(nowMs() - h.timeS * 1000);
+    if (speckle.paintLatenciesMs.length > 2000) speckle.paintLatenciesMs.splice(0, 1000);
+  });
   const t = performance.now();
   drawTimes.push(t);
   while (drawTimes.length && t - drawTimes[0] > 2000) drawTimes.shift();
@@ -102,8 +111,7 @@ function onStats(s) {
   $("st-sharpness").textContent = fmt(s.sharpness, 3);
   $("st-black").textContent = fmt(s.black_level, 1);
   const info = s.info || {};
-  $("frame-kind").textContent = info.kind === "pair" ? `pair ${info.row} (${info.block})`
-    : info.kind ? info.kind : "";
+  $("frame-kind").textContent = info.what || info.kind || "";
   drawHistogram(s.histogram);
 }
 

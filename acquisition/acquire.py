@@ -16,15 +16,22 @@ Order of a run:
    frames on a real rig) with a non-interactive operator is refused (exit 2); then the rig is
    opened and the SLM's stroke mode and window size are checked against the protocol (exit 2);
 4. the file is laid out (fresh run) and the engine runs with a live progress bar (pairs/s, ETA,
-   current block) and a log beside the dataset (``RUN.log``); Ctrl-C finishes the current pair and
-   exits 130; a device that keeps failing stops the run cleanly (exit 1, naming the device).
+   current block) and a log beside the dataset (``RUN.log``); Ctrl-C, SIGTERM (systemd, docker,
+   ``timeout``, SLURM) and SIGHUP (a dropped SSH session) finish the current pair, flush, log the end
+   and exit 130 / 143 / 129; a device that keeps failing stops the run cleanly (exit 1, naming it).
+
+Safety (issue #12): the run file and its log are outputs that may be neither an input nor another
+run file, checkpoint or protocol; ``RUN.h5.lock`` (PID and host) keeps a second process off the
+same run even with HDF5's locking off; a resumed file held open by another program is refused; the
+disk must hold the rest of the run before the layout starts (a full disk during the layout is one
+line, and no ``.creating`` file is left).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import signal
+import os
 import sys
 import threading
 import time
@@ -33,9 +40,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from acquisition.engine import Engine, RunOutcome
+from acquisition.engine import EXIT_INTERRUPTED, Engine, RunOutcome
 from acquisition.settings import RunSettings
 from speckle_core.errors import UserError
+from speckle_core.fileio import (
+    check_free_space,
+    check_not_input,
+    check_output_parent,
+    describe_os_error,
+    is_disk_full,
+    other_openers,
+    output_lock,
+    sniff_kind,
+)
 from speckle_core.runfile import (
     CREATING_SUFFIX,
     BlockSpec,
@@ -45,6 +62,7 @@ from speckle_core.runfile import (
     create_run,
     open_run,
 )
+from speckle_core.signals import GracefulStop
 
 if TYPE_CHECKING:
     from hardware.rig import RigFile
@@ -75,6 +93,56 @@ def layout_from_plan(plan, objects, frame_dtype) -> RunLayout:
 
 
 # -- output file checks ------------------------------------------------------------------------------
+
+LAYOUT_MARGIN_BYTES = 2**20  # beyond the plan's estimate: HDF5 metadata, the log, rounding
+
+
+def log_path_for(out: Path) -> Path:
+    return out.with_suffix(".log")
+
+
+def check_out_path(out: Path, inputs: list[Path]) -> Path:
+    """The run file and its log (``RUN.log``) are outputs: neither may be an input, a folder, nor
+    (the log) a run file, checkpoint or protocol; the folder must exist and be writable. Returns the
+    log's path."""
+    if out.is_dir():
+        raise UserError(f"{out}: is a directory; --out names the run file (e.g. {out / 'run.h5'})")
+    check_not_input(out, inputs, "run file")
+    check_output_parent(out, "run file")
+    log_file = log_path_for(out)
+    if log_file == out:
+        raise UserError(f"{out}: the run's log is written beside it as {log_file.name}; name the run "
+                        "file with another suffix (RUN.h5)")
+    if log_file.is_dir():
+        raise UserError(f"{log_file}: is a directory, but the run's log goes there; choose another --out")
+    check_not_input(log_file, inputs, "run's log")
+    kind = sniff_kind(log_file)
+    if kind is not None:
+        raise UserError(f"{log_file}: holds a {kind}, but the run's log would be appended to it; "
+                        "choose another --out")
+    return log_file
+
+
+def check_room(out: Path, plan, fresh: bool) -> None:
+    """Before laying out (or resuming) a run: the disk must hold what is still to be written.
+
+    A fresh run needs the plan's estimate; a resumed one the part of its preallocated file that has
+    no blocks on disk yet (frames are laid out sparse and filled as they are captured)."""
+    if fresh:
+        need = int(plan.estimate.disk_bytes)
+    else:
+        st = out.stat()
+        need = max(int(st.st_size) - int(st.st_blocks) * 512, 0)
+    check_free_space(out, need, "rest of the run" if not fresh else "run", LAYOUT_MARGIN_BYTES)
+
+
+def check_not_open_elsewhere(out: Path) -> None:
+    """A notebook or viewer holding the run file would read half-written rows (or, writing, tear
+    them); HDF5's own lock misses it when HDF5_USE_FILE_LOCKING=FALSE, so /proc is asked too."""
+    holders = other_openers(out)
+    if holders:
+        raise UserError(f"{out}: open in another program ({', '.join(holders)}); close it there "
+                        "(e.g. the notebook's h5py.File) and run again")
 
 def check_output(out: Path, resume: bool, protocol_text: str, rig_text: str, protocol_path: str,
                  rig_name: str) -> bool:
@@ -107,8 +175,11 @@ def check_output(out: Path, resume: bool, protocol_text: str, rig_text: str, pro
 @contextlib.contextmanager
 def run_log(out: Path):
     """Appends this run's log to RUN.log beside the dataset."""
-    path = out.with_suffix(".log")
-    handler = logging.FileHandler(path, encoding="utf-8")
+    path = log_path_for(out)
+    try:
+        handler = _QuietFileHandler(path, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"{path}: cannot write the run's log ({describe_os_error(e)})") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root = logging.getLogger("speckle_lab")
     root.addHandler(handler)
@@ -122,24 +193,27 @@ def run_log(out: Path):
         handler.close()
 
 
-@contextlib.contextmanager
-def stop_on_sigint(stop: threading.Event):
-    """First Ctrl-C: finish the current pair and stop cleanly. A second one interrupts at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _QuietFileHandler(logging.FileHandler):
+    """A log that cannot be written (a full disk) must not print logging's traceback over the run's
+    one-line message: the failure is noted once on stderr and the run goes on (its data matter more
+    than its log)."""
 
-    def handler(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nstopping after the current pair (Ctrl-C again to abort at once)", file=sys.stderr)
+    failed = False
 
-    old = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
+    def handleError(self, record) -> None:  # noqa: N802 - logging's name
+        if not self.failed:
+            self.failed = True
+            with contextlib.suppress(Exception):
+                exc = sys.exc_info()[1]
+                print(f"speckle-lab: warning: {self.baseFilename}: cannot write the run's log "
+                      f"({describe_os_error(exc) if exc else 'unknown error'}); the run goes on",
+                      file=sys.stderr)
+
+
+def stop_on_signals(stop: threading.Event) -> GracefulStop:
+    """First Ctrl-C, SIGTERM or SIGHUP: finish the current pair, flush, stop cleanly (exit 130, 143,
+    129). A second one interrupts at once."""
+    return GracefulStop(stop, "stopping after the current pair (again to abort at once)")
 
 
 @contextlib.contextmanager
@@ -191,21 +265,38 @@ def run_acquisition(protocol: ProtocolFile | str | Path, out: str | Path,
     (the simulated rig). ``resume`` continues ``out``; ``operator`` (default: the console, or nobody
     when ``unattended`` or without a terminal) is asked to do what the rig cannot. Bad input raises a
     one-line UserError before any device moves; how the run ended is in the returned ``RunOutcome``
-    (``exit_code`` 0 complete, 1 stopped cleanly, 130 interrupted).
+    (``exit_code`` 0 complete, 1 stopped cleanly, 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). ``observers``
+    watch the run (``Engine.observers``: frames, progress, references, the end; e.g.
+    ``console.view.RunView``).
     """
-    from acquisition.plan import build_objects, make_plan
-    from hardware.rig import RigFile, build_rig, load_rig
+    from acquisition.plan import make_plan
+    from hardware.rig import RigFile, load_rig
     from protocols import ProtocolFile, load_protocol
 
     out = Path(out)
     protocol_file = protocol if isinstance(protocol, ProtocolFile) else load_protocol(protocol)
     rig_file = rig if isinstance(rig, RigFile) else load_rig(rig)
+    inputs = [Path(x.path) for x in (protocol_file, rig_file) if getattr(x, "path", None)]
+    check_out_path(out, inputs)
     plan = make_plan(protocol_file, rig_file)
     settings = RunSettings.from_plan(plan)
+    # One process per run file: RUN.h5.lock (PID and host) is held until the run ends, whatever
+    # HDF5's own locking does (NFS setups turn it off); a second run is refused naming the first.
+    with output_lock(out, "run file"):
+        return _run_locked(out, resume, unattended, progress, operator, protocol_file, rig_file, plan,
+                           settings, observers)
+
+
+def _run_locked(out: Path, resume: bool, unattended: bool, progress: bool, operator, protocol_file,
+                rig_file, plan, settings, observers: tuple = ()) -> RunOutcome:
+    from acquisition.plan import build_objects
+    from hardware.rig import build_rig
+
     fresh = check_output(out, resume, protocol_file.text, rig_file.text, str(protocol_file.path),
                          str(rig_file.path) if rig_file.path else "the default simulated rig")
-    if not out.parent.exists():
-        raise UserError(f"{out}: folder {out.parent} does not exist")
+    if not fresh:
+        check_not_open_elsewhere(out)
+    check_room(out, plan, fresh)
     operator = operator if operator is not None else make_operator(unattended)
     preflight_people(settings, rig_file, operator)
     opened = build_rig(rig_file, operator)
@@ -220,7 +311,7 @@ def run_acquisition(protocol: ProtocolFile | str | Path, out: str | Path,
                 for skipped in objects[3]:
                     log.warning("face skipped: %s", skipped)
                 dtype = np.uint8 if opened.camera.max_value <= 255 else np.uint16
-                create_run(out, layout_from_plan(plan, objects, dtype))
+                lay_out(out, layout_from_plan(plan, objects, dtype))
                 log.info("laid out %s in %.1f s", out, time.perf_counter() - t0)
             outcome = _run_engine(opened, out, settings, progress, observers)
     finally:
@@ -228,6 +319,21 @@ def run_acquisition(protocol: ProtocolFile | str | Path, out: str | Path,
             opened.close()
     outcome.log_path = log_path
     return outcome
+
+
+def lay_out(out: Path, layout: RunLayout) -> None:
+    """``create_run``, with a full disk (or another write error) as one line and no ``.creating``
+    file left behind."""
+    creating = out.with_name(out.name + CREATING_SUFFIX)
+    try:
+        create_run(out, layout)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(creating)
+        reason = describe_os_error(e)
+        if is_disk_full(e):
+            reason += "; free space and run again"
+        raise UserError(f"{out}: cannot lay out the run file: {reason}") from None
 
 
 def acquire_command(protocol_path: str, out_path: str, rig_path: str | None, *, resume: bool,
@@ -248,9 +354,15 @@ def _run_engine(rig, out: Path, settings: RunSettings, progress: bool, observers
         writer.close()
         raise
     total = len(engine.done)
-    with stop_on_sigint(engine.stop_requested), progress_bar(progress, total, int(engine.done.sum())) as cb:
+    with stop_on_signals(engine.stop_requested) as stop, \
+            progress_bar(progress, total, int(engine.done.sum())) as cb:
         engine.progress = cb
-        return engine.run()
+        outcome = engine.run()
+    if outcome.exit_code == EXIT_INTERRUPTED and stop.signum is not None:
+        outcome.exit_code = stop.exit_code  # 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
+        outcome.message = f"stopped by {stop.name}: {outcome.message}"
+        log.info("stopped by %s: exit %d", stop.name, outcome.exit_code)
+    return outcome
 
 
 # -- preflight -------------------------------------------------------------------------------------------

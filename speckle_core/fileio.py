@@ -29,6 +29,7 @@ import os
 import secrets
 import socket
 import stat
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -126,7 +127,10 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def _check_parent(path: Path, what: str, make_parents: bool) -> None:
+def check_output_parent(path: str | Path, what: str = "output", make_parents: bool = False) -> None:
+    """The folder that will hold ``path``: not under a file, existing (or created when
+    ``make_parents``), writable."""
+    path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     # the nearest existing ancestor must be a folder (an --out whose parent is a file)
     probe = parent
@@ -177,7 +181,7 @@ def check_output_file(path: str | Path, *, inputs: Iterable[str | Path] = (), wh
                             "(choose another output)")
         if p.exists() and not stat.S_ISREG(p.stat().st_mode):
             raise UserError(f"{p}: not a regular file; refusing to write the {what} there")
-    _check_parent(p, what, make_parents)
+    check_output_parent(p, what, make_parents)
     return p
 
 
@@ -189,7 +193,7 @@ def check_output_dir(path: str | Path, *, inputs: Iterable[str | Path] = (), wha
     if p.exists() and not p.is_dir():
         raise UserError(f"{p}: is a file, expected a folder for the {what}")
     check_not_input(p, inputs, what)
-    _check_parent(p, what, make_parents=True)
+    check_output_parent(p, what, make_parents=True)
     if not p.exists():
         if not create:
             return p
@@ -296,13 +300,21 @@ class OutputLock:
     """An exclusive lock on an output, independent of HDF5's own locking (which NFS setups turn off
     with ``HDF5_USE_FILE_LOCKING=FALSE``): ``OUT.lock`` beside it, held with ``fcntl.flock`` (so a
     holder that dies releases it), holding ``PID host`` for the message the next process prints.
-    The file is removed on release."""
+    The file is removed on release.
+
+    Re-entrant within one thread: ``acquire`` by the thread that already holds the lock on the same
+    output (``run_acquisition`` around the ``RunWriter`` it opens) counts a level instead of taking a
+    second flock, which would collide with the first. Another thread, or another process, is
+    refused.
+    """
 
     def __init__(self, path: str | Path, what: str = "output"):
         self.path = Path(path)
         self.lock_file = lock_path_for(path)
         self.what = what
         self._fd: int | None = None
+        self._nested = False
+        self._key: tuple[str, int] | None = None
 
     def _holder(self) -> str:
         try:
@@ -314,6 +326,19 @@ class OutputLock:
         return "another process"
 
     def acquire(self) -> OutputLock:
+        key = self._key = (str(self.lock_file), threading.get_ident())
+        with _HELD_GUARD:
+            held = _HELD.get(key)
+            if held is not None:  # this thread holds it already: one more level
+                held[1] += 1
+                self._fd, self._nested = held[0], True
+                return self
+        self._take()
+        with _HELD_GUARD:
+            _HELD[key] = [self._fd, 1]
+        return self
+
+    def _take(self) -> None:
         for _ in range(10):  # the holder may remove the file between our open and our flock
             try:
                 fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -341,12 +366,21 @@ class OutputLock:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-            return self
+            return
         raise UserError(f"{self.path}: could not take the lock {self.lock_file}")
 
     def release(self) -> None:
         if self._fd is None:
             return
+        key = self._key  # the acquiring thread's (a writer thread may close what it was handed)
+        with _HELD_GUARD:
+            held = _HELD.get(key)
+            if held is not None:
+                held[1] -= 1
+                if held[1] > 0:
+                    self._fd = None
+                    return
+                del _HELD[key]
         with contextlib.suppress(OSError):
             self.lock_file.unlink()
         with contextlib.suppress(OSError):
@@ -364,9 +398,60 @@ class OutputLock:
         self.release()
 
 
+_HELD: dict[tuple[str, int], list] = {}  # (lock file, thread) -> [fd, levels]
+_HELD_GUARD = threading.Lock()
+
+
 def output_lock(path: str | Path, what: str = "output") -> OutputLock:
     """``with output_lock(out): ...`` — see :class:`OutputLock`."""
     return OutputLock(path, what)
+
+
+def other_openers(path: str | Path, limit: int = 5) -> list[str]:
+    """Other processes that hold ``path`` open ("PID name"), found in /proc (Linux; elsewhere, or
+    without permission to look, an empty list). This sees a notebook holding a run file open even
+    when HDF5's own locking is off (``HDF5_USE_FILE_LOCKING=FALSE``, the usual NFS setting)."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return []
+    found: list[str] = []
+    me = os.getpid()
+    try:
+        pids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return []
+    for pid in pids:
+        if pid == me:
+            continue
+        if _holds(pid, target):
+            found.append(f"PID {pid} {_process_name(pid)}".strip())
+            if len(found) >= limit:
+                break
+    return found
+
+
+def _holds(pid: int, target: os.stat_result) -> bool:
+    folder = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(folder)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            st = os.stat(f"{folder}/{fd}")
+        except OSError:
+            continue
+        if st.st_ino == target.st_ino and st.st_dev == target.st_dev:
+            return True
+    return False
+
+
+def _process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()[:40]
+    except OSError:
+        return ""
 
 
 # -- free space -------------------------------------------------------------------------------------

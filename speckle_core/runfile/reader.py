@@ -34,6 +34,8 @@ def open_run(path: str | Path, mode: str = "r") -> h5py.File:
         raise UserError(f"{p}: is a directory, expected a run file (.h5)")
     if not p.is_file():
         raise UserError(f"{p}: not a regular file (a FIFO, device or socket), expected a run file")
+    # A run being written can be read: its writer holds only a shared lock ("Reading a run while it
+    # is written" in speckle_core/runfile/writer.py).
     f = open_h5(p, mode)
     try:
         check_run(f, p)

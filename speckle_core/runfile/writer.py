@@ -1,6 +1,30 @@
 """The run file's writer: atomic creation of the whole layout, then frames into preallocated space.
 
 Why it is built this way (the crash-safety rules) is in :mod:`speckle_core.runfile.format`'s docstring.
+
+Reading a run while it is written (``inspect``, the contact sheet, plain ``h5py.File(p, "r")``):
+
+- HDF5's single-writer/multiple-reader mode is not used: it needs the latest file format
+  (superblock v3), whose "file open for writing" flag HDF5 enforces, so the file of a writer that
+  was killed would refuse to open until ``h5clear`` — the crash-safety rule 2 of ``format`` forbids
+  that. SWMR exists to let readers follow a writer that appends (new chunks, a growing B-tree,
+  changing object headers); this writer changes no metadata at all after creation: every dataset
+  is allocated at creation, strings and attributes are written once before the rename, there is
+  no chunk cache and no time tracking. So the equivalent is simpler:
+- the writer opens the file as HDF5 does by default, which takes an exclusive flock on it, then
+  converts that lock to a shared one (``_let_readers_in``): readers, which ask for a shared lock,
+  open the file (plain ``h5py.File(p, "r")`` included, in this process or another); a second
+  writer, which asks for an exclusive lock, is still refused. Speckle-lab writers also take
+  ``RUN.h5.lock`` first (``speckle_core.fileio.OutputLock``: flock, released by the kernel when the
+  writer dies), which names the running writer and holds even where HDF5's locking is off
+  (``HDF5_USE_FILE_LOCKING=FALSE``, common on NFS).
+- What a reader sees is consistent: the metadata it caches never changes; raw data are read from the
+  page cache, which every process on the machine shares, so a reader sees each ``write()`` once it
+  returned. The writer writes a pair's frame and metadata, fsyncs, and only then its ``done`` flag
+  (and likewise block exposures, darks and references before their flags), so a row a reader finds
+  ``done`` has its frame and metadata complete. A row not yet done may hold a frame half written:
+  readers use done rows only (``inspect`` and the contact sheet do). Over NFS, which gives only
+  close-to-open consistency, a reader may see a done flag before the frame: read a copy there.
 """
 
 from __future__ import annotations
@@ -200,6 +224,16 @@ def create_run(path: str | Path, layout: RunLayout) -> None:
     _fsync_dir(path.parent if str(path.parent) else Path("."))
 
 
+def _let_readers_in(f: h5py.File) -> None:
+    """Turns HDF5's exclusive lock on the open file into a shared one: readers get in (they take a
+    shared lock), another writer still does not (it asks for an exclusive one). HDF5 takes its lock
+    with flock() on open and only releases it on close; an flock of the same descriptor converts it."""
+    import fcntl
+
+    with contextlib.suppress(OSError, ValueError):  # HDF5_USE_FILE_LOCKING=FALSE: no lock to convert
+        fcntl.flock(f.id.get_vfd_handle(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+
+
 class RunWriter:
     """Writes frames into a laid-out run file, touching only preallocated raw data.
 
@@ -207,9 +241,19 @@ class RunWriter:
     """
 
     def __init__(self, path: str | Path, sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S):
+        from speckle_core.fileio import output_lock
+
         self.path = Path(path)
-        # rdcc_nbytes=0: no chunk cache, each frame goes straight to the OS on write
-        self._f = open_h5(self.path, "r+", rdcc_nbytes=0)
+        # One writer at a time: RUN.h5.lock (flock), which names the writer; HDF5's own lock is made
+        # shared once open, so readers get in ("Reading a run while it is written" above).
+        self._lock = output_lock(self.path, "run file").acquire()
+        try:
+            # rdcc_nbytes=0: no chunk cache, each frame goes straight to the OS on write
+            self._f = open_h5(self.path, "r+", rdcc_nbytes=0)
+            _let_readers_in(self._f)
+        except BaseException:
+            self._lock.release()
+            raise
         try:
             # before a byte is written: the data stays inside this file (no external storage, no
             # virtual datasets, no external links), every dataset written into has the writer's
@@ -218,6 +262,7 @@ class RunWriter:
             check_resumable(self._f, self.path)
         except BaseException:
             self._f.close()
+            self._lock.release()
             raise
         self._fd = self._f.id.get_vfd_handle()
         self._sync_interval_s = float(sync_interval_s)
@@ -303,13 +348,17 @@ class RunWriter:
                 self.sync()
             with contextlib.suppress(Exception):
                 self._f.close()
+        self._lock.release()
 
     def close(self) -> None:
-        if self._f.id.valid:
-            try:
-                self.sync()
-            finally:
-                self._f.close()
+        try:
+            if self._f.id.valid:
+                try:
+                    self.sync()
+                finally:
+                    self._f.close()
+        finally:
+            self._lock.release()
 
 
 def _runs(rows: list[int]) -> Iterator[tuple[int, int]]:

@@ -44,3 +44,17 @@ def settle(rig_path, out, report, min_ms, max_ms, n_delays, hold_ms, average, sh
     from calibration.commands import settle_command
 
     return settle_command(rig_path, out, report, min_ms, max_ms, n_delays, hold_ms, average, show_progress)
+
+
+@calibrate.command()
+@click.argument("run")
+@click.option("--out", "out", required=True, help="the simulated-rig TOML file to write, e.g. my-sim.toml")
+@click.option("--report", default=None, help="report PNG (default: OUT with .report.png)")
+@click.option("--objects", "max_objects", default=8, show_default=True, help="objects used per block")
+@click.option("--iterations", default=8, show_default=True, help="rounds of simulate-and-update")
+@click.option("--progress/--no-progress", "show_progress", default=True, help="show a progress bar")
+def twin(run, out, report, max_objects, iterations, show_progress) -> int:
+    """Fit the simulated rig to RUN's speckle statistics; write it as a rig file; compare them."""
+    from calibration.commands import twin_command
+
+    return twin_command(run, out, report, max_objects, iterations, show_progress)

@@ -245,3 +245,49 @@ def settle_command(rig_path: str | None, out: str, report: str | None, min_ms: f
     if math.isfinite(value):
         click.echo(f"for the rig file, under [slm]:  settle_ms = {value:g}")
     return 0
+
+
+# -- calibrate twin -----------------------------------------------------------------------------------
+
+def twin_command(run_path: str, out: str, report: str | None, max_objects: int, iterations: int,
+                 show_progress: bool) -> int:
+    from calibration import twin, twin_report
+    from hardware.rig import RigConfig
+    from speckle_core.config import parse_toml_model
+    from speckle_core.fileio import write_text_atomic
+
+    if not 2 <= max_objects <= 1000:
+        raise UserError(f"--objects: must be 2..1000 (got {max_objects})")
+    if not 1 <= iterations <= 50:
+        raise UserError(f"--iterations: must be 1..50 (got {iterations})")
+    out_path = common.check_output(out, [run_path], "twin rig file", (".toml",))
+    report_file = common.check_output(report or common.report_path(out_path, out_path), [run_path],
+                                      "twin report", (".png",))
+    run = twin.load_run(run_path, max_objects)
+    click.echo(f"calibrate twin: {run_path}: {len(run.blocks)} blocks "
+               f"({', '.join(sorted({b.diffuser for b in run.blocks}))} at "
+               f"{', '.join(f'{z:g}' for z in sorted({b.distance_mm for b in run.blocks}))} mm), "
+               f"up to {max_objects} objects each; {iterations} rounds on the simulated rig", err=True)
+    with common.progress(show_progress, iterations * len(run.blocks), "simulating the twin") as advance:
+        params, measured, simulated, rig_dict = twin.fit_twin(run, iterations, twin.twin_seed(run), advance)
+    problems = twin_report.mismatches(measured, simulated)
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    header = [f"speckle-lab calibrate twin, {stamp}, from {run_path}",
+              "the simulated rig whose speckle statistics match that run (docs/calibration.md)"]
+    header += [f"note: {n}" for n in params.notes] + [f"NOT TRUSTED: {m}" for m in problems]
+    text = twin.toml_text(rig_dict, header)
+    parse_toml_model(text, RigConfig, str(out_path))  # what is written loads as a rig
+    write_text_atomic(out_path, text, "twin rig file")
+    status = "fit trusted" if not problems else "FIT NOT TRUSTED: " + problems[0]
+    twin_report.write_report_png(measured, simulated, report_file, f"calibrate twin: {run_path}", status)
+    for line in twin_report.side_by_side(measured, simulated):
+        click.echo(line)
+    click.echo("fitted:")
+    for line in twin_report.parameter_lines(run, params):
+        click.echo(f"  {line}")
+    for n in params.notes:
+        click.echo(f"note: {n}")
+    for m in problems:
+        click.echo(f"NOT TRUSTED: {m}")
+    click.echo(f"wrote {out_path} (a simulated rig: --rig {out_path.name}) and {report_file}")
+    return 0

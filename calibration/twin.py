@@ -1,0 +1,358 @@
+"""``speckle-lab calibrate twin``: fit the simulated rig to a captured run (docs/calibration.md, "The twin").
+
+The fit is simulation-based: the run's statistics (calibration.twin_stats) are measured once; the
+simulated rig is then run on the same objects, diffusers, distances and exposures, its statistics
+measured the same way, and each parameter is updated from the statistic it drives, until they agree:
+
+- imaging NA ← NA × grain_sim / grain_run (the grain is λ/(2·NA) at the camera: Goodman §4.4);
+- flux ← flux × level_run / level_sim of the empty-slot frames (all of the light, no diffuser);
+- per diffuser, σφ² ← σφ² + ln(α_sim / α_run), since α = exp(−σφ²) (eq. 5), then the rms height
+  σh = σφ·λ / (2π(n − 1));
+- per diffuser, θ0 ← θ0 × √(β_sim / β_run), β the scattered share the iris passes, ≈ NA²/(2θ0²)
+  for θ0 ≫ NA; then the correlation length w = √2·(n − 1)·σh / θ0 (hardware/sim/diffuser.py);
+- read noise ← read noise × σ_dark,run / σ_dark,sim, black level ← black level + the difference of
+  the dark means (ADC counts), from the run's mean dark frames.
+
+The analytic forms start the iteration (α → σφ directly; β → θ0 through S = 1 − exp(−NA²/(2θ0²)));
+the simulation then corrects for what they leave out (the object's own light, the iris's soft edge,
+the Bayer pipeline). The twin uses another seed than the run's rig, so it matches statistics, not
+the same diffuser screens. Where a statistic does not constrain a parameter, the parameter keeps its
+prior (the run's rig file) and the report says so.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from calibration.common import EMPTY_SLOT
+from calibration.twin_stats import Block, RunStats, run_stats
+from speckle_core.errors import UserError
+
+ALPHA_MIN = 0.01  # below this the unscattered share is lost in the speckle: σh is not identifiable
+MIN_DISTANCES = 2
+
+
+@dataclass
+class RunData:
+    path: str
+    rig_text: str
+    rig: object  # hardware.rig.RigConfig
+    blocks: list[Block]
+    patterns: dict[int, np.ndarray]
+    dark_mean: float  # counts, the mean over the blocks' mean dark frames
+    dark_std: float  # counts, the spatial std of a mean dark frame × √n (one frame's noise)
+    dark_frames: int
+    roi: tuple[int, int]
+
+    @property
+    def empty(self) -> str | None:
+        return EMPTY_SLOT if any(b.diffuser == EMPTY_SLOT for b in self.blocks) else None
+
+
+def _groups(f, max_objects: int):
+    """(diffuser, distance) → up to ``max_objects`` done rows, one per object (first repeat)."""
+    from speckle_core.runfile import read_strings
+
+    done = f["pairs/done"][...]
+    diff = read_strings(f["pairs/diffuser"])
+    dist = f["pairs/distance_mm"][...]
+    obj = f["pairs/object_index"][...]
+    groups: dict[tuple[str, float], dict[int, int]] = {}
+    for row in np.flatnonzero(done):
+        g = groups.setdefault((diff[row], round(float(dist[row]), 6)), {})
+        if int(obj[row]) not in g and len(g) < max_objects:
+            g[int(obj[row])] = int(row)
+    return groups
+
+
+def load_run(path: str, max_objects: int) -> RunData:
+    """The frames the fit uses, dark-subtracted and per µs; refuses runs it cannot fit (UserError)."""
+    from hardware.rig import RigConfig
+    from speckle_core.config import parse_toml_model
+    from speckle_core.runfile import open_run
+
+    with open_run(path) as f:
+        rig_text = f.attrs["rig"]
+        rig_text = rig_text.decode() if isinstance(rig_text, bytes) else str(rig_text)
+        rig = parse_toml_model(rig_text, RigConfig, f"{path} (its rig attribute)")
+        groups = _groups(f, max_objects)
+        distances = sorted({z for _, z in groups})
+        if len(distances) < MIN_DISTANCES:
+            listed = ", ".join(f"{z:g}" for z in distances)
+            raise UserError(f"{path}: too few distances for the fit: frames at {len(distances)} camera "
+                            f"distance{'s' if len(distances) != 1 else ''} ({listed} mm); the decorrelation "
+                            f"with distance needs at least {MIN_DISTANCES} (capture protocols/twin-fit.toml)")
+        if not any(d != EMPTY_SLOT for d, _ in groups):
+            raise UserError(f"{path}: no frames through a diffuser: nothing to fit")
+        has_dark = "dark/frame" in f and "pairs/block" in f
+        pair_block = f["pairs/block"][...] if has_dark else None
+        dark_done = f["dark/done"][...] if has_dark and "dark/done" in f else None
+        n_dark = int(f["dark"].attrs.get("n_frames", 0)) if has_dark else 0
+        blocks, dark_means, dark_stds, used = [], [], [], set()
+        speckle, exposure = f["pairs/speckle"], f["pairs/exposure_us"]
+        for (d, z), rows in sorted(groups.items()):
+            frames = []
+            for row in rows.values():
+                img = speckle[row].astype(np.float32)
+                b = int(pair_block[row]) if pair_block is not None else -1
+                if b >= 0 and n_dark > 0 and (dark_done is None or dark_done[b]):
+                    dark = f["dark/frame"][b].astype(np.float32)
+                    if b not in used:
+                        used.add(b)
+                        dark_means.append(float(dark.mean()))
+                        dark_stds.append(float(dark.std()) * math.sqrt(n_dark))
+                    img -= dark
+                frames.append(img / np.float32(exposure[row]))
+            exposure_us = float(np.median([exposure[r] for r in rows.values()]))
+            blocks.append(Block(d, z, exposure_us, list(rows), frames))
+        objects = sorted({o for b in blocks for o in b.objects})
+        patterns = {o: f["objects/pattern"][o] for o in objects}
+        roi = tuple(speckle.shape[1:])
+    dm = float(np.median(dark_means)) if dark_means else math.nan
+    ds = float(np.median(dark_stds)) if dark_stds else math.nan
+    return RunData(str(path), rig_text, rig, blocks, patterns, dm, ds, n_dark, roi)
+
+
+# -- the parameters ---------------------------------------------------------------------------------
+
+@dataclass
+class Params:
+    na: float
+    flux: float
+    read_noise_e: float
+    black_level_adu: int
+    sigma_phi: dict[str, float]  # rms phase of each diffuser's screen (rad)
+    theta0: dict[str, float]  # rms scattering angle per axis (rad)
+    notes: list[str] = field(default_factory=list)
+
+
+def _optics(sim) -> tuple[float, float]:
+    return sim.wavelength_nm / 1000.0, sim.glass_index - 1.0
+
+
+def prior_params(run: RunData) -> Params:
+    """The start: the simulated rig's DEFAULT constants (hardware/sim/config.py), not the run's rig
+    file's [sim] table, which for a real rig holds nothing measured (and for a simulated run, the
+    answer). A diffuser the defaults do not name starts as the 600-grit one."""
+    from hardware.sim.config import SimConfig
+    from hardware.sim.diffuser import phase_rms_rad, scatter_angle_rad
+
+    sim, default = run.rig.sim, SimConfig()
+    names = [d for d in {b.diffuser for b in run.blocks} if d != EMPTY_SLOT]
+    specs = {d: default.diffusers.get(d, default.diffusers["600"]) for d in names}
+    lam = sim.wavelength_nm / 1000.0
+    sensor = default.sensor
+    return Params(default.imaging_na, sensor.flux_e_per_us, sensor.read_noise_e, sensor.black_level_adu,
+                  {d: phase_rms_rad(s, lam, sim.glass_index) for d, s in specs.items()},
+                  {d: scatter_angle_rad(s, sim.glass_index) for d, s in specs.items()})
+
+
+def diffuser_specs(run: RunData, p: Params) -> dict[str, dict[str, float]]:
+    """σφ, θ0 → rms height and correlation length (hardware/sim/diffuser.py's relations inverted)."""
+    lam, dn = _optics(run.rig.sim)
+    out = {}
+    for d, s_phi in p.sigma_phi.items():
+        h = s_phi * lam / (2.0 * math.pi * dn)
+        w = math.sqrt(2.0) * dn * h / max(p.theta0[d], 1e-9)
+        out[d] = {"rms_height_um": round(h, 5), "corr_length_um": round(min(max(w, 0.05), 500.0), 4)}
+    return out
+
+
+def sim_table(run: RunData, p: Params, seed: int) -> dict:
+    """The fitted [sim] table: the run's (or default) constants with the fitted ones in place."""
+    sim = run.rig.sim.model_dump(mode="json")
+    sim["seed"] = seed
+    sim["noise"] = True
+    sim["imaging_na"] = round(p.na, 7)
+    diffusers = dict(sim.get("diffusers", {}))
+    diffusers.update(diffuser_specs(run, p))
+    for name in run.rig.changer.diffusers:  # every slot needs constants for the simulated wheel
+        diffusers.setdefault(name, {"rms_height_um": 0.4, "corr_length_um": 9.0})
+    diffusers[EMPTY_SLOT] = {"rms_height_um": 0.0, "corr_length_um": 10.0}
+    sim["diffusers"] = diffusers
+    sim["sensor"] = dict(sim["sensor"], flux_e_per_us=round(p.flux, 6), read_noise_e=round(p.read_noise_e, 4),
+                         black_level_adu=int(p.black_level_adu))
+    return sim
+
+
+def twin_rig_dict(run: RunData, p: Params, seed: int) -> dict:
+    cfg = run.rig
+    slots = dict(cfg.changer.slots)
+    if EMPTY_SLOT not in slots.values() and run.empty:
+        slots[str(max(int(k) for k in slots) + 1)] = EMPTY_SLOT
+    cam = cfg.camera
+    mode = cam.color_mode if cam.color_mode in ("mono8", "raw8") else "mono8"
+    return {
+        "name": f"simulated twin of {cfg.name}",
+        "slm": {"kind": "sim", "window_px": list(cfg.slm.window_px), "stroke_mode": cfg.slm.stroke_mode,
+                "settle_ms": cfg.slm.settle_ms, "lut_gray_2pi": 256.0},
+        "camera": {"kind": "sim", "color_mode": mode, "sensor_px": list(cam.sensor_px),
+                   "pixel_um": cam.pixel_um},
+        "stage": {"kind": "sim", "zero_mm": cfg.stage.zero_mm, "direction": cfg.stage.direction,
+                  "travel_mm": list(cfg.stage.travel_mm)},
+        "changer": {"kind": "sim", "slots": slots},
+        "sim": sim_table(run, p, seed),
+    }
+
+
+# -- the simulated twin -----------------------------------------------------------------------------
+
+def simulate(run: RunData, rig_dict: dict, advance=None) -> tuple[list[Block], float, float]:
+    """The run's blocks captured on the twin: (blocks, dark mean, dark std × √n) as load_run gives."""
+    from hardware.drivers.manual import UnattendedOperator
+    from hardware.rig import RigConfig, RigFile, build_rig
+
+    cfg = RigConfig.model_validate(rig_dict)
+    rig = build_rig(RigFile(cfg, "", None), UnattendedOperator())
+    n_dark = max(run.dark_frames, 1)
+    blocks, dm, ds = [], [], []
+    try:
+        for b in run.blocks:
+            rig.changer.select(b.diffuser)
+            rig.stage.move_to_mm(b.distance_mm)
+            rig.camera.configure(run.roi, b.exposure_us)
+            darks = [rig.camera.capture(1000.0, 1, key=("dark", b.diffuser, b.distance_mm, i)).image
+                     for i in range(n_dark)]
+            dark = np.mean(np.array(darks, np.float32), axis=0)
+            dm.append(float(dark.mean()))
+            ds.append(float(dark.std()) * math.sqrt(n_dark))
+            frames = []
+            for o in b.objects:
+                rig.slm.show_gray(np.where(run.patterns[o] > 0, np.uint8(128), np.uint8(0)))
+                frame = rig.camera.capture(1000.0, 1, key=("twin", b.diffuser, b.distance_mm, o))
+                frames.append((frame.image.astype(np.float32) - dark) / np.float32(frame.exposure_us))
+            blocks.append(Block(b.diffuser, b.distance_mm, b.exposure_us, list(b.objects), frames))
+            if advance:
+                advance(1)
+    finally:
+        rig.close()
+    return blocks, float(np.median(dm)), float(np.median(ds))
+
+
+def _mean(stats: RunStats, diffuser: str, attr: str) -> float:
+    vals = [getattr(s, attr) for (d, _), s in stats.blocks.items() if d == diffuser]
+    vals = [v for v in vals if math.isfinite(v)]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def initial_guess(run: RunData, measured: RunStats, p: Params) -> None:
+    """The analytic start: α → σφ, β → θ0 (module doc)."""
+    for d in p.sigma_phi:
+        alpha, beta = _mean(measured, d, "alpha"), _mean(measured, d, "beta_share")
+        if math.isfinite(alpha) and alpha >= ALPHA_MIN:
+            p.sigma_phi[d] = math.sqrt(-math.log(min(alpha, 0.999)))
+        if math.isfinite(beta) and math.isfinite(alpha):
+            share = beta / max(1.0 - min(max(alpha, 0.0), 0.99), 1e-3)
+            if 0 < share < 0.99:
+                p.theta0[d] = p.na / math.sqrt(-2.0 * math.log(1.0 - share))
+
+
+def update(run: RunData, measured: RunStats, simulated: RunStats, p: Params, dark_run, dark_sim) -> None:
+    """One step of the module doc's updates, each clipped to a factor of 2 (10 for the flux)."""
+    g_run, g_sim = measured.grain_px(), simulated.grain_px()
+    if math.isfinite(g_run) and math.isfinite(g_sim) and g_run > 0:
+        p.na *= float(np.clip(g_sim / g_run, 0.5, 2.0))
+    empty = measured.empty
+    if empty is not None:
+        l_run, l_sim = _mean(measured, empty, "level"), _mean(simulated, empty, "level")
+    else:  # no empty slot: scale the flux so the diffusers' levels match (degenerate with θ0)
+        l_run = float(np.mean([_mean(measured, d, "level") for d in measured.diffusers]))
+        l_sim = float(np.mean([_mean(simulated, d, "level") for d in measured.diffusers]))
+    if l_run > 0 and l_sim > 0:
+        p.flux *= float(np.clip(l_run / l_sim, 0.1, 10.0))
+    for d in p.sigma_phi:
+        a_run, a_sim = _mean(measured, d, "alpha"), _mean(simulated, d, "alpha")
+        if a_run >= ALPHA_MIN and a_sim > 1e-4:
+            p.sigma_phi[d] = math.sqrt(max(p.sigma_phi[d] ** 2 + math.log(a_sim / a_run), 1e-4))
+        b_run, b_sim = _mean(measured, d, "beta_share"), _mean(simulated, d, "beta_share")
+        if b_run > 0 and b_sim > 0:
+            p.theta0[d] *= float(np.clip(math.sqrt(b_sim / b_run), 0.5, 2.0))
+    (m_run, s_run), (m_sim, s_sim) = dark_run, dark_sim
+    if math.isfinite(s_run) and s_sim > 0 and s_run > 0.35:  # above the 8-bit step's own noise
+        p.read_noise_e *= float(np.clip(s_run / s_sim, 0.5, 2.0))
+    if math.isfinite(m_run):
+        bits = run.rig.sim.sensor.adc_bits
+        p.black_level_adu = int(np.clip(round(p.black_level_adu + (m_run - m_sim) * 2 ** (bits - 8)), 0, 255))
+
+
+def notes_for(run: RunData, measured: RunStats, p: Params) -> list[str]:
+    """What the fit could not determine, in plain words."""
+    out = []
+    if run.empty is None:
+        out.append("the run has no frames through the empty slot: the diffusers' rms heights and "
+                   "correlation lengths keep their priors, and the flux only matches the diffusers' levels")
+    for d in p.sigma_phi:
+        a = _mean(measured, d, "alpha")
+        if run.empty is not None and not (a >= ALPHA_MIN):
+            out.append(f"diffuser {d}: the speckle is fully developed (unscattered share {max(a, 0):.3f} < "
+                       f"{ALPHA_MIN}): its rms height cannot be measured and keeps its prior; only the "
+                       "scattering angle, hence height/correlation length, is fitted")
+    if not (math.isfinite(run.dark_std) and run.dark_std > 0.35):
+        out.append("the dark frames' noise is below the 8-bit step: read noise keeps its prior")
+    if min(len(b.objects) for b in run.blocks) < 3:
+        out.append("fewer than 3 objects in a block: the statistics rest on few speckle grains")
+    return out
+
+
+def fit_twin(run: RunData, iterations: int, seed: int, advance=None):
+    """(params, measured stats, twin stats, twin rig dict)."""
+    measured = run_stats(run.blocks, run.empty)
+    p = prior_params(run)
+    initial_guess(run, measured, p)
+    simulated = None
+    for it in range(iterations):
+        rig_dict = twin_rig_dict(run, p, seed)
+        blocks, dm, ds = simulate(run, rig_dict, advance)
+        simulated = run_stats(blocks, run.empty)
+        if it < iterations - 1:
+            update(run, measured, simulated, p, (run.dark_mean, run.dark_std), (dm, ds))
+    p.notes = notes_for(run, measured, p)
+    return p, measured, simulated, twin_rig_dict(run, p, seed)
+
+
+def twin_seed(run: RunData) -> int:
+    """Another seed than the run's rig: the twin matches statistics, not the same screens."""
+    return (int(run.rig.sim.seed) + 1) % (2**31)
+
+
+def toml_text(data: dict, header: list[str]) -> str:
+    """A small TOML writer for the twin's rig file (tables, scalars, arrays, inline tables of slots)."""
+    lines = [f"# {h}" for h in header]
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(float(v)) if isinstance(v, float) else str(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+    def key(k: str) -> str:
+        return k if k.replace("_", "").replace("-", "").isalnum() and not k.isdigit() else f'"{k}"'
+
+    def table(path: list[str], d: dict) -> None:
+        scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and v is not None}
+        subs = {k: v for k, v in d.items() if isinstance(v, dict)}
+        if path:
+            lines.append("")
+            lines.append("[" + ".".join(key(p) for p in path) + "]")
+        for k, v in scalars.items():
+            lines.append(f"{key(k)} = {value(v)}")
+        for k, v in subs.items():
+            if k == "slots":
+                inner = ", ".join(f"{key(s)} = {value(n)}" for s, n in v.items())
+                lines.append(f"slots = {{ {inner} }}")
+            else:
+                table(path + [k], v)
+
+    table([], data)
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # never write what cannot be read back
+    return text

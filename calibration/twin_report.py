@@ -1,0 +1,139 @@
+"""What ``calibrate twin`` shows: measured against twin, the fitted parameters, and when not to trust them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from calibration.twin import ALPHA_MIN, diffuser_specs
+from calibration.twin_stats import RunStats
+
+# How close the twin's statistics must come to the run's for the fit to count as trusted.
+GRAIN_TOL = 0.05  # relative
+LEVEL_TOL = 0.05  # relative, the empty slot's level
+ALPHA_TOL = 0.25  # relative, the unscattered share
+CONTRAST_TOL = 0.08  # absolute
+DECORRELATION_TOL = 0.12  # absolute
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / abs(b) if b else math.inf
+
+
+def mismatches(measured: RunStats, twin: RunStats) -> list[str]:
+    """Plain reasons the twin does not match the run (empty: it does)."""
+    out = []
+    g_m, g_t = measured.grain_px(), twin.grain_px()
+    if math.isfinite(g_m) and _rel(g_t, g_m) > GRAIN_TOL:
+        out.append(f"the twin's speckle grain ({g_t:.2f} px) differs from the run's ({g_m:.2f} px) by more "
+                   f"than {GRAIN_TOL:.0%}")
+    empty = measured.empty
+    if empty is not None:
+        lm = np.mean([s.level for (d, _), s in measured.blocks.items() if d == empty])
+        lt = np.mean([s.level for (d, _), s in twin.blocks.items() if d == empty])
+        if _rel(lt, lm) > LEVEL_TOL:
+            out.append(f"the empty slot's level differs by {_rel(lt, lm):.0%}: check the run's exposures "
+                       "and dark frames")
+    for (d, z), s in sorted(measured.blocks.items()):
+        out += _block_mismatches(d, z, s, twin.blocks[(d, z)], empty, min(measured.distances))
+    return out
+
+
+def _block_mismatches(d, z, s, t, empty, z0) -> list[str]:
+    out = []
+    if d != empty and z == z0 and s.alpha >= ALPHA_MIN and _rel(t.alpha, s.alpha) > ALPHA_TOL:
+        out.append(f"diffuser {d}: unscattered share {t.alpha:.3f} against the run's {s.alpha:.3f}")
+    if abs(t.contrast - s.contrast) > CONTRAST_TOL:
+        out.append(f"diffuser {d} at {z:g} mm: contrast {t.contrast:.2f} against the run's "
+                   f"{s.contrast:.2f}")
+    if math.isfinite(s.decorrelation) and abs(t.decorrelation - s.decorrelation) > DECORRELATION_TOL:
+        out.append(f"diffuser {d} at {z:g} mm: correlation with the nearest distance "
+                   f"{t.decorrelation:.2f} against the run's {s.decorrelation:.2f} (is the stage's zero_mm "
+                   "right?)")
+    return out
+
+
+def side_by_side(measured: RunStats, twin: RunStats) -> list[str]:
+    """The table the command prints: each statistic, measured and fitted."""
+    rows = [("statistic", "run", "twin"),
+            ("grain (HWHM, px, nearest distance)", f"{measured.grain_px():.2f}", f"{twin.grain_px():.2f}")]
+    for (d, z), s in sorted(measured.blocks.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        t = twin.blocks[(d, z)]
+        where = f"{d} @ {z:g} mm"
+        rows.append((f"{where}: level (counts/µs)", f"{s.level:.4g}", f"{t.level:.4g}"))
+        rows.append((f"{where}: contrast σ/μ", f"{s.contrast:.3f}", f"{t.contrast:.3f}"))
+        if math.isfinite(s.alpha):
+            rows.append((f"{where}: unscattered share α", f"{s.alpha:.3f}", f"{t.alpha:.3f}"))
+            rows.append((f"{where}: corr. with the empty slot", f"{s.corr_empty:.3f}", f"{t.corr_empty:.3f}"))
+        if math.isfinite(s.decorrelation) and z != min(measured.distances):
+            rows.append((f"{where}: corr. with {min(measured.distances):g} mm", f"{s.decorrelation:.3f}",
+                         f"{t.decorrelation:.3f}"))
+    width = max(len(r[0]) for r in rows)
+    return [f"{a:<{width}}  {b:>10}  {c:>10}" for a, b, c in rows]
+
+
+def parameter_lines(run, p) -> list[str]:
+    from hardware.sim.diffuser import ballistic_fraction
+
+    out = [f"imaging_na = {p.na:.5f}", f"flux_e_per_us = {p.flux:.4g}",
+           f"read_noise_e = {p.read_noise_e:.3g}, black_level_adu = {p.black_level_adu}"]
+    lam, n = run.rig.sim.wavelength_nm / 1000.0, run.rig.sim.glass_index
+    from hardware.sim.config import DiffuserSpec
+
+    for d, spec in sorted(diffuser_specs(run, p).items()):
+        u = ballistic_fraction(DiffuserSpec(**spec), lam, n)
+        out.append(f"diffuser {d}: rms_height_um = {spec['rms_height_um']:.4f}, corr_length_um = "
+                   f"{spec['corr_length_um']:.3f} (σφ {p.sigma_phi[d]:.2f} rad, "
+                   f"θ0 {1000 * p.theta0[d]:.1f} mrad, unscattered {u:.3f})")
+    return out
+
+
+def write_report_png(measured: RunStats, twin: RunStats, path, title: str, status: str) -> None:
+    """Decorrelation and contrast against distance, the autocovariance, and the residuals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from speckle_core.fileio import atomic_path
+
+    fig, ax = plt.subplots(2, 2, figsize=(10, 7.5))
+    zs = measured.distances
+    names = sorted({d for d, _ in measured.blocks})
+    for i, d in enumerate(names):
+        c = f"C{i}"
+        m = [measured.blocks[(d, z)] for z in zs if (d, z) in measured.blocks]
+        t = [twin.blocks[(d, z)] for z in zs if (d, z) in twin.blocks]
+        zz = [z for z in zs if (d, z) in measured.blocks]
+        ax[0, 0].plot(zz, [s.decorrelation for s in m], "o", color=c, label=f"{d}: run")
+        ax[0, 0].plot(zz, [s.decorrelation for s in t], "-", color=c, label=f"{d}: twin")
+        ax[0, 1].plot(zz, [s.contrast for s in m], "o", color=c)
+        ax[0, 1].plot(zz, [s.contrast for s in t], "-", color=c)
+        pairs = list(zip(m, t, strict=True))
+        ax[1, 1].plot(zz, [b.contrast - a.contrast for a, b in pairs], "s", color=c)
+        ax[1, 1].plot(zz, [b.decorrelation - a.decorrelation for a, b in pairs], "^", color=c)
+    ax[0, 0].set_title("correlation with the nearest distance", fontsize=9)
+    ax[0, 0].set_xlabel("camera distance (mm)")
+    ax[0, 0].legend(fontsize=6, ncol=2)
+    ax[0, 1].set_title("contrast σ/μ (dots: run, lines: twin)", fontsize=9)
+    ax[0, 1].set_xlabel("camera distance (mm)")
+    z0 = min(zs)
+    for stats, style, label in ((measured, "o", "run"), (twin, "-", "twin")):
+        acs = [s.autocov for (d, z), s in stats.blocks.items() if z == z0 and d != stats.empty]
+        if acs:
+            ac = np.mean(acs, axis=0)
+            peak = (4 * ac[1] - ac[2]) / 3
+            ax[1, 0].plot(np.arange(1, len(ac)), ac[1:] / peak, style, ms=3, label=label)
+    ax[1, 0].axhline(0.5, color="0.6", lw=0.8)
+    ax[1, 0].set_title(f"intensity autocovariance at {z0:g} mm (diffusers)", fontsize=9)
+    ax[1, 0].set_xlabel("lag (pixels)")
+    ax[1, 0].legend(fontsize=7)
+    ax[1, 1].axhline(0.0, color="0.6", lw=0.8)
+    ax[1, 1].set_title("residuals, twin − run (■ contrast, ▲ correlation)", fontsize=9)
+    ax[1, 1].set_xlabel("camera distance (mm)")
+    fig.suptitle(f"{title}\n{status}", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path, "twin report") as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)

@@ -37,9 +37,11 @@ def _register() -> None:
     from console.cli import add_view_option, live
     from hardware.cli import devices
     from reconstruction.cli import evaluate, predict, train
+    from reconstruction.compare_cli import compare
     from speckle_lab.demo import demo
 
-    for command in (devices, plan, acquire, inspect, live, train, evaluate, predict, demo, calibrate):
+    for command in (devices, plan, acquire, inspect, live, train, evaluate, predict, compare, demo,
+                    calibrate):
         cli.add_command(command)
     add_view_option(acquire)  # acquire --view [PORT]: the console watching the run
 

@@ -112,9 +112,14 @@ def pick_device(name: str = "auto", local_rank: int = 0):
 
 
 def amp_settings(device):
-    """(autocast dtype or None, use a gradient scaler) for a device."""
+    """(autocast dtype or None, use a gradient scaler) for a device. On a CPU: bfloat16 only where the CPU
+    computes it natively (AVX512-BF16, AMX, Arm bf16; ``reconstruction.models.precision``), else fp32."""
     import torch
 
+    if device.type == "cpu":
+        from reconstruction.models.precision import cpu_bf16_supported
+
+        return (torch.bfloat16 if cpu_bf16_supported() else None), False
     if device.type != "cuda":
         return None, False
     if torch.cuda.is_bf16_supported():
@@ -123,7 +128,7 @@ def amp_settings(device):
 
 
 def autocast(device):
-    """The mixed-precision context for forward passes on ``device`` (a no-op off CUDA)."""
+    """The mixed-precision context for forward passes on ``device`` (a no-op where amp_settings says fp32)."""
     import torch
 
     dtype, _ = amp_settings(device)

@@ -48,15 +48,15 @@ class SensorSpec(StrictModel):
     # Photo-electrons per µs in a pixel that receives the light of one illuminated SLM pixel
     # (laser power × optics transmission × QE, folded into one number). ASSUMED: chosen so that
     # 0.2–5 ms fills the ADC, 1500 to 120 grit (docs/simulation.md, "Exposure").
-    flux_e_per_us: float = Field(50.0, gt=0)
-    full_well_e: float = Field(6000.0, gt=0)  # ASSUMED: typical of a 3.6 µm CMOS pixel
-    read_noise_e: float = Field(8.0, ge=0)  # ASSUMED rms; typical uc480-class CMOS
-    dark_current_e_per_s: float = Field(20.0, ge=0)  # ASSUMED, room temperature
-    adc_bits: int = Field(10, ge=8, le=16)  # DCC1645C: 10-bit ADC (Thorlabs spec sheet)
-    black_level_adu: int = Field(8, ge=0, le=255)  # offset in ADC counts (ASSUMED)
-    exposure_min_us: float = Field(40.0, gt=0)  # ASSUMED DCC1645C range
-    exposure_max_us: float = Field(10_000_000.0, gt=0)
-    exposure_step_us: float = Field(1.0, gt=0)  # the applied exposure is quantised to this
+    flux_e_per_us: float = Field(default=50.0, gt=0)
+    full_well_e: float = Field(default=6000.0, gt=0)  # ASSUMED: typical of a 3.6 µm CMOS pixel
+    read_noise_e: float = Field(default=8.0, ge=0)  # ASSUMED rms; typical uc480-class CMOS
+    dark_current_e_per_s: float = Field(default=20.0, ge=0)  # ASSUMED, room temperature
+    adc_bits: int = Field(default=10, ge=8, le=16)  # DCC1645C: 10-bit ADC (Thorlabs spec sheet)
+    black_level_adu: int = Field(default=8, ge=0, le=255)  # offset in ADC counts (ASSUMED)
+    exposure_min_us: float = Field(default=40.0, gt=0)  # ASSUMED DCC1645C range
+    exposure_max_us: float = Field(default=10_000_000.0, gt=0)
+    exposure_step_us: float = Field(default=1.0, gt=0)  # the applied exposure is quantised to this
     # Bayer RGGB filter transmittance at 632.8 nm relative to red. ASSUMED from typical
     # colour-CMOS dye curves: green and blue leak little at 633 nm. ``flux_e_per_us`` is a red
     # pixel's; each pixel clips at the full well on its own.
@@ -68,7 +68,7 @@ class SensorSpec(StrictModel):
     # The driver's settings, as speckle-lab's uc480 driver fixes them: white balance (per-channel
     # gains) 1, 1, 1 and gamma 1 (linear). Other values model a camera left in ThorCam's state.
     white_balance_rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    gamma: float = Field(1.0, gt=0.1, le=10)  # output = full scale × (Y / full scale)^(1/γ)
+    gamma: float = Field(default=1.0, gt=0.1, le=10)  # output = full scale × (Y / full scale)^(1/γ)
 
     @model_validator(mode="after")
     def _check(self) -> SensorSpec:
@@ -87,23 +87,24 @@ class SensorSpec(StrictModel):
 class FaultRates(StrictModel):
     """Probability per operation of an injected fault (0 = never). For the engine's tests."""
 
-    camera_timeout: float = Field(0.0, ge=0, le=1)  # capture raises DeviceTimeout("camera")
-    dropped_frame: float = Field(0.0, ge=0, le=1)  # capture raises DeviceError("camera")
-    stage_error: float = Field(0.0, ge=0, le=1)  # move_to_mm raises DeviceError("stage")
-    wheel_error: float = Field(0.0, ge=0, le=1)  # select raises DeviceError("wheel")
-    display_error: float = Field(0.0, ge=0, le=1)  # show_gray raises DeviceError("slm")
+    camera_timeout: float = Field(default=0.0, ge=0, le=1)  # capture raises DeviceTimeout("camera")
+    dropped_frame: float = Field(default=0.0, ge=0, le=1)  # capture raises DeviceError("camera")
+    stage_error: float = Field(default=0.0, ge=0, le=1)  # move_to_mm raises DeviceError("stage")
+    wheel_error: float = Field(default=0.0, ge=0, le=1)  # select raises DeviceError("wheel")
+    display_error: float = Field(default=0.0, ge=0, le=1)  # show_gray raises DeviceError("slm")
 
 
 class SimConfig(StrictModel):
-    seed: int = Field(0, ge=0, description="fixes every diffuser's phase screen and all noise")
+    seed: int = Field(default=0, ge=0, description="fixes every diffuser's phase screen and all noise")
     noise: bool = True  # False: noiseless frames (the irradiance, quantised by the ADC only)
 
     # -- optics (paper, "Optical imaging system"; DESIGN.md "The rig") ------------------------------
-    wavelength_nm: float = Field(632.8, gt=300, lt=2000)  # HeNe (paper)
-    slm_pixel_um: float = Field(8.0, gt=0)  # EXULUS-HD2 pitch (paper)
-    relay_f1_mm: float = Field(300.0, gt=0)  # 4F relay L1 (paper)
-    relay_f2_mm: float = Field(125.0, gt=0)  # 4F relay L2 (paper): SLM → diffuser ×125/300
-    relay_pupil_mm: float = Field(25.4, gt=0)  # ASSUMED: Ø1" optics; the stop sits in L1's focal plane
+    wavelength_nm: float = Field(default=632.8, gt=300, lt=2000)  # HeNe (paper)
+    slm_pixel_um: float = Field(default=8.0, gt=0)  # EXULUS-HD2 pitch (paper)
+    relay_f1_mm: float = Field(default=300.0, gt=0)  # 4F relay L1 (paper)
+    relay_f2_mm: float = Field(default=125.0, gt=0)  # 4F relay L2 (paper): SLM → diffuser ×125/300
+    relay_pupil_mm: float = Field(
+        default=25.4, gt=0)  # ASSUMED: Ø1" optics; the stop sits in L1's focal plane
     # The default pupil (66.9 cycles/mm at the SLM) lies beyond the SLM's Nyquist frequency
     # (62.5 cycles/mm) along both axes and clips only the corners of the sampled band, which changes
     # a frame by < 0.2 % of its peak (measured, docs/simulation.md). Those corners are clipped
@@ -115,13 +116,13 @@ class SimConfig(StrictModel):
     # pixels, so that the demo's 64×64 network input (12.5 px per sample) samples the speckle at
     # its Nyquist rate λ/(4·NA), and the axial speckle length 2λ/NA² ≈ 100 mm, so frames at 0, 20
     # and 40 mm stay partly correlated (docs/simulation.md, "Why this iris").
-    imaging_na: float = Field(0.0038, gt=0, le=0.5)  # refused beyond Geometry.max_imaging_na (0.0316)
+    imaging_na: float = Field(default=0.0038, gt=0, le=0.5)  # refused beyond Geometry.max_imaging_na (0.0316)
     # rms width of the iris's apodised edge, as a share of its cut-off NA/λ (0 = a hard disc). A
     # MODEL choice, not a measured one: a smooth edge makes every FFT grid sample the same pupil and
     # keeps its diffraction tails out of the ROI (docs/simulation.md, "Sampling"). 0.1 moves the
     # grain size and the axial correlation by < 1 % against a hard disc.
-    iris_edge: float = Field(0.1, ge=0, le=0.5)
-    glass_index: float = Field(1.515, gt=1, lt=3)  # N-BK7 at 633 nm (Schott): DG10 substrates
+    iris_edge: float = Field(default=0.1, ge=0, le=0.5)
+    glass_index: float = Field(default=1.515, gt=1, lt=3)  # N-BK7 at 633 nm (Schott): DG10 substrates
     diffusers: dict[str, DiffuserSpec] = Field(default_factory=_default_diffusers)
 
     sensor: SensorSpec = SensorSpec()
@@ -129,8 +130,15 @@ class SimConfig(StrictModel):
     slm: SlmResponseSpec = SlmResponseSpec()
 
     # -- optional effects, all off by default (docs/simulation.md, "Optional effects") -----------
-    slm_response_ms: float = Field(0.0, ge=0, le=10_000)  # LC settling: blend old→new phase
-    drift_rad_per_kcapture: float = Field(0.0, ge=0, le=100)  # diffuser phase drift rate
+    slm_response_ms: float = Field(default=0.0, ge=0, le=10_000)  # LC settling: blend old→new phase
+    # Drift that moves things (docs/simulation.md, "Drift"). Bench time is the capture count ×
+    # capture_period_s (ASSUMED 0.25 s a frame: flip, settle, exposure, read-out), so drift is
+    # deterministic for a given capture sequence. ASSUMED rates when on: a diffuser in a filter
+    # wheel creeps µm per hour; a laser's pointing drifts ~ µrad per hour.
+    diffuser_drift_um_per_hour: float = Field(
+        default=0.0, ge=-10_000, le=10_000)  # the diffuser slides along x
+    beam_tilt_urad_per_hour: float = Field(default=0.0, ge=-100_000, le=100_000)  # the beam tilts in x–z
+    capture_period_s: float = Field(default=0.25, gt=0, le=3600)
     faults: FaultRates = FaultRates()
 
     @model_validator(mode="after")

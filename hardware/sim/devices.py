@@ -7,11 +7,12 @@ Determinism (DESIGN.md): a frame's noise comes from a generator seeded by hashin
 diffuser, distance, frame key, sub-frame index), never from a running generator, so the same key
 gives the same bytes in any process, in any order. ``capture(key=None)`` uses ("auto", n), n the
 count of key-less captures since the camera was built. Two optional effects make frames depend on
-history, by design: diffuser drift (on the capture count) and SLM settling (on the time since the
-flip). That time is the bench's virtual clock (``SimBench.clock``, hardware/clock.py), which moves
-only when a caller sleeps on it or the camera exposes, so a frame taken a given delay after a flip
-is the same on every run. Faults come from a separate running generator (seeded by the rig seed)
-and are drawn before a frame is computed, so they never change the bytes of a frame that succeeds.
+history, by design: drift (the diffuser sliding, the beam tilting; on the capture count) and SLM
+settling (on the time since the flip). That time is the bench's virtual clock (``SimBench.clock``,
+hardware/clock.py), which moves only when a caller sleeps on it or the camera exposes, so a frame
+taken a given delay after a flip is the same on every run. Faults come from a separate running
+generator (seeded by the rig seed) and are drawn before a frame is computed, so they never change
+the bytes of a frame that succeeds.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from hardware.errors import DeviceError, DeviceTimeout
 from hardware.interfaces import Frame
 from hardware.lut import PhaseLUT
 from hardware.sim.diffuser import seed_sequence
-from hardware.sim.optics import Geometry, OpticalModel
+from hardware.sim.optics import Drift, Geometry, OpticalModel
 from hardware.sim.sensor import Sensor
 from hardware.sim.slm_response import LiquidCrystal, true_phase_curve
 from speckle_core.errors import UserError
@@ -86,9 +87,11 @@ class SimBench:
             return self.optics.slm_field_from_phase(self.lc.phase(now_s))
         return self.optics.slm_field(self.gray)
 
-    def drift_rad(self) -> float:
-        """rms phase added to the diffuser so far: the rate × captures / 1000 (a linear ramp)."""
-        return self.sim.drift_rad_per_kcapture * self.captures / 1000.0
+    def drift(self) -> Drift:
+        """How far the bench has drifted: rate × bench time, bench time = captures × capture period."""
+        hours = self.captures * self.sim.capture_period_s / 3600.0
+        return Drift(shift_um=round(self.sim.diffuser_drift_um_per_hour * hours, 9),
+                     tilt_rad=round(self.sim.beam_tilt_urad_per_hour * 1e-6 * hours, 12))
 
 
 class SimSLM:
@@ -171,11 +174,11 @@ class SimCamera:
     def _irradiance(self, now_s: float) -> np.ndarray:
         b = self._bench
         settling = b.settling(now_s)
-        drift = b.drift_rad()
+        drift = b.drift()
         state = (b.slm_version, b.diffuser, b.distance_mm, self.roi, drift)
         if not settling and self._cache is not None and self._cache[0] == state:
             return self._cache[1]
-        irr = b.optics.irradiance(b.slm_field(now_s), b.diffuser, b.distance_mm, self.roi, drift_rad=drift)
+        irr = b.optics.irradiance(b.slm_field(now_s), b.diffuser, b.distance_mm, self.roi, drift=drift)
         if not settling:
             self._cache = (state, irr)
         return irr

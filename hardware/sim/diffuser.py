@@ -45,16 +45,15 @@ def ballistic_fraction(spec: DiffuserSpec, wavelength_um: float, glass_index: fl
 
 
 def phase_screen(shape: tuple[int, int], dx_um: float, spec: DiffuserSpec, wavelength_um: float,
-                 glass_index: float, seed: int, name: str, unit_rms: bool = False) -> np.ndarray:
+                 glass_index: float, seed: int, name: str) -> np.ndarray:
     """The diffuser's phase (radians, float64) on a grid of ``shape`` samples ``dx_um`` apart.
 
     Generated with a margin of 3 correlation lengths, then cropped, so the screen is not periodic
-    over the grid. ``unit_rms`` gives a screen of rms 1 rad with the same correlation (the drift
-    direction). The same (seed, name, shape, dx) always gives the same screen.
+    over the grid. The same (seed, name, shape, dx) always gives the same screen.
     """
     margin = int(math.ceil(3.0 * spec.corr_length_um / dx_um))
     big = (shape[0] + 2 * margin, shape[1] + 2 * margin)
-    rng = np.random.Generator(np.random.PCG64(seed_sequence("diffuser-screen", seed, name, unit_rms)))
+    rng = np.random.Generator(np.random.PCG64(seed_sequence("diffuser-screen", seed, name, False)))
     white = rng.standard_normal(big)
     # A Gaussian filter with spectrum exp(−π²w²ν²/2) makes the correlation exp(−r²/w²).
     fy = sfft.fftfreq(big[0], d=dx_um)[:, None]
@@ -63,5 +62,4 @@ def phase_screen(shape: tuple[int, int], dx_um: float, spec: DiffuserSpec, wavel
     field = sfft.irfft2(sfft.rfft2(white) * filt, s=big)
     field = field[margin:margin + shape[0], margin:margin + shape[1]]
     field /= field.std()
-    rms = 1.0 if unit_rms else phase_rms_rad(spec, wavelength_um, glass_index)
-    return field * rms
+    return field * phase_rms_rad(spec, wavelength_um, glass_index)

@@ -47,6 +47,8 @@ from speckle_core.errors import UserError
 Px2 = tuple[int, int]
 WORKERS = -1  # scipy.fft threads: all cores
 SCREEN_MARGIN = 32  # diffuser-plane samples of screen kept around the window (relay ringing)
+SLIDE_SPAN = 1024  # extra screen columns drawn for a sliding diffuser: 3.4 mm of travel, then it wraps
+SLIDE_PAD = 32  # samples either side of a Fourier-shifted slab, where the shift's wrap lands
 GUARD_AIRY_RADII = 3.0  # grid margin beyond the geometric spread, in Airy first-zero radii
 EDGE_SUPPORT_SIGMAS = 5.0  # the apodised iris is cut to zero this many edge widths past ν_c
 # |E|² has twice the field's bandwidth. It is sampled without aliasing when its band edge
@@ -144,6 +146,20 @@ class Geometry:
                      for r, w in zip(roi, self.window, strict=True))
 
 
+@dataclass(frozen=True)
+class Drift:
+    """How far the bench has drifted: the diffuser slid sideways, and the beam tilted (about y)."""
+
+    shift_um: float = 0.0  # diffuser displacement along x, in the diffuser plane
+    tilt_rad: float = 0.0  # beam tilt at the diffuser, in the x–z plane
+
+    def __bool__(self) -> bool:
+        return self.shift_um != 0.0 or self.tilt_rad != 0.0
+
+
+NO_DRIFT = Drift()
+
+
 def iris_amplitude(nu_per_um: np.ndarray, cutoff_per_um: float, edge: float) -> np.ndarray:
     """The apodised iris: 1 inside, ½·erfc((ν − ν_c)/(√2·σ)) across the edge, σ = edge·ν_c.
 
@@ -233,25 +249,73 @@ class OpticalModel:
             self._plans[(shape, roi)] = _GridPlan(self.geo, shape, roi)
         return self._plans[(shape, roi)]
 
-    def screen_phase(self, diffuser: str, unit_rms: bool = False) -> np.ndarray:
-        """The diffuser's phase on the fixed canvas (window + margin), float32 radians."""
-        key = (diffuser, unit_rms)
-        if key not in self._screens:
+    def screen_phase(self, diffuser: str) -> np.ndarray:
+        """The diffuser's phase on the fixed canvas (window + margin), float32 radians.
+
+        When the rig lets the diffuser slide (``diffuser_drift_um_per_hour``), the screen is drawn
+        ``SLIDE_SPAN`` samples wider along x (another realisation of the same statistics), and
+        its part ``SLIDE_PAD`` columns in is the diffuser at rest (``slid_phase``).
+        """
+        if diffuser not in self._screens:
             spec = self.sim.diffusers[diffuser]
             canvas = (self.geo.window[0] + 2 * SCREEN_MARGIN, self.geo.window[1] + 2 * SCREEN_MARGIN)
+            if self.sim.diffuser_drift_um_per_hour != 0.0:
+                canvas = (canvas[0], canvas[1] + SLIDE_SPAN)
             phase = phase_screen(canvas, self.geo.dx_diffuser_um, spec, self.geo.wavelength_um,
-                                 self.sim.glass_index, self.seed, diffuser, unit_rms=unit_rms)
-            self._screens[key] = phase.astype(np.float32)
-        return self._screens[key]
+                                 self.sim.glass_index, self.seed, diffuser)
+            self._screens[diffuser] = phase.astype(np.float32)
+        return self._screens[diffuser]
 
-    def screen_field(self, diffuser: str, drift_rad: float = 0.0) -> np.ndarray:
-        """e^{iφd} on the canvas (complex64); cached when there is no drift."""
-        if drift_rad == 0.0:
+    def screen_field(self, diffuser: str, drift: Drift = NO_DRIFT) -> np.ndarray:
+        """e^{iφd} on the canvas (complex64), the diffuser slid by ``drift.shift_um`` and the beam
+        tilted by ``drift.tilt_rad`` (a linear phase across the canvas); cached without drift."""
+        width = self.geo.window[1] + 2 * SCREEN_MARGIN
+        if not drift:
             if diffuser not in self._screen_fields:
-                self._screen_fields[diffuser] = np.exp(1j * self.screen_phase(diffuser)).astype(np.complex64)
+                phase = self.slid_phase(diffuser, 0.0)
+                self._screen_fields[diffuser] = np.exp(1j * phase).astype(np.complex64)
             return self._screen_fields[diffuser]
-        phase = self.screen_phase(diffuser) + np.float32(drift_rad) * self.screen_phase(diffuser, True)
+        phase = self.slid_phase(diffuser, drift.shift_um)
+        if drift.tilt_rad:
+            # a beam tilted by α about y: exp(i2π·sin α·x/λ) across the canvas, x from its centre
+            x = (np.arange(width) - width // 2) * self.geo.dx_diffuser_um
+            k = 2.0 * np.pi * math.sin(drift.tilt_rad) / self.geo.wavelength_um
+            phase = phase + (k * x).astype(np.float32)
         return np.exp(1j * phase).astype(np.complex64)
+
+    def slid_phase(self, diffuser: str, shift_um: float) -> np.ndarray:
+        """The canvas-wide screen phase of the diffuser moved by ``shift_um`` along −x.
+
+        Whole samples move the slice on the wide screen; the fraction is a Fourier shift along x,
+        exact for the band-limited screen (the slab is padded so the shift's wrap stays outside).
+        Beyond ``SLIDE_SPAN`` samples the slide wraps round the drawn screen.
+        """
+        width = self.geo.window[1] + 2 * SCREEN_MARGIN
+        wide = self.screen_phase(diffuser)
+        if wide.shape[1] == width:  # a rig whose diffuser does not slide
+            if shift_um == 0.0:
+                return wide
+            raise ValueError("the diffuser slides only on a rig with diffuser_drift_um_per_hour set")
+        if shift_um == 0.0:  # at rest: SLIDE_PAD columns in, so a shifted slab has its padding
+            return wide[:, SLIDE_PAD:SLIDE_PAD + width]
+            raise ValueError("the diffuser slides only on a rig with diffuser_drift_um_per_hour set")
+        pos = (shift_um / self.geo.dx_diffuser_um) % (SLIDE_SPAN - 2 * SLIDE_PAD)
+        k = int(math.floor(pos))
+        frac = pos - k
+        slab = wide[:, k:k + width + 2 * SLIDE_PAD]
+        if frac == 0.0:
+            return slab[:, SLIDE_PAD:SLIDE_PAD + width]
+        # Remove the straight line through each row's ends so the slab's periodic extension has
+        # no jump (whose ringing would reach the interior), shift, and put the line back shifted.
+        n = slab.shape[1]
+        first, last = slab[:, :1], slab[:, -1:]
+        line = first + (last - first) * (np.arange(n, dtype=np.float32) / np.float32(n - 1))
+        nu = sfft.rfftfreq(n)
+        spec = sfft.rfft(slab - line, axis=1, workers=WORKERS)
+        spec *= np.exp(2j * np.pi * nu * frac).astype(np.complex64)
+        moved = sfft.irfft(spec, n=n, axis=1, workers=WORKERS)
+        moved += line + (last - first) * np.float32(frac / (n - 1))
+        return moved[:, SLIDE_PAD:SLIDE_PAD + width]
 
     def transfer(self, plan: _GridPlan, distance_mm: float) -> np.ndarray:
         """Iris × angular-spectrum propagator on the grid's spectrum (complex64)."""
@@ -277,10 +341,10 @@ class OpticalModel:
         return np.exp(1j * phase).astype(np.complex64)
 
     def diffuser_field(self, slm_field: np.ndarray, diffuser: str, plan: _GridPlan,
-                       drift_rad: float = 0.0) -> np.ndarray:
+                       drift: Drift = NO_DRIFT) -> np.ndarray:
         """Steps 1–3 on the grid: the field just behind the diffuser (complex64, a new array)."""
         buf = np.zeros(plan.shape, np.complex64)
-        screen = self.screen_field(diffuser, drift_rad)
+        screen = self.screen_field(diffuser, drift)
         if plan.relay_mask is None:  # no light outside the window: multiply the window only
             np.multiply(slm_field, screen[self.window_in_screen], out=buf[plan.window])
             return buf
@@ -304,7 +368,7 @@ class OpticalModel:
         return self._pruned[key]
 
     def camera_field_roi(self, slm_field: np.ndarray, diffuser: str, distance_mm: float, roi: Px2,
-                         drift_rad: float = 0.0, grid: Px2 | None = None) -> np.ndarray:
+                         drift: Drift = NO_DRIFT, grid: Px2 | None = None) -> np.ndarray:
         """Steps 1–4 for the ROI only (complex64), the fast way when no relay FFTs are needed.
 
         The iris passes a small disc of the spectrum (about 30×30 of 864×864 samples by default),
@@ -315,10 +379,10 @@ class OpticalModel:
         """
         plan = self.plan(roi, grid)
         if plan.relay_mask is not None:
-            behind = self.diffuser_field(slm_field, diffuser, plan, drift_rad)
+            behind = self.diffuser_field(slm_field, diffuser, plan, drift)
             return self.camera_field(behind, distance_mm, plan)[plan.roi]
         pr = self.pruned(plan, distance_mm)
-        screen = self.screen_field(diffuser, drift_rad)
+        screen = self.screen_field(diffuser, drift)
         g = slm_field * screen[self.window_in_screen]  # the field behind the diffuser, window only
         n0, n1 = plan.shape
         a = sfft.fft(g, n=n0, axis=0, workers=WORKERS, overwrite_x=True)[pr.rows]
@@ -332,7 +396,7 @@ class OpticalModel:
         return sfft.ifft(z, axis=0, workers=WORKERS, overwrite_x=True)[plan.roi[0]]
 
     def irradiance(self, slm_field: np.ndarray, diffuser: str, distance_mm: float, roi: Px2 | None,
-                   drift_rad: float = 0.0, grid_roi: Px2 | None = None,
+                   drift: Drift = NO_DRIFT, grid_roi: Px2 | None = None,
                    grid: Px2 | None = None) -> np.ndarray:
         """The noiseless camera irradiance over ``roi`` (float32), or over the whole grid if None.
 
@@ -340,10 +404,10 @@ class OpticalModel:
         grid shape (default: the rig's one grid for the ROI).
         """
         if roi is not None:
-            field = self.camera_field_roi(slm_field, diffuser, distance_mm, roi, drift_rad, grid)
+            field = self.camera_field_roi(slm_field, diffuser, distance_mm, roi, drift, grid)
         else:
             plan = self.plan(grid_roi or self.geo.window, grid)
-            field = self.camera_field(self.diffuser_field(slm_field, diffuser, plan, drift_rad),
+            field = self.camera_field(self.diffuser_field(slm_field, diffuser, plan, drift),
                                       distance_mm, plan)
         return (field.real * field.real + field.imag * field.imag).astype(np.float32, copy=False)
 

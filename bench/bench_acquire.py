@@ -172,11 +172,122 @@ def end_to_end(folder: str) -> str:
         f"exposure probes, darks, references); the engine's own share: {engine_ms:.1f} ms per frame"])
 
 
+VIEW_PROTOCOL = """
+name = "view overhead"
+[faces]
+source = "embedded"
+count = {count}
+seed = 0
+holdout = 0
+target_px = [800, 800]
+[slm]
+gray_pi = "auto"
+settle_ms = 0
+[camera]
+roi_px = [800, 800]
+exposure_us = 3000
+[[blocks]]
+diffuser = "1500"
+distances_mm = [0]
+[dark]
+frames = 0
+[stability]
+reference_every = 10
+on_drift = "log"
+"""
+
+
+def _run_rate(out: Path) -> tuple[float, float]:
+    """(pairs/s over the capture phase, steady pairs/s between references) from a run's log."""
+    lines = out.with_suffix(".log").read_text().splitlines()
+    laid = next(_log_time(x) for x in lines if " laid out " in x)
+    ended = next(_log_time(x) for x in lines if " run ended " in x)
+    n = int(next(x for x in lines if " run ended " in x).split("complete: ")[1].split("/")[0])
+    refs = [_log_time(x) for x in lines if " reference " in x]
+    spans = np.diff(refs)
+    return n / (ended - laid), (10 / float(np.median(spans)) if len(spans) else float("nan"))
+
+
+def view_overhead(folder: str, pairs: int, repeats: int) -> str:
+    """``acquire`` on the simulated rig (800×800) without and with ``--view`` and one headless
+    chromium page attached, alternated ``repeats`` times (the machine's load drifts), each run in
+    its own process as a user runs it."""
+    import socket
+    import subprocess
+
+    from tests import browser
+
+    why = browser.missing()
+    if why:
+        return f"skipped: {why}"
+    proto = Path(folder) / "view.toml"
+    proto.write_text(VIEW_PROTOCOL.format(count=pairs))
+    import resource
+
+    rates: dict[str, list[tuple[float, float]]] = {"plain": [], "view": []}
+    cpu: dict[str, list[float]] = {"plain": [], "view": []}  # CPU seconds of the acquire process
+    drawn = []
+    with browser.chromium() as b:
+        for i in range(repeats):
+            for kind in ("plain", "view"):
+                out = Path(folder) / f"{kind}{i}.h5"
+                argv = [sys.executable, "-m", "speckle_lab.cli", "acquire", str(proto), "--out", str(out),
+                        "--unattended", "--no-progress"]
+                if kind == "view":
+                    with socket.socket() as s:
+                        s.bind(("127.0.0.1", 0))
+                        port = s.getsockname()[1]
+                    argv += ["--view", str(port)]
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                if kind == "view":
+                    page = b.new_page(viewport={"width": 1280, "height": 900})
+                    while proc.poll() is None:
+                        try:
+                            page.goto(f"http://127.0.0.1:{port}/", timeout=2000)
+                            break
+                        except Exception:  # noqa: BLE001 - not listening yet
+                            time.sleep(0.05)
+                    proc.wait()
+                    drawn.append(page.evaluate("window.speckle ? window.speckle.framesDrawn : 0"))
+                    page.close()
+                err = proc.communicate()[1]
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[kind].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+                if proc.returncode != 0:
+                    return f"skipped: the {kind} run failed: {err.strip()[-200:]}"
+                rates[kind].append(_run_rate(out))
+                if kind == "view" and not drawn[-1]:
+                    return "skipped: the page never attached to the run"
+    plain = np.median([r[0] for r in rates["plain"]])
+    view = np.median([r[0] for r in rates["view"]])
+    plain_s = np.median([r[1] for r in rates["plain"]])
+    view_s = np.median([r[1] for r in rates["view"]])
+    return "\n".join([
+        f"without --view: {plain:.2f} pairs/s (capture phase), {plain_s:.2f} pairs/s steady; runs "
+        + ", ".join(f"{r[0]:.2f}" for r in rates["plain"]),
+        f"  with --view and one chromium page attached: {view:.2f} pairs/s, {view_s:.2f} steady; runs "
+        + ", ".join(f"{r[0]:.2f}" for r in rates["view"]) + f"; frames drawn by the page: {drawn}",
+        f"  lost to the view: {100 * (1 - view / plain):.1f} % (capture phase), "
+        f"{100 * (1 - view_s / plain_s):.1f} % (steady); target < 5 %",
+        f"  CPU of the acquire process (all threads, whole run incl. start-up and layout): "
+        f"{np.median(cpu['plain']):.2f} s without, {np.median(cpu['view']):.2f} s with the view"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=300)
     ap.add_argument("--skip-sim", action="store_true")
+    ap.add_argument("--view-pairs", type=int, default=40, help="pairs per run of the --view comparison")
+    ap.add_argument("--view-repeats", type=int, default=2, help="runs of each kind, alternated")
+    ap.add_argument("--skip-view", action="store_true", help="skip the --view comparison")
+    ap.add_argument("--only-view", action="store_true", help="only the --view comparison")
     args = ap.parse_args()
+    if args.only_view:
+        with tempfile.TemporaryDirectory(dir=ROOT / "bench") as d:
+            print(f"acquire --view overhead, simulated rig 800x800, {args.view_pairs} pairs per run, load "
+                  f"{os.getloadavg()[0]:.2f}:\n  {view_overhead(d, args.view_pairs, args.view_repeats)}")
+        return
     with tempfile.TemporaryDirectory(dir=ROOT / "bench") as d:
         ms, busy = software_overhead(args.pairs, d, synchronous=False)
         print(f"software overhead, zero-latency fake rig, {SHAPE[0]}x{SHAPE[1]} frames, {args.pairs} pairs: "
@@ -186,6 +297,9 @@ def main() -> None:
         print(f"  same with each capture waiting for its write (not pipelined): {ms_sync:.2f} ms/pair")
         if not args.skip_sim:
             print(f"end to end, simulated rig, quick protocol:\n  {end_to_end(d)}")
+        if not args.skip_view:
+            print(f"acquire --view overhead, simulated rig 800x800, {args.view_pairs} pairs per run, load "
+                  f"{os.getloadavg()[0]:.2f}:\n  {view_overhead(d, args.view_pairs, args.view_repeats)}")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,15 @@ Messages to the page: binary images (``console.encoding``), then JSON text: ``he
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import json
 import logging
 import math
+import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -320,19 +323,36 @@ def serve(app, sock: socket.socket) -> None:
     _asyncio.run(server.serve(sockets=[sock]))
 
 
+def lower_priority(nice: int) -> None:
+    """Lowers the calling thread's CPU priority by ``nice`` (Linux schedules threads one by one), so
+    that under contention the acquisition's threads come first. Elsewhere: nothing."""
+    if nice and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            base = os.getpriority(os.PRIO_PROCESS, 0)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), base + nice)
+
+
 class ServerThread:
     """Serves ``app`` on ``sock`` from a daemon thread. Whatever happens in it (an exception, a
-    crash of the event loop) stays in it: logged, never raised into the caller."""
+    crash of the event loop) stays in it: logged, never raised into the caller. ``nice`` lowers the
+    priority of the server's threads (its event loop and its worker threads) below the caller's."""
 
-    def __init__(self, app, sock: socket.socket):
+    def __init__(self, app, sock: socket.socket, nice: int = 0):
         self.sock = sock
+        self.nice = nice
         self.server = make_server(app, sock)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="console-server", daemon=True)
 
+    async def _serve(self) -> None:
+        lower_priority(self.nice)
+        workers = concurrent.futures.ThreadPoolExecutor(4, "console-worker", lower_priority, (self.nice,))
+        asyncio.get_running_loop().set_default_executor(workers)
+        await self.server.serve(sockets=[self.sock])
+
     def _run(self) -> None:
         try:
-            asyncio.run(self.server.serve(sockets=[self.sock]))
+            asyncio.run(self._serve())
         except BaseException as e:  # noqa: BLE001 - the view must never take the run down
             self.error = e
             log.warning("view server stopped: %s: %s (the run goes on)", type(e).__name__, e)

@@ -26,6 +26,8 @@ log = logging.getLogger("speckle_lab.console")
 
 LOG_LINES = 60
 RATE_WINDOW = 50  # pairs/s over the last this many pairs
+VIEW_MAX_FPS = 5.0  # enough to glance at a run; each frame shown costs statistics and a JPEG
+VIEW_NICE = 10  # the view's threads yield the CPU to the run's (bench/bench_acquire.py)
 LINGER_S = 1.0  # after the run, pages still connected get this long to receive the final status
 
 
@@ -137,6 +139,7 @@ class RunView:
 
     def clients_changed(self, n: int) -> None:
         self.clients = n
+        log.info("view: %d page%s watching", n, "" if n == 1 else "s")
 
 
 @contextlib.contextmanager
@@ -152,7 +155,8 @@ def start_view(view: RunView, sock, title: str = "speckle-lab run"):
     thread = None
     try:
         try:
-            thread = ServerThread(build_app(view, max_fps=15.0, title=title), sock).start()
+            app = build_app(view, max_fps=VIEW_MAX_FPS, title=title)
+            thread = ServerThread(app, sock, nice=VIEW_NICE).start()
             print(f"speckle-lab: watching the run at {url_of(sock)}", file=sys.stderr, flush=True)
         except Exception as e:  # noqa: BLE001 - the run goes on without its view
             print(f"speckle-lab: view: could not start ({type(e).__name__}: {e}); the run goes on",

@@ -139,6 +139,24 @@ class SimConfig(StrictModel):
         default=0.0, ge=-10_000, le=10_000)  # the diffuser slides along x
     beam_tilt_urad_per_hour: float = Field(default=0.0, ge=-100_000, le=100_000)  # the beam tilts in x–z
     capture_period_s: float = Field(default=0.25, gt=0, le=3600)
+    # The SLM's own faults (docs/simulation.md, "The SLM's faults"); all off by default.
+    # Unmodulated light: a share of the power leaves the SLM as a plain wave (pixel gaps, a
+    # polarisation not quite along the LC axis). Field = √(1−η)·e^{iφ} + √η. LCOS SLMs: a few % up
+    # to ~10 % (fill factor ~ 90 %+; Thorlabs EXULUS-HD2 spec).
+    slm_unmodulated_share: float = Field(default=0.0, ge=0, lt=1)
+    # Fringing: the phase of neighbouring pixels bleeds in over a boundary zone this wide (µm).
+    # Each pixel's phase becomes (1 − 4ε)φ + ε·Σ(4 neighbours), ε = width/(8 × pitch): the mean of
+    # a linear ramp across the zone (Persson et al., Opt. Express 20, 22334 (2012): a few µm at
+    # 8 µm pitch).
+    slm_fringing_um: float = Field(default=0.0, ge=0, le=8)
+    # Phase flicker: the LC ripples with the drive's frame rate; the ripple grows with the phase,
+    # δφ = A·(φ/π)·sin(2π·f·t), A = slm_flicker_rad at the π level, t the bench clock at mid
+    # exposure. Typical LCOS: 0.01–0.1π rad (ASSUMED for the EXULUS; no published figure found).
+    slm_flicker_rad: float = Field(default=0.0, ge=0, le=3.2)
+    slm_flicker_hz: float = Field(default=60.0, gt=0, le=10_000)
+    # A Gaussian beam instead of the flat top: 1/e² intensity radius at the SLM (mm); 0 = flat top.
+    # The beam's peak gives each pixel the flat top's light; the window's edges get less.
+    slm_beam_waist_mm: float = Field(default=0.0, ge=0, le=100)
     faults: FaultRates = FaultRates()
 
     @model_validator(mode="after")

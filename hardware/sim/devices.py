@@ -57,6 +57,7 @@ class SimBench:
         self.optics = OpticalModel(self.sim, self.geometry, lut, self.sim.seed)
         window = tuple(config.slm.window_px)
         self.clock = SimClock(time.monotonic())  # virtual: see the module doc
+        self.clock_start = self.clock.monotonic()  # bench time 0 (the SLM flicker's phase)
         self.lc = LiquidCrystal(self.optics.lut_phase, response, self.sim.slm_response_ms, window)
         self.gray = np.zeros(window, np.uint8)
         self.slm_version = 0
@@ -84,8 +85,8 @@ class SimBench:
         """The field leaving the SLM window at ``now_s`` on the bench clock."""
         if self.settling(now_s):
             # hardware/sim/slm_response.py: each pixel relaxes from its phase at the flip
-            return self.optics.slm_field_from_phase(self.lc.phase(now_s))
-        return self.optics.slm_field(self.gray)
+            return self.optics.slm_field_from_phase(self.lc.phase(now_s), now_s - self.clock_start)
+        return self.optics.slm_field(self.gray, now_s - self.clock_start)
 
     def drift(self) -> Drift:
         """How far the bench has drifted: rate × bench time, bench time = captures × capture period."""
@@ -173,7 +174,7 @@ class SimCamera:
 
     def _irradiance(self, now_s: float) -> np.ndarray:
         b = self._bench
-        settling = b.settling(now_s)
+        settling = b.settling(now_s) or b.sim.slm_flicker_rad > 0  # flicker: every frame differs
         drift = b.drift()
         state = (b.slm_version, b.diffuser, b.distance_mm, self.roi, drift)
         if not settling and self._cache is not None and self._cache[0] == state:

@@ -146,6 +146,13 @@ class Geometry:
                      for r, w in zip(roi, self.window, strict=True))
 
 
+def fringe(phase: np.ndarray, eps: float) -> np.ndarray:
+    """Pixel fringing: φ' = (1 − 4ε)φ + ε·(sum of the 4 neighbours), edges mirrored (float32)."""
+    p = np.pad(phase.astype(np.float32, copy=False), 1, mode="edge")
+    nb = p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
+    return (np.float32(1.0 - 4.0 * eps) * p[1:-1, 1:-1] + np.float32(eps) * nb).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Drift:
     """How far the bench has drifted: the diffuser slid sideways, and the beam tilted (about y)."""
@@ -237,6 +244,7 @@ class OpticalModel:
         self._screen_fields: dict[str, np.ndarray] = {}
         self._transfer: dict[tuple[Px2, float], np.ndarray] = {}
         self._pruned: dict[tuple, _Pruned] = {}
+        self._beam: np.ndarray | None = None
         self.window_in_screen = tuple(slice(SCREEN_MARGIN, SCREEN_MARGIN + w) for w in geo.window)
 
     # -- caches -------------------------------------------------------------------------------------
@@ -333,12 +341,44 @@ class OpticalModel:
         return self._transfer[key]
 
     # -- the chain ----------------------------------------------------------------------------------
-    def slm_field(self, gray: np.ndarray) -> np.ndarray:
-        """Step 1: e^{iφ(g)} over the window (complex64)."""
-        return np.take(self.lut_field, gray)
+    @property
+    def slm_faults(self) -> bool:
+        s = self.sim
+        return bool(s.slm_unmodulated_share or s.slm_fringing_um or s.slm_flicker_rad or s.slm_beam_waist_mm)
 
-    def slm_field_from_phase(self, phase: np.ndarray) -> np.ndarray:
-        return np.exp(1j * phase).astype(np.complex64)
+    def slm_field(self, gray: np.ndarray, t_s: float = 0.0) -> np.ndarray:
+        """Step 1: e^{iφ(g)} over the window (complex64), with the SLM's faults if any are set."""
+        if not self.slm_faults:
+            return np.take(self.lut_field, gray)
+        return self.slm_field_from_phase(np.take(self.lut_phase, gray), t_s)
+
+    def slm_field_from_phase(self, phase: np.ndarray, t_s: float = 0.0) -> np.ndarray:
+        """The field leaving the SLM for a phase pattern at bench time ``t_s`` (config.py: the
+        faults' models): flicker, fringing, then unmodulated light and the beam profile."""
+        s = self.sim
+        if s.slm_flicker_rad:
+            ripple = s.slm_flicker_rad * math.sin(2.0 * math.pi * s.slm_flicker_hz * t_s) / math.pi
+            phase = phase * np.float32(1.0 + ripple)
+        if s.slm_fringing_um:
+            phase = fringe(phase, s.slm_fringing_um / (8.0 * s.slm_pixel_um))
+        field = np.exp(1j * phase).astype(np.complex64)
+        if s.slm_unmodulated_share:
+            eta = s.slm_unmodulated_share
+            field *= np.float32(math.sqrt(1.0 - eta))
+            field += np.complex64(math.sqrt(eta))
+        if s.slm_beam_waist_mm:
+            field *= self.beam_profile()
+        return field
+
+    def beam_profile(self) -> np.ndarray:
+        """Gaussian beam amplitude over the window, exp(−r²/w²), peak 1 at the window's centre."""
+        if self._beam is None:
+            w_um = self.sim.slm_beam_waist_mm * 1000.0
+            rows, cols = (np.arange(n) - (n - 1) / 2.0 for n in self.geo.window)
+            p = self.sim.slm_pixel_um
+            self._beam = (np.exp(-((rows * p) ** 2) / w_um**2)[:, None]
+                          * np.exp(-((cols * p) ** 2) / w_um**2)[None, :]).astype(np.float32)
+        return self._beam
 
     def diffuser_field(self, slm_field: np.ndarray, diffuser: str, plan: _GridPlan,
                        drift: Drift = NO_DRIFT) -> np.ndarray:

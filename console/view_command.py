@@ -11,9 +11,11 @@ def acquire_with_view(port: int, *, protocol: str, out_path: str, rig_path: str 
     acquisition with a ``RunView`` among its observers, served from a daemon thread. ``options``
     are the rest of ``acquire``'s options (resume, unattended, progress), passed on as they are."""
     from acquisition.acquire import acquire_command
+    from protocols import load_protocol
 
+    threshold = load_protocol(protocol).model.stability.threshold  # bad protocol: one line, exit 2
     sock = bind("127.0.0.1", port)
-    view = RunView(title=f"acquire {protocol} -> {out_path}")
+    view = RunView(title=f"acquire {protocol} -> {out_path}", threshold=threshold)
     with start_view(view, sock, title=f"speckle-lab run — {out_path}"):
         code = acquire_command(protocol, out_path, rig_path, observers=(view,), **options)
     return code

@@ -112,6 +112,7 @@ function onStats(s) {
   $("st-black").textContent = fmt(s.black_level, 1);
   const info = s.info || {};
   $("frame-kind").textContent = info.what || info.kind || "";
+  if (speckle.readonly) $("slm-text").textContent = info.what ? `shown for: ${info.what}` : "";
   drawHistogram(s.histogram);
 }
 

@@ -36,7 +36,9 @@ PROTOCOL = "tiny-protocol.toml"    # 12 embedded LFW faces, 2 diffusers, 0/20/40
     ("md", """## 1. Open the rig, show a face, capture its speckle
 
 `sl.open_rig()` opens every device of a rig file (the simulated rig by default) and closes them on
-leaving the `with` block. `rig.slm.show()` takes a 0/1 object and shows it at the rig's π level."""),
+leaving the `with` block. `rig.slm.show()` takes a 0/1 object and shows it at the rig's π level.
+With this 64×64 window the speckle grain (about 25 camera pixels, as on the full 800×800 rig) spans
+a good part of the 48×48 frame."""),
     ("code", """face = resize(lfw_subset()[0], (64, 64)) > 0.5          # a binarised LFW face
 with sl.open_rig(RIG, roi_px=(48, 48)) as rig:
     rig.changer.select("600")
@@ -59,8 +61,8 @@ run_path = Path("runs/quickstart.h5")
 run_path.parent.mkdir(exist_ok=True)
 run_path.unlink(missing_ok=True)            # start afresh each time the notebook runs
 seen = []
-sl.acquire(PROTOCOL, run_path, RIG, on_pair=lambda event: seen.append(event.row))
-print(f"captured {len(seen)} pairs into {run_path}")"""),
+sl.acquire(PROTOCOL, run_path, RIG, on_pair=lambda event: seen.append(event.done))
+print(f"captured {len(seen)} pairs of {seen and max(seen)} into {run_path}")"""),
     ("md", """## 3. Read the run file
 
 `sl.open_run()` selects pairs by role, diffuser and distance and returns numpy arrays."""),
@@ -76,20 +78,23 @@ for i in range(4):
 ax[0, 0].set_title("objects"); ax[1, 0].set_title("speckle at 40 mm")"""),
     ("md", """## 4. Train a tiny model for a few seconds, and reconstruct
 
-A CNN UNet narrowed to 8 channels at 32×32 for 3 epochs: enough to see the pipeline work, not to
+A CNN UNet narrowed to 8 channels at 32×32 for 2 epochs: enough to see the pipeline work, not to
 reproduce the paper (see `docs/model.md` and `speckle-lab compare`)."""),
-    ("code", """record = sl.train(run_path, "runs/quickstart-model", model="unet", model_args={"base_channels": 8},
-                  image_size=32, epochs=3, batch_size=8, lr=3e-3, device="cpu")
-print({k: record[k] for k in record if k in ("epochs_done", "best_epoch", "best")})"""),
+    ("code", """history = sl.train(run_path, "runs/quickstart-model", model="unet", device="cpu",
+                   model_args={"base_channels": 8}, image_size=32, epochs=2, batch_size=8, lr=3e-3)
+for key in ("epoch", "train_ssim", "validation_ssim", "epoch_s"):
+    print(f"{key:>16}:", np.round(history[key], 3))"""),
     ("code", """with sl.open_run(run_path) as run:
-    rows = run.select(role="validation", split="holdout").rows[:3]
+    sel = run.select(role="validation", split="holdout")
+    rows, truth = sel.rows[:3], sel.objects()[:3]
 written = sl.predict("runs/quickstart-model/best.pt", [f"{run_path}:{','.join(map(str, rows))}"],
                      "runs/quickstart-pred", device="cpu")
-images = [plt.imread(p) for p in written if "side" not in p.name and "binary" not in p.name][:3]
-fig, ax = plt.subplots(1, len(images), figsize=(3 * len(images), 3))
-for a, im in zip(np.atleast_1d(ax), images):
-    a.imshow(im, cmap="gray"); a.axis("off")
-plt.suptitle("reconstructions of held-out faces at 40 mm (3 CPU epochs)")"""),
+outputs = [p for p in written if p.stem.endswith(tuple(f"row{r}" for r in rows))]
+fig, ax = plt.subplots(2, len(outputs), figsize=(3 * len(outputs), 6))
+for i, p in enumerate(outputs):
+    ax[0, i].imshow(truth[i], cmap="gray"); ax[1, i].imshow(plt.imread(p), cmap="gray")
+    ax[0, i].axis("off"); ax[1, i].axis("off")
+ax[0, 0].set_title("held-out face"); ax[1, 0].set_title("reconstruction, 40 mm")"""),
 ]
 
 LAB_SESSION = [
@@ -114,12 +119,14 @@ The devices are the rig file's; each closes when the `with` block ends, even aft
         assert rig.changer.current() == name
     print("stage at", rig.stage.move_to_mm(40.0), "mm")
     rig.slm.blank()
-    dark = rig.camera.capture(exposure_us=1000).image
-    print(f"blank SLM: mean {dark.mean():.1f} counts")"""),
+    flat = rig.camera.capture(exposure_us=1000).image
+    print(f"flat (blank) SLM through {rig.changer.current()} grit: mean {flat.mean():.1f} counts")"""),
     ("md", """## 2. Exposure: bright enough, never saturated
 
 The acquisition's auto exposure does this per block; here by hand, to see the camera's response.
-The mean must grow linearly with the exposure until the sensor clips."""),
+The mean must grow linearly with the exposure until the sensor clips. The DCC1645C is a colour
+sensor: under red light its red pixels clip long before the grey value reaches 255, so watch the
+saturated share, not the maximum."""),
     ("code", """with sl.open_rig(RIG, roi_px=(48, 48)) as rig:
     rig.changer.select("600"); rig.stage.move_to_mm(0.0)
     rig.slm.show(np.ones(rig.slm.window_shape, dtype=bool))

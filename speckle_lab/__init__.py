@@ -9,8 +9,8 @@ console command lives in :mod:`speckle_lab.cli`; the work lives in the packages 
 
 __version__ = "0.1.0"
 
-_API = ("DeviceError", "LabRig", "NotAvailableError", "Plan", "RunData", "RunStopped", "Selection",
-        "UserError", "acquire", "evaluate", "open_rig", "open_run", "plan", "predict", "train")
+_API = ("DeviceError", "LabRig", "NotAvailableError", "PairEvent", "Plan", "RunData", "RunStopped",
+        "Selection", "UserError", "acquire", "evaluate", "open_rig", "open_run", "plan", "predict", "train")
 __all__ = ["__version__", *_API]
 
 

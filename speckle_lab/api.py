@@ -17,7 +17,7 @@ Failure classes (the message is the one line the CLI prints):
 ...     rig.slm.show(face)                                            # a 0/1 object at the π level
 ...     frame = rig.camera.capture(exposure_us=2000)                  # frame.image: numpy (H, W)
 >>> print(sl.plan("protocols/quick.toml"))
->>> sl.acquire("protocols/quick.toml", "run.h5", on_pair=lambda p: print(p.row, p.done))
+>>> sl.acquire("protocols/quick.toml", "run.h5", on_pair=lambda e: print(e.done, e.total))
 >>> with sl.open_run("run.h5") as run:
 ...     frames = run.select(role="validation", diffuser="600").frames()
 >>> sl.train("run.h5", "model/", model="unet", epochs=2, image_size=32)
@@ -35,8 +35,8 @@ from speckle_core.runfile.selection import RunData, Selection
 from speckle_lab.interactive import LabRig
 
 __all__ = [
-    "DeviceError", "LabRig", "NotAvailableError", "Plan", "RunData", "RunStopped", "Selection", "UserError",
-    "acquire", "evaluate", "open_rig", "open_run", "plan", "predict", "train",
+    "DeviceError", "LabRig", "NotAvailableError", "PairEvent", "Plan", "RunData", "RunStopped", "Selection",
+    "UserError",    "acquire", "evaluate", "open_rig", "open_run", "plan", "predict", "train",
 ]
 
 
@@ -117,25 +117,48 @@ def plan(protocol: str | Path, rig: str | Path | None = None, out: str | Path | 
 
 # -- acquire --------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class PairEvent:
+    """What ``acquire(on_pair=...)`` is told after each pair: pairs ``done`` of ``total``, and the
+    current ``block`` ("600 grit, 20 mm, train")."""
+
+    done: int
+    total: int
+    block: str
+
+
+class _PairObserver:
+    """Adapts ``on_pair`` to the engine's observer protocol (``acquisition.engine.Engine.observers``)."""
+
+    def __init__(self, on_pair: Callable[[PairEvent], object]):
+        self.on_pair = on_pair
+
+    def on_progress(self, done: int, total: int, block: str) -> None:
+        self.on_pair(PairEvent(int(done), int(total), str(block)))
+
+
 def acquire(protocol: str | Path, out: str | Path, rig: str | Path | None = None, *, resume: bool = False,
-            unattended: bool = True, on_pair: Callable | None = None, progress: bool = False) -> Path:
+            unattended: bool = True, on_pair: Callable[[PairEvent], object] | None = None,
+            progress: bool = False) -> Path:
     """``speckle-lab acquire``: runs ``protocol`` on ``rig`` into the run file ``out``.
 
-    ``on_pair(event)`` is called after each pair is captured (``event.row``, ``event.done``,
-    ``event.total``, ``event.block``); it must return quickly and must not raise. ``resume=True``
-    continues a stopped run exactly where it stopped. Returns ``out`` when the run is complete;
-    raises :class:`RunStopped` when it stopped early (the file is valid: resume it).
+    ``on_pair(event)`` is called after each pair (:class:`PairEvent`: ``done``, ``total``,
+    ``block``); it must return quickly. One that raises is dropped (and logged); the run goes on.
+    ``resume=True`` continues a stopped run exactly where it stopped. ``unattended`` (the default
+    here) refuses, before anything moves, a protocol that needs a person. Returns ``out`` when the
+    run is complete; raises :class:`RunStopped` when it stopped early (the file is valid: resume it).
 
-    >>> acquire("protocols/quick.toml", "run.h5")                      # doctest: +SKIP
+    >>> acquire("protocols/quick.toml", "run.h5", on_pair=lambda e: print(e.done, e.total))  # doctest: +SKIP
     PosixPath('run.h5')
     """
-    from acquisition.acquire import acquire_run
+    from acquisition.acquire import run_acquisition
 
     out = Path(out)
-    code, message = acquire_run(str(protocol), str(out), None if rig is None else str(rig), resume=resume,
-                                unattended=unattended, progress=progress, on_pair=on_pair)
-    if code != 0:
-        raise RunStopped(message or f"{out}: the run stopped early; resume it", code, out)
+    observers = (_PairObserver(on_pair),) if on_pair is not None else ()
+    outcome = run_acquisition(str(protocol), out, None if rig is None else str(rig), resume=resume,
+                              unattended=unattended, progress=progress, observers=observers)
+    if outcome.exit_code != 0:
+        raise RunStopped(f"{out}: {outcome.message}", outcome.exit_code, out)
     return out
 
 
@@ -160,7 +183,9 @@ def train(run: str | Path, out: str | Path, *, resume: bool = False, progress: b
     """``speckle-lab train``: trains a model on ``run``; writes ``out/last.pt``, ``best.pt``,
     ``history.json``. ``options`` are the CLI's, by their ``TrainConfig`` names (``model``,
     ``epochs``, ``image_size``, ``batch_size``, ``lr``, ``loss``, ``seed``, ``device``, ...).
-    With ``resume=True`` an ``epochs`` option extends a finished run. Returns the training record.
+    With ``resume=True`` an ``epochs`` option extends a finished run. Returns the history: a list
+    per key (``epoch``, ``lr``, ``train_loss``, ``train_ssim``, ``test_ssim``, ``validation_ssim``,
+    ``epoch_s``), one entry per epoch, as in ``history.json``.
 
     >>> train("run.h5", "model", model="unet", epochs=2, image_size=32)  # doctest: +SKIP
     """

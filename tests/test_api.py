@@ -102,3 +102,40 @@ def test_train_refuses_a_bad_option_with_user_error(tmp_path):
     run = write_tiny_dataset(tmp_path / "run.h5", n_objects=4)
     with pytest.raises(sl.UserError, match="lr"):
         sl.train(run, tmp_path / "model", lr=float("nan"))
+
+
+def test_acquire_calls_on_pair_after_each_pair_and_returns_the_file(tmp_path):
+    from tests._tiny_sim import tiny_files
+
+    protocol, rig = tiny_files(tmp_path, count=3)
+    events = []
+    out = sl.acquire(protocol, tmp_path / "run.h5", rig, on_pair=events.append)
+    with sl.open_run(out) as run:
+        assert run.pairs_done == len(run.done) == events[-1].total
+    assert [e.done for e in events] == list(range(1, len(events) + 1))
+
+
+def test_acquire_refuses_an_existing_file_with_the_cli_message(tmp_path, capsys):
+    from tests._tiny_sim import tiny_files
+
+    protocol, rig = tiny_files(tmp_path, count=3)
+    out = tmp_path / "run.h5"
+    out.write_bytes(b"precious")
+    with pytest.raises(sl.UserError) as e:
+        sl.acquire(protocol, out, rig)
+    assert cli_run(["acquire", str(protocol), "--rig", str(rig), "--out", str(out), "--unattended"]) == 2
+    assert str(e.value) in capsys.readouterr().err
+    assert out.read_bytes() == b"precious"
+
+
+def test_a_callback_that_raises_is_dropped_and_the_run_completes(tmp_path):
+    from tests._tiny_sim import tiny_files
+
+    protocol, rig = tiny_files(tmp_path, count=3)
+
+    def broken(event):
+        raise RuntimeError("a notebook's bug")
+
+    out = sl.acquire(protocol, tmp_path / "run.h5", rig, on_pair=broken)
+    with sl.open_run(out) as run:
+        assert run.pairs_done == len(run.done)

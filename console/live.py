@@ -1,10 +1,11 @@
 """``speckle-lab live``: the rig driven from the console page.
 
-One capture thread owns the devices: it captures frames back to back (at the camera's own rate, at
-most ``max_fps``) while a page is connected, and carries out the pages' commands between frames, so
-no two threads ever talk to a device at once. Each frame goes to a one-slot buffer
-(``console.slot``); the server takes the newest. A camera that fails is shown on the page and
-retried (1 s, doubling up to 10 s) while the server keeps running.
+One capture thread owns the devices: while a page is connected it captures frames back to back, at
+the camera's own rate but no faster than the server takes them (a frame is captured while the last
+one is being sent; none is made that nobody would see) and at most ``max_fps``, and it carries out
+the pages' commands between frames, so no two threads ever talk to a device at once. Each frame
+goes to a one-slot buffer (``console.slot``); the server takes the newest. A camera that fails is
+shown on the page and retried (1 s, doubling up to 10 s) while the server keeps running.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from console.slot import LatestSlot
 from console.snapshot import save_snapshot
 from console.source import CommandError, FrameItem
 from hardware.errors import DeviceError
-from hardware.interfaces import manual_devices
 from speckle_core.errors import UserError
 
 log = logging.getLogger("speckle_lab.console")
@@ -56,7 +56,7 @@ class LiveSession:
         self.average = 1
         self.black_level = float(black_level)
         self.slm_state: dict = {"pattern": "blank"}
-        self.manual = manual_devices(rig.stage, rig.changer)
+        self.manual = rig.manual_devices()
         self.camera_error: str | None = None
         self.last_snapshot: str | None = None
         self.captured = 0
@@ -136,7 +136,16 @@ class LiveSession:
                 self._wake.clear()
                 continue
             next_t = time.monotonic() + self.min_period_s
-            self._capture_once()
+            if self._capture_once() is not None:
+                self._until_taken(self.frames.seq)
+
+    def _until_taken(self, seq: int, limit_s: float = 1.0) -> None:
+        """Captures on demand: the next frame once the server has taken this one (or after
+        ``limit_s``), so frames nobody will see are not made, yet capture overlaps sending."""
+        end = time.monotonic() + limit_s
+        while not self.frames.wait_taken(seq, 0.05):
+            if self._jobs or self._stop.is_set() or self._clients == 0 or time.monotonic() > end:
+                return
 
     def _run_jobs(self) -> None:
         while self._jobs:

@@ -48,4 +48,11 @@ class LatestSlot:
             if not self._cond.wait_for(lambda: self._seq > seq, timeout_s):
                 return None
             self._taken = max(self._taken, self._seq)
+            self._cond.notify_all()
             return self._seq, self._item
+
+    def wait_taken(self, seq: int, timeout_s: float | None = None) -> bool:
+        """Waits until a consumer has taken item ``seq`` (or a newer one); False on timeout. Lets a
+        producer that computes its items (a simulated camera) make no more than are looked at."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._taken >= seq, timeout_s)

@@ -158,3 +158,11 @@ def test_sixteen_bit_snapshot_png_keeps_the_values(tmp_path):
     img = np.array([[0, 1023], [512, 7]], np.uint16)
     png = save_snapshot(tmp_path, FrameItem(img, 1023, 0.0, 1.0), {})[0]
     assert np.array_equal(np.asarray(Image.open(png)).astype(np.uint16), img)
+
+
+def test_slot_wait_taken_returns_once_a_consumer_took_the_item():
+    slot = LatestSlot()
+    seq = slot.put("frame")
+    assert not slot.wait_taken(seq, 0.01)
+    slot.wait_newer(0, 0)
+    assert slot.wait_taken(seq, 0.01)

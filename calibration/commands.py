@@ -268,7 +268,7 @@ def twin_command(run_path: str, out: str, report: str | None, max_objects: int, 
                f"({', '.join(sorted({b.diffuser for b in run.blocks}))} at "
                f"{', '.join(f'{z:g}' for z in sorted({b.distance_mm for b in run.blocks}))} mm), "
                f"up to {max_objects} objects each; {iterations} rounds on the simulated rig", err=True)
-    with common.progress(show_progress, iterations * len(run.blocks), "simulating the twin") as advance:
+    with common.progress(show_progress, 2 * iterations * len(run.blocks), "simulating the twin") as advance:
         params, measured, simulated, rig_dict = twin.fit_twin(run, iterations, twin.twin_seed(run), advance)
     problems = twin_report.mismatches(measured, simulated)
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

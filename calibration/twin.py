@@ -8,12 +8,14 @@ measured the same way, and each parameter is updated from the statistic it drive
 - flux ← flux × level_run / level_sim of the empty-slot frames (all of the light, no diffuser);
 - per diffuser, σφ² ← σφ² + ln(α_sim / α_run), since α = exp(−σφ²) (eq. 5), then the rms height
   σh = σφ·λ / (2π(n − 1));
-- per diffuser, θ0 ← θ0 × √(β_sim / β_run), β the scattered share the iris passes, ≈ NA²/(2θ0²)
-  for θ0 ≫ NA; then the correlation length w = √2·(n − 1)·σh / θ0 (hardware/sim/diffuser.py);
+- per diffuser, θ0 ← θ0 × √((T − α)_sim / (T − α)_run), T the diffuser's level over the empty
+  slot's: T − α = (1 − α)·S is the scattered light the iris passes, S ≈ NA²/(2θ0²) for θ0 ≫ NA;
+  then the correlation length w = √2·(n − 1)·σh / θ0 (hardware/sim/diffuser.py);
 - read noise ← read noise × σ_dark,run / σ_dark,sim, black level ← black level + the difference of
   the dark means (ADC counts), from the run's mean dark frames.
 
-The analytic forms start the iteration (α → σφ directly; β → θ0 through S = 1 − exp(−NA²/(2θ0²)));
+The analytic forms start the iteration (the grain → NA; α → σφ; T − α → θ0 through
+S = 1 − exp(−NA²/(2θ0²)), which the θ0 update also uses);
 the simulation then corrects for what they leave out (the object's own light, the iris's soft edge,
 the Bayer pipeline). The twin uses another seed than the run's rig, so it matches statistics, not
 the same diffuser screens. Where a statistic does not constrain a parameter, the parameter keeps its
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from calibration.common import EMPTY_SLOT
-from calibration.twin_stats import Block, RunStats, run_stats
+from calibration.twin_stats import Block, RunStats, average_stats, run_stats
 from speckle_core.errors import UserError
 
 ALPHA_MIN = 0.01  # below this the unscattered share is lost in the speckle: σh is not identifiable
@@ -239,16 +241,49 @@ def _mean(stats: RunStats, diffuser: str, attr: str) -> float:
     return float(np.mean(vals)) if vals else math.nan
 
 
+def _scattered(stats: RunStats, diffuser: str) -> float:
+    """The scattered light the iris passes, as a share of the empty slot's: T − α, T the diffuser's
+    level over the empty slot's at the same distance (averaged over distances). T − α = (1 − α)·S
+    with S ≈ NA²/(2θ0²) for θ0 ≫ NA: it sets θ0. Means are precise where the regression's
+    intercept β is not, so this, not β, drives θ0."""
+    if stats.empty is None:
+        return math.nan
+    empty = {z: s.level for (d, z), s in stats.blocks.items() if d == stats.empty and s.level > 0}
+    ratios = [s.level / empty[z] for (d, z), s in stats.blocks.items() if d == diffuser and z in empty]
+    alpha = _mean(stats, diffuser, "alpha")
+    if not ratios or not math.isfinite(alpha):
+        return math.nan
+    return float(np.mean(ratios)) - max(alpha, 0.0)
+
+
+def _effective_angle(scattered: float, alpha: float, na: float) -> float:
+    """θ0 from the scattered light the iris passes, (1 − α)·S, with S = 1 − exp(−NA²/(2θ0²)) (the
+    share of a Gaussian angular spectrum within the iris); nan when it does not say."""
+    if not (math.isfinite(scattered) and math.isfinite(alpha)):
+        return math.nan
+    share = scattered / max(1.0 - min(max(alpha, 0.0), 0.99), 1e-3)
+    if not 0 < share < 0.999:
+        return math.nan
+    return na / math.sqrt(-2.0 * math.log(1.0 - share))
+
+
 def initial_guess(run: RunData, measured: RunStats, p: Params) -> None:
-    """The analytic start: α → σφ, β → θ0 (module doc)."""
+    """The analytic start: the grain → NA, α → σφ, T − α → θ0 (module doc).
+
+    The grain's half width at half maximum is 0.2572·λ/NA_c for a circular pupil ([2J1(v)/v]² = ½
+    at v = 1.6163; Goodman §4.4), NA_c = NA/M2 the camera-side aperture."""
+    sim, cam = run.rig.sim, run.rig.camera
+    grain = measured.grain_px()
+    if math.isfinite(grain) and grain > 0:
+        m2 = cam.pixel_um / (sim.slm_pixel_um * sim.relay_f2_mm / sim.relay_f1_mm)
+        p.na = float(np.clip(0.2572 * sim.wavelength_nm / 1000.0 / (grain * cam.pixel_um) * m2, 1e-4, 0.03))
     for d in p.sigma_phi:
-        alpha, beta = _mean(measured, d, "alpha"), _mean(measured, d, "beta_share")
+        alpha = _mean(measured, d, "alpha")
         if math.isfinite(alpha) and alpha >= ALPHA_MIN:
             p.sigma_phi[d] = math.sqrt(-math.log(min(alpha, 0.999)))
-        if math.isfinite(beta) and math.isfinite(alpha):
-            share = beta / max(1.0 - min(max(alpha, 0.0), 0.99), 1e-3)
-            if 0 < share < 0.99:
-                p.theta0[d] = p.na / math.sqrt(-2.0 * math.log(1.0 - share))
+        theta = _effective_angle(_scattered(measured, d), alpha, p.na)
+        if math.isfinite(theta):
+            p.theta0[d] = theta
 
 
 def update(run: RunData, measured: RunStats, simulated: RunStats, p: Params, dark_run, dark_sim) -> None:
@@ -268,9 +303,10 @@ def update(run: RunData, measured: RunStats, simulated: RunStats, p: Params, dar
         a_run, a_sim = _mean(measured, d, "alpha"), _mean(simulated, d, "alpha")
         if a_run >= ALPHA_MIN and a_sim > 1e-4:
             p.sigma_phi[d] = math.sqrt(max(p.sigma_phi[d] ** 2 + math.log(a_sim / a_run), 1e-4))
-        b_run, b_sim = _mean(measured, d, "beta_share"), _mean(simulated, d, "beta_share")
-        if b_run > 0 and b_sim > 0:
-            p.theta0[d] *= float(np.clip(math.sqrt(b_sim / b_run), 0.5, 2.0))
+        t_run = _effective_angle(_scattered(measured, d), a_run, p.na)
+        t_sim = _effective_angle(_scattered(simulated, d), a_sim, p.na)
+        if t_run > 0 and t_sim > 0:
+            p.theta0[d] *= float(np.clip(t_run / t_sim, 0.5, 2.0))
     (m_run, s_run), (m_sim, s_sim) = dark_run, dark_sim
     if math.isfinite(s_run) and s_sim > 0 and s_run > 0.35:  # above the 8-bit step's own noise
         p.read_noise_e *= float(np.clip(s_run / s_sim, 0.5, 2.0))
@@ -298,18 +334,26 @@ def notes_for(run: RunData, measured: RunStats, p: Params) -> list[str]:
     return out
 
 
-def fit_twin(run: RunData, iterations: int, seed: int, advance=None):
-    """(params, measured stats, twin stats, twin rig dict)."""
+def fit_twin(run: RunData, iterations: int, seed: int, advance=None, realisations: int = 2):
+    """(params, measured stats, twin stats, twin rig dict).
+
+    Each round simulates ``realisations`` twins with different seeds (different diffuser screens)
+    and averages their statistics, so that the twin's own screen does not pull the fit; the run's
+    screen is one realisation, as a real diffuser is."""
     measured = run_stats(run.blocks, run.empty)
     p = prior_params(run)
     initial_guess(run, measured, p)
     simulated = None
     for it in range(iterations):
-        rig_dict = twin_rig_dict(run, p, seed)
-        blocks, dm, ds = simulate(run, rig_dict, advance)
-        simulated = run_stats(blocks, run.empty)
+        stats, darks = [], []
+        for k in range(realisations):
+            blocks, dm, ds = simulate(run, twin_rig_dict(run, p, seed + k), advance)
+            stats.append(run_stats(blocks, run.empty))
+            darks.append((dm, ds))
+        simulated = average_stats(stats)
         if it < iterations - 1:
-            update(run, measured, simulated, p, (run.dark_mean, run.dark_std), (dm, ds))
+            dark_sim = (float(np.mean([d[0] for d in darks])), float(np.mean([d[1] for d in darks])))
+            update(run, measured, simulated, p, (run.dark_mean, run.dark_std), dark_sim)
     p.notes = notes_for(run, measured, p)
     return p, measured, simulated, twin_rig_dict(run, p, seed)
 

@@ -170,3 +170,20 @@ def run_stats(blocks: list[Block], empty: str | None) -> RunStats:
             out.blocks[k].alpha = alpha
             out.blocks[k].beta_share = (d_mean - alpha * e_mean) / e_mean if e_mean > 0 else math.nan
     return out
+
+
+def average_stats(many: list[RunStats]) -> RunStats:
+    """The mean of several realisations' statistics (the twin's, over diffuser screens)."""
+    if len(many) == 1:
+        return many[0]
+    out = RunStats(empty=many[0].empty)
+    for key in many[0].blocks:
+        items = [m.blocks[key] for m in many]
+        fields = {}
+        for name in ("level", "contrast", "grain_px", "alpha", "beta_share", "corr_empty", "decorrelation",
+                     "sxy", "sxx"):
+            vals = [getattr(s, name) for s in items]
+            fields[name] = float(np.mean(vals)) if all(math.isfinite(v) for v in vals) else math.nan
+        fields["autocov"] = np.mean([s.autocov for s in items], axis=0)
+        out.blocks[key] = BlockStats(**fields)
+    return out

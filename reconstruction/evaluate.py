@@ -108,7 +108,7 @@ def _examples(model, cache, pos, per_ssim, dev, batch_size, n) -> list[dict]:
     idx = cache.index
     order = np.argsort(per_ssim, kind="stable")
     spread = np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)
-    picks = sorted(set(order[spread].tolist()))
+    picks = list(dict.fromkeys(order[spread].tolist()))  # worst to best
     ex_pos = pos[picks]
     ex_pred = predict_positions(model, cache, ex_pos, dev, batch_size)
     ex_x, ex_y = cache.batch(ex_pos)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from acquisition.engine import EXIT_INTERRUPTED, Engine, RunOutcome
+from acquisition.progress import LOG_EVERY_S, ProgressLog
 from acquisition.settings import RunSettings
 from speckle_core.errors import UserError
 from speckle_core.fileio import (
@@ -89,7 +90,8 @@ def layout_from_plan(plan, objects, frame_dtype) -> RunLayout:
         pair_object=np.array([r.object_index for r in rows], dtype=np.int64),
         pair_repeat=np.array([r.repeat for r in rows], dtype=np.int64), frame_shape=tuple(plan.roi_px),
         frame_dtype=np.dtype(frame_dtype), dark_frames=int(plan.dark_frames), reference_pattern=reference,
-        reference_before_row=list(plan.reference_before_rows), reference_block=list(plan.reference_blocks))
+        reference_before_row=list(plan.reference_before_rows), reference_block=list(plan.reference_blocks),
+        rig_kind=plan.rig.config.rig_kind, simulated_devices=list(plan.rig.config.simulated_devices))
 
 
 # -- output file checks ------------------------------------------------------------------------------
@@ -161,13 +163,31 @@ def check_output(out: Path, resume: bool, protocol_text: str, rig_text: str, pro
         return True
     with open_run(out) as f:
         check_resumable(f, out)
-        if f.attrs["protocol"] != protocol_text:
-            raise UserError(f"{out}: was started with a different protocol than {protocol_path}; "
-                            "resume with the same protocol file")
-        if f.attrs["rig"] != rig_text:
-            raise UserError(f"{out}: was started with a different rig than {rig_name}; "
-                            "resume with the same rig file")
+        stored_protocol, stored_rig = str(f.attrs["protocol"]), str(f.attrs["rig"])
+    check_same_meaning(out, "protocol", stored_protocol, protocol_text, protocol_path)
+    check_same_meaning(out, "rig", stored_rig, rig_text, rig_name)
     return False
+
+
+def check_same_meaning(out: Path, what: str, stored: str, given: str, given_name: str) -> None:
+    """A run resumes only with the protocol (rig) it was started with, compared by meaning: comments,
+    order, quoting and defaults written out do not matter; the keys that differ are named."""
+    from hardware.rig import RigConfig
+    from protocols.schema import ProtocolConfig
+    from speckle_core.meaning import describe, differences
+
+    if stored == given:
+        return
+    try:
+        diffs = differences(ProtocolConfig if what == "protocol" else RigConfig, stored, given)
+    except ValueError as e:  # the stored text no longer validates (an older speckle-lab): by text
+        diffs = [f"(the stored {what} does not validate now: {e}; compared as text)"]
+    if diffs:
+        raise UserError(f"{out}: was started with a different {what} than {given_name}: "
+                        f"{describe(diffs)} (stored → given); resume with the {what} it was started "
+                        f"with: speckle-lab inspect {out} --{what} > {what}.toml")
+    log.info("%s: the %s file differs from the stored one only in form (comments, layout); resuming",
+             out, what)
 
 
 # -- live progress, log file, Ctrl-C ----------------------------------------------------------------------
@@ -258,7 +278,7 @@ def progress_bar(enabled: bool, total: int, already: int):
 def run_acquisition(protocol: ProtocolFile | str | Path, out: str | Path,
                     rig: RigFile | str | Path | None = None, *, resume: bool = False,
                     unattended: bool = False, progress: bool = False, operator=None,
-                    observers: tuple = ()) -> RunOutcome:
+                    observers: tuple = (), log_every_s: float = LOG_EVERY_S) -> RunOutcome:
     """Runs a protocol on a rig into the run file ``out``: the one entry point of a run.
 
     ``protocol``: a path or a loaded ``ProtocolFile``; ``rig``: a path, a loaded ``RigFile``, or None
@@ -267,7 +287,8 @@ def run_acquisition(protocol: ProtocolFile | str | Path, out: str | Path,
     one-line UserError before any device moves; how the run ended is in the returned ``RunOutcome``
     (``exit_code`` 0 complete, 1 stopped cleanly, 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). ``observers``
     watch the run (``Engine.observers``: frames, progress, references, the end; e.g.
-    ``console.view.RunView``).
+    ``console.view.RunView``). Without ``progress`` (the live bar) a line of progress is printed to
+    stderr and the log every ``log_every_s`` seconds (``acquisition.progress``).
     """
     from acquisition.plan import make_plan
     from hardware.rig import RigFile, load_rig
@@ -284,11 +305,12 @@ def run_acquisition(protocol: ProtocolFile | str | Path, out: str | Path,
     # HDF5's own locking does (NFS setups turn it off); a second run is refused naming the first.
     with output_lock(out, "run file"):
         return _run_locked(out, resume, unattended, progress, operator, protocol_file, rig_file, plan,
-                           settings, observers)
+                           settings, observers, log_every_s)
 
 
 def _run_locked(out: Path, resume: bool, unattended: bool, progress: bool, operator, protocol_file,
-                rig_file, plan, settings, observers: tuple = ()) -> RunOutcome:
+                rig_file, plan, settings, observers: tuple = (), log_every_s: float = LOG_EVERY_S
+                ) -> RunOutcome:
     from acquisition.plan import build_objects
     from hardware.rig import build_rig
 
@@ -313,7 +335,7 @@ def _run_locked(out: Path, resume: bool, unattended: bool, progress: bool, opera
                 dtype = np.uint8 if opened.camera.max_value <= 255 else np.uint16
                 lay_out(out, layout_from_plan(plan, objects, dtype))
                 log.info("laid out %s in %.1f s", out, time.perf_counter() - t0)
-            outcome = _run_engine(opened, out, settings, progress, observers)
+            outcome = _run_engine(opened, out, settings, progress, observers, log_every_s)
     finally:
         with contextlib.suppress(Exception):
             opened.close()
@@ -342,21 +364,44 @@ def acquire_command(protocol_path: str, out_path: str, rig_path: str | None, *, 
     outcome = run_acquisition(protocol_path, out_path, rig_path, resume=resume, unattended=unattended,
                               progress=progress, observers=observers)
     stream = sys.stdout if outcome.exit_code == 0 else sys.stderr
-    print(f"{out_path}: {outcome.message} (log: {outcome.log_path})", file=stream)
+    tail = ""
+    if outcome.exit_code != 0 and outcome.pairs_done < outcome.pairs_total and Path(out_path).exists():
+        command = resume_command(protocol_path, out_path, rig_path, unattended=unattended, progress=progress)
+        log.info("to continue: %s", command)
+        tail = f"; to continue, run: {command}"
+    print(f"{out_path}: {outcome.message} (log: {outcome.log_path}){tail}", file=stream)
     return outcome.exit_code
 
 
-def _run_engine(rig, out: Path, settings: RunSettings, progress: bool, observers: tuple = ()) -> RunOutcome:
+def resume_command(protocol_path: str, out_path: str, rig_path: str | None, *, unattended: bool = False,
+                   progress: bool = True) -> str:
+    """The exact command that continues this run (same files, same options, plus --resume), quoted for
+    a POSIX shell."""
+    import shlex
+
+    argv = ["speckle-lab", "acquire", str(protocol_path)]
+    if rig_path:
+        argv += ["--rig", str(rig_path)]
+    argv += ["--out", str(out_path), "--resume"]
+    if unattended:
+        argv.append("--unattended")
+    if not progress:
+        argv.append("--no-progress")
+    return shlex.join(argv)
+
+
+def _run_engine(rig, out: Path, settings: RunSettings, progress: bool, observers: tuple = (),
+                log_every_s: float = LOG_EVERY_S) -> RunOutcome:
     writer = RunWriter(out, settings.sync_interval_s)
     try:
         engine = Engine(rig, writer, settings, observers=list(observers))
     except BaseException:
         writer.close()
         raise
-    total = len(engine.done)
-    with stop_on_signals(engine.stop_requested) as stop, \
-            progress_bar(progress, total, int(engine.done.sum())) as cb:
-        engine.progress = cb
+    total, already = len(engine.done), int(engine.done.sum())
+    with stop_on_signals(engine.stop_requested) as stop, progress_bar(progress, total, already) as cb, \
+            (contextlib.nullcontext() if progress else ProgressLog(total, already, log_every_s)) as plog:
+        engine.progress = cb if plog is None else plog.update
         outcome = engine.run()
     if outcome.exit_code == EXIT_INTERRUPTED and stop.signum is not None:
         outcome.exit_code = stop.exit_code  # 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
@@ -376,17 +421,40 @@ def make_operator(unattended: bool):
     return ConsoleOperator()
 
 
+def needs_a_person(settings: RunSettings, rig_file) -> list[tuple[str, str]]:
+    """What only a person can do in this run, each with the options that would remove the need:
+    [(what, fix)], empty when the run can go unattended."""
+    from hardware.dark import describe_dark_source
+
+    rig = rig_file.config
+    where = rig_file.path or "the rig file"
+    out = []
+    if rig.stage.kind == "manual":
+        out.append(("moving the camera (stage.kind = 'manual')",
+                    f"a KDC101 stage: stage.kind = 'kinesis' and stage.serial in {where}"))
+    if rig.changer.kind == "manual":
+        out.append(("swapping diffusers (changer.kind = 'manual')",
+                    f"an FW102C wheel: changer.kind = 'fw102c' and changer.port in {where}"))
+    if settings.dark.frames > 0 and describe_dark_source(rig).manual:
+        wheel = ("changer.dark_slot = the FW102C's blank slot, or " if rig.changer.kind == "fw102c"
+                 else "")
+        out.append(("blocking the laser for dark frames (no dark source in the rig file)",
+                    f"{wheel}a [shutter] (kind = 'mff101' or 'ksc101', with its serial) in {where}, "
+                    "or dark.frames = 0 in the protocol"))
+    return out
+
+
 def preflight_people(settings: RunSettings, rig_file, operator) -> None:
-    """Refuses, before anything moves, a run that needs a person when nobody will answer."""
+    """Refuses, before anything moves, a run that needs a person when nobody will answer, naming
+    what is missing and the options that would fix it."""
     if getattr(operator, "interactive", False):
         return
-    steps = list(settings.manual_steps)
-    if not steps and settings.dark.frames > 0 and not rig_file.config.simulated:
-        steps.append("block and unblock the laser for dark frames")
-    if steps:
-        raise UserError(f"this protocol needs a person ({steps[0]}{' ...' if len(steps) > 1 else ''}) "
-                        "but the run is unattended or has no terminal; run it attended, or use a "
-                        "motorised stage and filter wheel")
+    needs = needs_a_person(settings, rig_file)
+    if needs:
+        what = "; ".join(w for w, _ in needs)
+        fixes = "; ".join(f for _, f in needs)
+        raise UserError(f"this run needs a person ({what}) but it is unattended or has no terminal; "
+                        f"to run it unattended set {fixes}; or run it attended, in a terminal")
 
 
 def preflight_devices(rig, settings: RunSettings) -> None:

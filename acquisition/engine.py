@@ -24,6 +24,7 @@ RUN.log) is ``acquisition.acquire.run_acquisition``, the one entry point of a ru
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -185,6 +186,7 @@ class Engine:
         self._block: int | None = None
         self._exposure_us = float("nan")
         self._pairs_written = int(self.done.sum())
+        self._darks = self._load_darks()  # (exposure, frame) of each dark captured: reused at that exposure
         self.capture_s = 0.0  # time in show+settle+capture, for the log and the benchmark
         self.frames = 0  # frames captured: pairs, exposure probes, darks, references
 
@@ -202,7 +204,9 @@ class Engine:
         return out
 
     def block_label(self, b: int) -> str:
-        return f"diffuser {self._diffuser[b]} at {self._distance[b]:g} mm"
+        """``block 3/12: diffuser 120 at 20 mm``: numbered from 1 in run order, as ``plan`` lists them."""
+        where = f"diffuser {self._diffuser[b]} at {self._distance[b]:g} mm"
+        return f"block {b + 1}/{len(self._diffuser)}: {where}"
 
     # -- running -----------------------------------------------------------------------------
     def run(self) -> RunOutcome:
@@ -311,7 +315,7 @@ class Engine:
     # -- blocks --------------------------------------------------------------------------------
     def _enter_block(self, b: int, w: _Writer) -> None:
         rig, diffuser, distance = self.rig, self._diffuser[b], float(self._distance[b])
-        log.info("block %d: %s", b, self.block_label(b))
+        log.info("%s", self.block_label(b))
         if rig.changer.current() != diffuser:
             self._retry(f"selecting diffuser {diffuser}", lambda: rig.changer.select(diffuser))
         here = rig.stage.distance_mm()
@@ -319,23 +323,57 @@ class Engine:
             self._retry(f"moving to {distance:g} mm", lambda: rig.stage.move_to_mm(distance))
         if self._block_done[b]:
             self._exposure_us = self._configure(float(self._block_exposure[b]))
-            log.info("block %d: exposure %.1f us (stored)", b, self._exposure_us)
+            log.info("block %d: exposure %.1f us (stored)", b + 1, self._exposure_us)
         else:
             self._exposure_us, sat = self._decide_exposure(b)
             exp = self._exposure_us
             w.put(lambda wr: wr.write_block_exposure(b, exp, sat))
             self._block_done[b] = True
         if self._dark_n > 0 and not self._dark_done[b]:
-            dark = self._dark(b)
+            dark = self._reusable_dark(b)
+            if dark is None:
+                dark = self._dark(b)
+                self._darks.append((np.float32(self._exposure_us), dark))
             w.put(lambda wr: wr.write_dark(b, dark))
             self._dark_done[b] = True
         self._block = b
+
+    # -- dark frames: one capture per exposure setting (docs/protocol.md, "Dark frames") ---------
+    def _load_darks(self) -> list[tuple[np.float32, np.ndarray]]:
+        """(exposure, dark frame) of the darks already in the file, for a resumed run to reuse."""
+        if self._dark_n == 0 or self.settings.dark.per != "exposure":
+            return []
+        frames = self.writer.file["dark/frame"]
+        done = np.flatnonzero(self._dark_done & self._block_done)
+        return [(np.float32(self._block_exposure[b]), np.asarray(frames[b])) for b in done]
+
+    def _reusable_dark(self, b: int) -> np.ndarray | None:
+        """A dark taken at this block's exposure (within dark.exposure_tolerance), or None."""
+        if self.settings.dark.per != "exposure":
+            return None
+        exposure, tol = np.float32(self._exposure_us), self.settings.dark.exposure_tolerance
+        for at, frame in self._darks:
+            if abs(float(at) - float(exposure)) <= tol * max(float(at), float(exposure)):
+                log.info("block %d: dark frame reused (taken at %.1f us; this block %.1f us)", b + 1,
+                         float(at), float(exposure))
+                return frame
+        return None
+
+    def _dark_source(self):
+        """What blocks the laser: the rig's (hardware.dark), or for a rig built without one the
+        simulated camera (renders darks) or the operator."""
+        from hardware.drivers.shutter import NoDarkSource, OperatorDark
+
+        dark = getattr(self.rig, "dark", None)
+        if dark is not None:
+            return dark
+        return NoDarkSource() if self.settings.laser_blocked_for_dark else OperatorDark(self.rig.operator)
 
     def _decide_exposure(self, b: int) -> tuple[float, float]:
         s = self.settings
         if s.fixed_exposure_us is not None:
             applied = self._configure(s.fixed_exposure_us)
-            log.info("block %d: exposure %.1f us (fixed)", b, applied)
+            log.info("block %d: exposure %.1f us (fixed)", b + 1, applied)
             return applied, float("nan")
         rows = np.flatnonzero(self._pair_block == b)
         probe_objs = list(dict.fromkeys(int(self._pair_object[r]) for r in rows))[: s.probe_objects]
@@ -355,15 +393,35 @@ class Engine:
         res = auto_expose(probe, auto.start_us, self.rig.camera.max_value, auto)
         applied = self._configure(res.exposure_us)
         log.info("block %d: auto exposure %.1f us, p%g = %.0f counts, %.4f%% saturated, %d iterations%s",
-                 b, applied, auto.target_percentile, res.statistic, 100 * res.saturated_fraction,
+                 b + 1, applied, auto.target_percentile, res.statistic, 100 * res.saturated_fraction,
                  res.iterations, "" if res.converged else " (NOT converged: kept the best)")
         return applied, res.saturated_fraction
 
     def _dark(self, b: int) -> np.ndarray:
-        rig, diffuser, distance = self.rig, self._diffuser[b], float(self._distance[b])
-        if not self.settings.laser_blocked_for_dark:
-            rig.operator.request("Block the laser for dark frames, then press Enter")
-        cam, timeout_ms = rig.camera, self.settings.camera.timeout_ms
+        diffuser, distance = self._diffuser[b], float(self._distance[b])
+        source = self._dark_source()
+        self._move_dark_source(source, "block")
+        try:
+            frames = self._capture_darks(diffuser, distance)
+        except BaseException:
+            with contextlib.suppress(Exception):  # already failing: the run stops; the beam back if it can
+                source.unblock()
+            raise
+        self._move_dark_source(source, "unblock")
+        dark = mean_dark(frames)
+        log.info("block %d: dark frame at %.1f us, mean of %d: %.2f counts (laser blocked by %s)", b + 1,
+                 self._exposure_us, self._dark_n, float(dark.mean()), source.label)
+        return dark
+
+    def _move_dark_source(self, source, how: str) -> None:
+        what = f"{'blocking' if how == 'block' else 'unblocking'} the laser ({source.label})"
+        if getattr(source, "manual", False):
+            getattr(source, how)()  # a person: asked once, never retried
+        else:
+            self._retry(what, getattr(source, how))
+
+    def _capture_darks(self, diffuser: str, distance: float) -> list[np.ndarray]:
+        cam, timeout_ms = self.rig.camera, self.settings.camera.timeout_ms
 
         def capture_dark(i: int) -> np.ndarray:
             t0 = time.perf_counter()
@@ -373,12 +431,7 @@ class Engine:
             self.frames += 1
             return frame.image
 
-        frames = [capture_dark(i) for i in range(self._dark_n)]
-        if not self.settings.laser_blocked_for_dark:
-            rig.operator.request("Unblock the laser, then press Enter")
-        dark = mean_dark(frames)
-        log.info("block %d: dark frame, mean of %d: %.2f counts", b, self._dark_n, float(dark.mean()))
-        return dark
+        return [capture_dark(i) for i in range(self._dark_n)]
 
     # -- pairs and references ----------------------------------------------------------------------
     def _pair(self, row: int, w: _Writer) -> None:
@@ -409,7 +462,7 @@ class Engine:
             return
         threshold = self.settings.stability.threshold
         msg = (f"stability: reference correlation {corr:.3f} < threshold {threshold:g} "
-               f"({self.block_label(b)}, before pair {int(self._ref_before[i])})")
+               f"({self.block_label(b)}, before pair {int(self._ref_before[i]) + 1})")
         log.warning(msg)
         if self.settings.stability.on_drift == "log":
             return

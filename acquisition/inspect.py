@@ -84,6 +84,8 @@ def print_summary(f, path: Path, blocks: list[BlockSummary]) -> None:
     total = sum(b.total for b in blocks)
     done = sum(b.done for b in blocks)
     console.print(f"[bold]{path}[/bold]  created {f.attrs.get('created', '?')}  format {f.attrs['format']}")
+    if "rig_kind" in f.attrs:
+        console.print(f"rig: {rig_description(f)}", markup=False)
     console.print(f"objects: {n_obj} ({splits.count('holdout')} holdout)  frames: {m[1]}x{m[2]} "
                   f"{f['pairs/speckle'].dtype}  pairs: {done}/{total} done, {total - done} missing")
     t = Table(title="blocks")
@@ -172,6 +174,21 @@ def render_contact_sheet(f):
             img = read_checked(f["pairs/speckle"], f.filename, at[z]) if z in at else None
             sheet.paste(_tile(img, stretch=True), (label_w + step * (j + 1), y))
     return sheet, len(rows)
+
+
+def rig_description(f) -> str:
+    """``mixed: stage, changer simulated`` from the root attributes ``rig_kind`` and
+    ``simulated_devices`` (runs written before them: the rig file says)."""
+    import json
+
+    kind = str(f.attrs.get("rig_kind", "?"))
+    try:
+        sim = [str(d) for d in json.loads(str(f.attrs.get("simulated_devices", "[]")))]
+    except ValueError:
+        sim = []
+    if kind == "mixed":
+        return f"MIXED: {', '.join(sim)} simulated (SLM and camera real)"
+    return {"simulated": "simulated", "real": "every device real"}.get(kind, kind)
 
 
 def print_stored(run_path: str, which: str) -> int:

@@ -165,12 +165,16 @@ def _run_settings(**kw):
 
 
 def test_preflight_refuses_manual_steps_when_nobody_answers():
-    rig_file = SimpleNamespace(config=SimpleNamespace(simulated=False))
-    with pytest.raises(UserError, match="needs a person .*Put the 220"):
-        preflight_people(_run_settings(manual_steps=("Put the 220 diffuser in",)), rig_file, FakeOperator())
+    from hardware.rig import RigConfig
+
+    real = {"slm": {"kind": "exulus"}, "camera": {"kind": "uc480"}}
+    manual = SimpleNamespace(config=RigConfig.model_validate(
+        {**real, "stage": {"kind": "kinesis"}, "changer": {"kind": "manual"}}), path="rig.toml")
+    with pytest.raises(UserError, match="needs a person .*swapping diffusers"):
+        preflight_people(_run_settings(), manual, FakeOperator())
     with pytest.raises(UserError, match="dark frames"):
-        preflight_people(_run_settings(dark={"frames": 4}), rig_file, FakeOperator())
-    preflight_people(_run_settings(manual_steps=("x",)), rig_file, FakeOperator(interactive=True))
+        preflight_people(_run_settings(dark={"frames": 4}), manual, FakeOperator())
+    preflight_people(_run_settings(dark={"frames": 4}), manual, FakeOperator(interactive=True))
 
 
 def test_preflight_refuses_the_wrong_stroke_mode_before_any_frame():

@@ -16,6 +16,8 @@ Extras (allowed by the contract; documented here):
 
 - ``/objects/skipped`` (K,) str: faces the source could not read ("name: reason"); the root
   attribute ``skipped_faces`` holds K.
+- root attributes ``rig_kind`` ("simulated", "real", or "mixed": a real SLM and camera with a
+  simulated stage or changer) and ``simulated_devices`` (a JSON list, e.g. ``["stage", "changer"]``).
 - ``/pairs/role`` (M,) str ("train" | "validation"), ``/pairs/repeat`` (M,) int32,
   ``/pairs/block`` (M,) int32 (row in ``/blocks``), ``/pairs/saturated_fraction`` (M,) float32.
   Everything in ``/pairs`` but ``timestamp`` is the same bytes in a resumed run as in one that never
@@ -110,6 +112,8 @@ class RunLayout:
     reference_before_row: Sequence[int] = ()  # captured before these pair rows (M = after the last)
     reference_block: Sequence[int] = ()
     software: dict = field(default_factory=dict)
+    rig_kind: str = ""  # "simulated" | "real" | "mixed" (root attribute rig_kind; "" = not written)
+    simulated_devices: Sequence[str] = ()  # which devices were simulated (root attribute, JSON list)
 
     def validate(self) -> None:
         """Raises ValueError when the layout is inconsistent (a programming error, not the user's)."""

@@ -109,6 +109,9 @@ def _write_root(f: h5py.File, layout: RunLayout) -> None:
     f.attrs["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     f.attrs["software"] = json.dumps(layout.software or software_versions(), sort_keys=True)
     f.attrs["skipped_faces"] = len(layout.skipped)
+    if layout.rig_kind:  # a dataset from a mixed rig says so (real camera, simulated stage/changer)
+        f.attrs["rig_kind"] = layout.rig_kind
+        f.attrs["simulated_devices"] = json.dumps(list(layout.simulated_devices))
 
 
 def _write_objects(f: h5py.File, layout: RunLayout) -> None:

@@ -165,3 +165,25 @@ def test_examples_span_the_range_of_scores(run, tmp_path):
     res = evaluate_checkpoint(tmp_path / "m" / "last.pt", run, n_examples=3, fallback_dir=tmp_path)
     scores = [e["ssim"] for e in res["examples"]["holdout"]]
     assert scores == sorted(scores) and len(scores) == 3
+
+
+def _as_old_checkpoint(path):
+    """Rewrites a checkpoint as the format before run identities (MultiStepLR state, no new keys)."""
+    state = load_checkpoint(path)
+    for key in ("batch", "partial", "run_identity", "eval_sizes", "selected_on", "test_faces", "device",
+                "frame_shape"):
+        state.pop(key, None)
+    state["scheduler"] = {"milestones": {1: 1}, "gamma": 0.1, "base_lrs": [1e-4], "last_epoch": 1,
+                          "_step_count": 2, "_get_lr_called_within_step": False, "_last_lr": [1e-5]}
+    save_checkpoint(state, path)
+
+
+def test_an_old_checkpoint_resumes_and_evaluates(run, tmp_path):
+    train_tiny(run, tmp_path / "out", epochs=1)
+    _as_old_checkpoint(tmp_path / "out" / "last.pt")
+    logs = []
+    hist = train(_cfg(run, tmp_path / "out"), resume=True, epochs=2, progress=False, log=logs.append)
+    assert hist["epoch"] == [1, 2] and any("predates run identities" in m for m in logs)
+    _as_old_checkpoint(tmp_path / "out" / "last.pt")
+    res = evaluate_checkpoint(tmp_path / "out" / "last.pt", run, fallback_dir=tmp_path)
+    assert "predates" in res["split_note"]

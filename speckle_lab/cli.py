@@ -1,4 +1,4 @@
-"""The ``speckle-lab`` console command (DESIGN.md, "CLI").
+"""The ``speckle-lab`` console command (docs/design.md, "CLI").
 
 Each area registers its own commands: ``hardware.cli`` (devices), ``acquisition.cli`` (plan,
 acquire, inspect), ``reconstruction.cli`` (train, evaluate, predict) and ``speckle_lab.demo``.
@@ -17,9 +17,11 @@ from pathlib import Path
 
 import click
 
+from hardware.errors import DeviceError
 from speckle_core.errors import NotAvailableError, UserError
 from speckle_core.fileio import describe_os_error, is_disk_full
 from speckle_core.signals import Terminated, exit_code_for, terminate_as_interrupt
+from speckle_core.text import one_line
 from speckle_lab import __version__
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -50,7 +52,7 @@ _register()
 
 
 def _error(prefix: str, message: str) -> None:
-    line = " ".join(str(message).split())  # exactly one line
+    line = one_line(message)  # exactly one line
     click.echo(f"speckle-lab: {prefix}{line}", err=True)
 
 
@@ -65,7 +67,7 @@ def _crash_log(exc: BaseException) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns (and exits with) the DESIGN.md exit code."""
+    """Entry point; returns (and exits with) the exit code (docs/design.md, "Exit codes")."""
     code = run(argv)
     sys.exit(code)
 
@@ -114,6 +116,9 @@ def _run(argv: list[str] | None) -> int:  # noqa: C901 - one except clause per e
         return EXIT_BAD_INPUT
     except NotAvailableError as e:
         _error("", str(e))
+        return EXIT_ERROR
+    except DeviceError as e:  # a device that cannot be opened or fails outside a run: named, one line
+        _error("error: ", str(e))
         return EXIT_ERROR
     except OSError as e:
         if not is_disk_full(e) or os.environ.get("SPECKLE_LAB_DEBUG"):

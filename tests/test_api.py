@@ -139,3 +139,38 @@ def test_a_callback_that_raises_is_dropped_and_the_run_completes(tmp_path):
     out = sl.acquire(protocol, tmp_path / "run.h5", rig, on_pair=broken)
     with sl.open_run(out) as run:
         assert run.pairs_done == len(run.done)
+
+
+REAL_RIG = """[slm]
+kind = "exulus"
+[camera]
+kind = "uc480"
+[stage]
+kind = "kinesis"
+serial = "27000001"
+[changer]
+kind = "fw102c"
+port = "/dev/ttyUSB9"
+"""
+
+
+def test_a_missing_device_is_a_device_error_naming_it_in_api_and_cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DISPLAY", raising=False)  # no screen for the SLM: it cannot be opened
+    monkeypatch.setenv("SPECKLE_LAB_CRASH_LOG", str(tmp_path / "crash.log"))
+    rig = tmp_path / "rig.toml"
+    rig.write_text(REAL_RIG)
+    with pytest.raises(sl.DeviceError) as e:
+        sl.open_rig(rig)
+    assert e.value.device == "slm"
+    protocol = tmp_path / "p.toml"
+    from tests._tiny_sim import TINY_PROTOCOL
+
+    text = TINY_PROTOCOL.format(count=3)  # at the real SLM's window, with no darks to block by hand
+    protocol.write_text(text.replace("target_px = [64, 64]", "target_px = [800, 800]").replace("frames = 2",
+                                                                                              "frames = 0"))
+    code = cli_run(["acquire", str(protocol), "--rig", str(rig), "--out", str(tmp_path / "run.h5"),
+                    "--unattended"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert str(e.value) in err
+    assert not (tmp_path / "crash.log").exists()

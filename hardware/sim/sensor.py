@@ -37,35 +37,65 @@ def standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndar
     return np.take(_NORMAL_QUANTILES, rng.integers(0, 65536, shape, dtype=np.uint16))
 
 
-def demosaic_grey(codes: np.ndarray, red_at: tuple[int, int],
-                  weights: tuple[float, float, float]) -> np.ndarray:
+_WEIGHT_MAPS: dict[tuple, np.ndarray] = {}
+
+
+def _weight_maps(shape: tuple[int, int], red_at: tuple[int, int],
+                 weights: tuple[float, float, float]) -> np.ndarray:
+    """Per-pixel weights (4, rows, cols) of the centre, the row pair, the column pair and the 4
+    diagonals in Y: bilinear demosaic and grey conversion folded into one stencil per site."""
+    key = (shape, red_at, weights)
+    if key not in _WEIGHT_MAPS:
+        wr, wg, wb = weights
+        # (centre, left+right, up+down, diagonals) at R, Gr (green in a red row), Gb, B sites
+        site = {"R": (wr, wg / 4, wg / 4, wb / 4), "Gr": (wg, wr / 2, wb / 2, 0.0),
+                "Gb": (wg, wb / 2, wr / 2, 0.0), "B": (wb, wg / 4, wg / 4, wr / 4)}
+        maps = np.empty((4, *shape), np.float32)
+        r0, c0 = red_at
+        for name, (dr, dc) in (("R", (0, 0)), ("Gr", (0, 1)), ("Gb", (1, 0)), ("B", (1, 1))):
+            for k in range(4):
+                maps[k, (r0 + dr) % 2::2, (c0 + dc) % 2::2] = site[name][k]
+        if len(_WEIGHT_MAPS) > 16:
+            _WEIGHT_MAPS.clear()
+        _WEIGHT_MAPS[key] = maps
+    return _WEIGHT_MAPS[key]
+
+
+def demosaic_grey(codes: np.ndarray, red_at: tuple[int, int], weights: tuple[float, float, float],
+                  buffers: dict | None = None) -> np.ndarray:
     """Bilinear demosaic of an RGGB mosaic, then Y = wR·R + wG·G + wB·B (float32, same shape).
 
     ``red_at`` = (row, col) parity of the red sites in this array. Bilinear interpolation: at a
     red (blue) site green is the mean of the 4 edge neighbours and blue (red) of the 4 diagonal
     ones; at a green site red and blue are the means of the 2 neighbours along the row or column
-    that holds them. Mirror padding keeps the colour pattern at the borders.
+    that holds them. The borders are mirrored (which keeps the colour pattern). Both steps are
+    linear, so Y = a·centre + b·(left + right) + c·(up + down) + d·(diagonals), with weights
+    a..d per colour site (``_weight_maps``): about a dozen contiguous passes over the frame.
+    ``buffers`` (a dict kept by the caller) holds the work arrays between calls: fresh 2.5 MB
+    arrays cost more in page faults than the arithmetic. The result is one of them when given.
     """
-    wr, wg, wb = (np.float32(w) for w in weights)
-    p = np.pad(codes, 1, mode="reflect")
-    half = np.float32(0.5)
-    vfull = (p[:-2] + p[2:]) * half  # mean of up and down, one column wider on each side
-    v = vfull[:, 1:-1]
-    h = (p[1:-1, :-2] + p[1:-1, 2:]) * half  # mean of left and right
-    d = (vfull[:, :-2] + vfull[:, 2:]) * half  # mean of the 4 diagonals
-    e = (h + v) * half  # mean of the 4 edge neighbours
-    c = codes
-    y = np.empty(codes.shape, np.float32)
-    r0, c0 = red_at
-    r1, c1 = 1 - r0, 1 - c0
-    s = (slice(r0, None, 2), slice(c0, None, 2))  # red sites
-    y[s] = wr * c[s] + wg * e[s] + wb * d[s]
-    s = (slice(r1, None, 2), slice(c1, None, 2))  # blue sites
-    y[s] = wb * c[s] + wg * e[s] + wr * d[s]
-    s = (slice(r0, None, 2), slice(c1, None, 2))  # green in a red row: red left/right, blue up/down
-    y[s] = wg * c[s] + wr * h[s] + wb * v[s]
-    s = (slice(r1, None, 2), slice(c0, None, 2))  # green in a blue row
-    y[s] = wg * c[s] + wr * v[s] + wb * h[s]
+    rows, cols = codes.shape
+    a, b, c, d = _weight_maps(codes.shape, tuple(red_at), tuple(weights))
+    buf = {} if buffers is None else buffers
+    if buf.get("shape") != codes.shape:
+        buf.clear()
+        buf.update(shape=codes.shape, p=np.empty((rows + 2, cols + 2), np.float32),
+                   v=np.empty((rows, cols + 2), np.float32), w=np.empty(codes.shape, np.float32),
+                   y=np.empty(codes.shape, np.float32))
+    p, vfull, work, y = buf["p"], buf["v"], buf["w"], buf["y"]
+    p[1:-1, 1:-1] = codes  # mirror padding by one pixel (numpy's "reflect")
+    p[0, 1:-1], p[-1, 1:-1] = codes[1], codes[-2]
+    p[:, 0], p[:, -1] = p[:, 2], p[:, -3]
+    np.add(p[:-2], p[2:], out=vfull)  # up + down, one column wider on each side
+    np.multiply(codes, a, out=y)
+    np.add(p[1:-1, :-2], p[1:-1, 2:], out=work)  # left + right
+    work *= b
+    y += work
+    np.multiply(vfull[:, 1:-1], c, out=work)
+    y += work
+    np.add(vfull[:, :-2], vfull[:, 2:], out=work)  # the 4 diagonals
+    work *= d
+    y += work
     return y
 
 
@@ -79,6 +109,7 @@ class Sensor:
         self.adc_max = (1 << spec.adc_bits) - 1
         self.gain_e_per_adu = spec.full_well_e / (self.adc_max - spec.black_level_adu)
         self._gains: dict[tuple[int, int], np.ndarray] = {}
+        self._buffers: dict = {}  # demosaic work arrays, reused frame to frame
 
     def red_at(self, roi: tuple[int, int]) -> tuple[int, int]:
         """(row, col) parity of the red sites in a centred ROI (RGGB from the sensor's corner)."""
@@ -158,7 +189,7 @@ class Sensor:
         if self.color_mode == "raw8":  # the top 8 bits of each code
             electrons *= np.float32(1.0 / (1 << (spec.adc_bits - 8)))
             return electrons.astype(np.uint8), red_clipped
-        y = demosaic_grey(electrons, (pr, pc), spec.grey_weights_rgb)
+        y = demosaic_grey(electrons, (pr, pc), spec.grey_weights_rgb, self._buffers)
         return self._to_8bit(y), red_clipped
 
     def _electrons(self, lam: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from hardware.errors import DeviceError, DeviceNotFound, DeviceTimeout, DriverMissing
 from speckle_core.errors import UserError
@@ -75,7 +76,7 @@ class _VendorErrors:
             raise DeviceError(self.device, f"{what} failed: {_first_line(e)}") from None
 
 
-def _open_kinesis(vendor, opener: Callable[[str], object], serial: str | None, model: str):
+def _open_kinesis(vendor, opener: Callable[[str], Any], serial: str | None, model: str) -> Any:
     """Opens a Kinesis device by serial number (or serial port), with one-line errors."""
     from hardware.drivers.kinesis_stage import FTDI_MISSING
 

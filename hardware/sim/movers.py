@@ -11,9 +11,11 @@ model is built, and the ``[sim.faults]`` rates apply as on the simulated rig.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
-from hardware.sim.devices import SimChanger, SimStage
+from hardware.sim.devices import SimBench, SimChanger, SimStage
 from hardware.sim.diffuser import seed_sequence
 
 
@@ -33,5 +35,5 @@ class PositionsBench:
 
 def build_sim_movers(config) -> tuple[SimStage, SimChanger]:
     """(stage, changer) on one positions-only bench; the rig uses those its file marks "sim"."""
-    bench = PositionsBench(config)
+    bench = cast("SimBench", PositionsBench(config))  # duck-typed: the movers use only what it has
     return SimStage(bench), SimChanger(bench)

@@ -252,6 +252,7 @@ def settle_command(rig_path: str | None, out: str, report: str | None, min_ms: f
 def twin_command(run_path: str, out: str, report: str | None, max_objects: int, iterations: int,
                  show_progress: bool) -> int:
     from calibration import twin, twin_report
+    from calibration.toml_out import toml_text
     from hardware.rig import RigConfig
     from speckle_core.config import parse_toml_model
     from speckle_core.fileio import write_text_atomic
@@ -275,7 +276,7 @@ def twin_command(run_path: str, out: str, report: str | None, max_objects: int, 
     header = [f"speckle-lab calibrate twin, {stamp}, from {run_path}",
               "the simulated rig whose speckle statistics match that run (docs/calibration.md)"]
     header += [f"note: {n}" for n in params.notes] + [f"NOT TRUSTED: {m}" for m in problems]
-    text = twin.toml_text(rig_dict, header)
+    text = toml_text(rig_dict, header)
     parse_toml_model(text, RigConfig, str(out_path))  # what is written loads as a rig
     write_text_atomic(out_path, text, "twin rig file")
     status = "fit trusted" if not problems else "FIT NOT TRUSTED: " + problems[0]

@@ -25,7 +25,6 @@ prior (the run's rig file) and the report says so.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -140,17 +139,17 @@ def prior_params(run: RunData) -> Params:
     """The start: the simulated rig's DEFAULT constants (hardware/sim/config.py), not the run's rig
     file's [sim] table, which for a real rig holds nothing measured (and for a simulated run, the
     answer). A diffuser the defaults do not name starts as the 600-grit one."""
-    from hardware.sim.config import SimConfig
-    from hardware.sim.diffuser import phase_rms_rad, scatter_angle_rad
+    from hardware.rig import RigConfig
 
-    sim, default = run.rig.sim, SimConfig()
+    sim, default = run.rig.sim, RigConfig().sim  # the [sim] defaults, through the rig's own model
     names = [d for d in {b.diffuser for b in run.blocks} if d != EMPTY_SLOT]
     specs = {d: default.diffusers.get(d, default.diffusers["600"]) for d in names}
-    lam = sim.wavelength_nm / 1000.0
+    lam, dn = _optics(sim)
     sensor = default.sensor
+    # σφ = 2π(n−1)σh/λ and θ0 = √2·(n−1)·σh/w: the thin-screen relations of docs/simulation.md
     return Params(default.imaging_na, sensor.flux_e_per_us, sensor.read_noise_e, sensor.black_level_adu,
-                  {d: phase_rms_rad(s, lam, sim.glass_index) for d, s in specs.items()},
-                  {d: scatter_angle_rad(s, sim.glass_index) for d, s in specs.items()})
+                  {d: 2.0 * math.pi * dn * s.rms_height_um / lam for d, s in specs.items()},
+                  {d: math.sqrt(2.0) * dn * s.rms_height_um / s.corr_length_um for d, s in specs.items()})
 
 
 def diffuser_specs(run: RunData, p: Params) -> dict[str, dict[str, float]]:
@@ -361,42 +360,3 @@ def fit_twin(run: RunData, iterations: int, seed: int, advance=None, realisation
 def twin_seed(run: RunData) -> int:
     """Another seed than the run's rig: the twin matches statistics, not the same screens."""
     return (int(run.rig.sim.seed) + 1) % (2**31)
-
-
-def toml_text(data: dict, header: list[str]) -> str:
-    """A small TOML writer for the twin's rig file (tables, scalars, arrays, inline tables of slots)."""
-    lines = [f"# {h}" for h in header]
-
-    def value(v) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(float(v)) if isinstance(v, float) else str(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-    def key(k: str) -> str:
-        return k if k.replace("_", "").replace("-", "").isalnum() and not k.isdigit() else f'"{k}"'
-
-    def table(path: list[str], d: dict) -> None:
-        scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and v is not None}
-        subs = {k: v for k, v in d.items() if isinstance(v, dict)}
-        if path:
-            lines.append("")
-            lines.append("[" + ".".join(key(p) for p in path) + "]")
-        for k, v in scalars.items():
-            lines.append(f"{key(k)} = {value(v)}")
-        for k, v in subs.items():
-            if k == "slots":
-                inner = ", ".join(f"{key(s)} = {value(n)}" for s, n in v.items())
-                lines.append(f"slots = {{ {inner} }}")
-            else:
-                table(path + [k], v)
-
-    table([], data)
-    text = "\n".join(lines) + "\n"
-    tomllib.loads(text)  # never write what cannot be read back
-    return text

@@ -74,15 +74,10 @@ def side_by_side(measured: RunStats, twin: RunStats) -> list[str]:
 
 
 def parameter_lines(run, p) -> list[str]:
-    from hardware.sim.diffuser import ballistic_fraction
-
     out = [f"imaging_na = {p.na:.5f}", f"flux_e_per_us = {p.flux:.4g}",
            f"read_noise_e = {p.read_noise_e:.3g}, black_level_adu = {p.black_level_adu}"]
-    lam, n = run.rig.sim.wavelength_nm / 1000.0, run.rig.sim.glass_index
-    from hardware.sim.config import DiffuserSpec
-
     for d, spec in sorted(diffuser_specs(run, p).items()):
-        u = ballistic_fraction(DiffuserSpec(**spec), lam, n)
+        u = math.exp(-p.sigma_phi[d] ** 2)  # the unscattered share, eq. (5)
         out.append(f"diffuser {d}: rms_height_um = {spec['rms_height_um']:.4f}, corr_length_um = "
                    f"{spec['corr_length_um']:.3f} (σφ {p.sigma_phi[d]:.2f} rad, "
                    f"θ0 {1000 * p.theta0[d]:.1f} mrad, unscattered {u:.3f})")

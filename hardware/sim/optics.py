@@ -1,4 +1,4 @@
-"""The optical field chain of the simulated rig (paper Fig. 4; DESIGN.md "The simulated rig").
+"""The optical field chain of the simulated rig (paper Fig. 4; docs/design.md, "The simulated rig").
 
 1. SLM: gray g → phase φ(g) through the rig's PhaseLUT; a flat-top beam fills the window.
 2. 4F relay L1/L2 (f 300/125 mm) images the SLM onto the diffuser, demagnified ×125/300, so one
@@ -161,7 +161,7 @@ class Drift:
     tilt_rad: float = 0.0  # beam tilt at the diffuser, in the x–z plane
 
     def __bool__(self) -> bool:
-        return self.shift_um != 0.0 or self.tilt_rad != 0.0
+        return bool(self.shift_um != 0.0 or self.tilt_rad != 0.0)
 
 
 NO_DRIFT = Drift()

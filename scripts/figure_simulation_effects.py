@@ -153,7 +153,8 @@ def diffuser_panel(ax) -> None:
     gray = face(W)
     other = face(W)[::-1].copy()
     print("\n## 1500 grit across its plausible roughness (w 8 µm, 20 mm)")
-    print("| σh µm | unscattered exp(−σφ²) | frame contrast | corr(frame, bare object's frame) | corr(two faces) |")
+    print("| σh µm | unscattered exp(−σφ²) | frame contrast | corr(frame, bare object's frame) "
+          "| corr(two faces) |")
     print("|---|---|---|---|---|")
     heights = (0.15, 0.20, 0.25, 0.30, 0.35, 0.45)
     shown = []

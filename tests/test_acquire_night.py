@@ -108,3 +108,36 @@ def test_a_simulated_run_is_marked_simulated(tmp_path):
     with h5py.File(tmp_path / "r.h5") as f:
         assert f.attrs["rig_kind"] == "simulated" and f.attrs["simulated_devices"] == \
             '["slm", "camera", "stage", "changer"]'
+
+
+def test_a_real_camera_with_a_simulated_stage_and_changer_runs_and_is_marked_mixed(tmp_path, monkeypatch):
+    """The real SLM and camera are fakes at the driver boundary; the stage and changer are the
+    simulated ones (nothing moves), so the frames follow only what the camera sees."""
+    from types import SimpleNamespace
+
+    from hardware.drivers.exulus import ExulusSLM
+    from hardware.drivers.uc480_camera import UC480CameraDriver
+    from hardware.sim import movers
+    from tests._fake_rig import FakeCamera, FakeSLM
+
+    bench = SimpleNamespace(slm=FakeSLM(window=(64, 64)))
+    camera = FakeCamera(bench, roi=(48, 48))
+    monkeypatch.setattr(ExulusSLM, "from_config", classmethod(lambda cls, cfg, lut: bench.slm))
+    monkeypatch.setattr(UC480CameraDriver, "from_config", classmethod(lambda cls, cfg: camera))
+    real_movers = movers.build_sim_movers
+
+    def movers_seen_by_the_camera(cfg):
+        bench.stage, bench.changer = real_movers(cfg)
+        return bench.stage, bench.changer
+
+    monkeypatch.setattr(movers, "build_sim_movers", movers_seen_by_the_camera)
+    protocol, _ = tiny_files(tmp_path)
+    protocol.write_text(protocol.read_text().replace("frames = 2", "frames = 0"))
+    rig = tmp_path / "bring-up.toml"
+    rig.write_text('[slm]\nkind = "exulus"\nwindow_px = [64, 64]\n[camera]\nkind = "uc480"\n'
+                   '[stage]\nkind = "sim"\n[changer]\nkind = "sim"\nslots = { 1 = "120", 2 = "1500" }\n')
+    out = run_acquisition(protocol, tmp_path / "r.h5", rig, unattended=True)
+    assert out.exit_code == 0 and out.pairs_done == 12
+    assert bench.changer.current() == "1500" and bench.stage.distance_mm() == 40.0
+    with h5py.File(tmp_path / "r.h5") as f:
+        assert f.attrs["rig_kind"] == "mixed" and f.attrs["simulated_devices"] == '["stage", "changer"]'

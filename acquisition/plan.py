@@ -13,10 +13,14 @@ SLM window, one-line ``UserError``s naming the value) and lays out:
   One exception: a manual stage with a motorised changer nests the other way (distances outer,
   diffusers snaking), because then the person's steps are the slowest moves: 3 instead of 9;
 - the device moves, and which of them a person must do (a rig's ``stage.kind`` / ``changer.kind``
-  = "manual"), plus dark frames on a real rig (a person blocks the laser);
+  = "manual"), plus dark frames when the rig has no dark source (``hardware.dark``: the wheel's
+  blank slot, a shutter; else a person blocks the laser);
 - the reference (stability) captures: before every ``reference_every``-th pair of a block and once
-  after its last pair; dark frames per block;
-- the estimated duration and disk need (the ``Timings`` below).
+  after its last pair; the dark captures (``DarkPlan``): one per exposure setting, so one for a
+  fixed exposure and up to one per block for auto exposure (``dark.per = "block"``: one per block);
+- which devices are simulated (a mixed rig: real SLM and camera, simulated stage or changer);
+- the estimated duration and disk need (the ``Timings`` below). The objects need not exist yet for
+  ``speckle-lab plan`` (``allow_missing_faces``): they are then marked missing.
 
 ``build_objects(plan)`` then reads and binarises the faces (slow: the engine calls it once when the
 run file is laid out). ``plan_command`` is ``speckle-lab plan``: it only lists the face names (it

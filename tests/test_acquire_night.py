@@ -141,3 +141,16 @@ def test_a_real_camera_with_a_simulated_stage_and_changer_runs_and_is_marked_mix
     assert bench.changer.current() == "1500" and bench.stage.distance_mm() == 40.0
     with h5py.File(tmp_path / "r.h5") as f:
         assert f.attrs["rig_kind"] == "mixed" and f.attrs["simulated_devices"] == '["stage", "changer"]'
+
+
+def test_the_progress_line_counts_this_sessions_pairs_and_notes_a_stall():
+    from acquisition.progress import ProgressLog
+
+    now = [100.0]
+    plog = ProgressLog(total=1000, already=400, interval_s=60, emit=lambda s: None, clock=lambda: now[0])
+    now[0] = 200.0
+    plog.update(600, 1000, "block 3/12: diffuser 120 at 20 mm")  # 200 pairs in 100 s this session
+    assert plog.line() == ("progress: 600/1000 pairs (60.0 %), 2.00 pairs/s, ETA 3 min 20 s, "
+                           "block 3/12: diffuser 120 at 20 mm")
+    now[0] = 290.0  # 90 s without a pair: a device retrying
+    assert plog.line().endswith("(no pair finished for 1 min 30 s)")

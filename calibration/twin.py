@@ -202,8 +202,10 @@ def twin_rig_dict(run: RunData, p: Params, seed: int) -> dict:
 
 # -- the simulated twin -----------------------------------------------------------------------------
 
-def simulate(run: RunData, rig_dict: dict, advance=None) -> tuple[list[Block], float, float]:
-    """The run's blocks captured on the twin: (blocks, dark mean, dark std × √n) as load_run gives."""
+def simulate(run: RunData, rig_dict: dict, advance=None,
+             darks: bool = True) -> tuple[list[Block], float, float]:
+    """The run's blocks captured on the twin: (blocks, dark mean, dark std × √n) as load_run gives.
+    Without ``darks``, one dark frame's mean stands for the dark frame (nan dark statistics)."""
     from hardware.drivers.manual import UnattendedOperator
     from hardware.rig import RigConfig, RigFile, build_rig
 
@@ -216,11 +218,14 @@ def simulate(run: RunData, rig_dict: dict, advance=None) -> tuple[list[Block], f
             rig.changer.select(b.diffuser)
             rig.stage.move_to_mm(b.distance_mm)
             rig.camera.configure(run.roi, b.exposure_us)
-            darks = [rig.camera.capture(1000.0, 1, key=("dark", b.diffuser, b.distance_mm, i)).image
-                     for i in range(n_dark)]
-            dark = np.mean(np.array(darks, np.float32), axis=0)
-            dm.append(float(dark.mean()))
-            ds.append(float(dark.std()) * math.sqrt(n_dark))
+            frames = [rig.camera.capture(1000.0, 1, key=("dark", b.diffuser, b.distance_mm, i)).image
+                      for i in range(n_dark if darks else 1)]
+            dark = np.mean(np.array(frames, np.float32), axis=0)
+            if darks:
+                dm.append(float(dark.mean()))
+                ds.append(float(dark.std()) * math.sqrt(n_dark))
+            else:
+                dark = np.full_like(dark, float(dark.mean()))
             frames = []
             for o in b.objects:
                 rig.slm.show_gray(np.where(run.patterns[o] > 0, np.uint8(128), np.uint8(0)))
@@ -231,7 +236,7 @@ def simulate(run: RunData, rig_dict: dict, advance=None) -> tuple[list[Block], f
                 advance(1)
     finally:
         rig.close()
-    return blocks, float(np.median(dm)), float(np.median(ds))
+    return blocks, (float(np.median(dm)) if dm else math.nan), (float(np.median(ds)) if ds else math.nan)
 
 
 def _mean(stats: RunStats, diffuser: str, attr: str) -> float:
@@ -344,14 +349,14 @@ def fit_twin(run: RunData, iterations: int, seed: int, advance=None, realisation
     initial_guess(run, measured, p)
     simulated = None
     for it in range(iterations):
-        stats, darks = [], []
-        for k in range(realisations):
-            blocks, dm, ds = simulate(run, twin_rig_dict(run, p, seed + k), advance)
+        stats = []
+        for k in range(realisations):  # the dark frames do not depend on the screens: once a round
+            blocks, dm, ds = simulate(run, twin_rig_dict(run, p, seed + k), advance, darks=k == 0)
             stats.append(run_stats(blocks, run.empty))
-            darks.append((dm, ds))
+            if k == 0:
+                dark_sim = (dm, ds)
         simulated = average_stats(stats)
         if it < iterations - 1:
-            dark_sim = (float(np.mean([d[0] for d in darks])), float(np.mean([d[1] for d in darks])))
             update(run, measured, simulated, p, (run.dark_mean, run.dark_std), dark_sim)
     p.notes = notes_for(run, measured, p)
     return p, measured, simulated, twin_rig_dict(run, p, seed)

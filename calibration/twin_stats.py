@@ -81,18 +81,20 @@ def radial_autocov(frames: list[np.ndarray], max_lag: int = MAX_LAG) -> np.ndarr
     Zero-padded FFTs give the linear (not circular) correlation; each shift is divided by the number
     of pixel pairs that overlap at it, then shifts are averaged in rings of integer radius.
     """
+    import scipy.fft as sfft
+
     h, w = frames[0].shape
     lag = min(max_lag, h // 3, w // 3)
-    shape = (2 * h, 2 * w)
+    shape = (sfft.next_fast_len(h + lag + 1), sfft.next_fast_len(w + lag + 1))  # no wrap-around up to lag
     yy, xx = np.indices(shape)
-    rbin = np.rint(np.hypot(np.minimum(yy, 2 * h - yy), np.minimum(xx, 2 * w - xx))).astype(int)
+    rbin = np.rint(np.hypot(np.minimum(yy, shape[0] - yy), np.minimum(xx, shape[1] - xx))).astype(int)
     mask = rbin <= lag
-    overlap = np.fft.irfft2(np.abs(np.fft.rfft2(np.ones((h, w)), s=shape)) ** 2, s=shape)[mask]
+    overlap = sfft.irfft2(np.abs(sfft.rfft2(np.ones((h, w)), s=shape)) ** 2, s=shape)[mask]
     counts = np.bincount(rbin[mask], minlength=lag + 1)
     acc = np.zeros(lag + 1)
     for f in frames:
         x = f - f.mean()
-        ac = np.fft.irfft2(np.abs(np.fft.rfft2(x, s=shape)) ** 2, s=shape)[mask] / np.maximum(overlap, 1.0)
+        ac = sfft.irfft2(np.abs(sfft.rfft2(x, s=shape)) ** 2, s=shape)[mask] / np.maximum(overlap, 1.0)
         acc += np.bincount(rbin[mask], weights=ac, minlength=lag + 1) / np.maximum(counts, 1)
     return acc / len(frames)
 

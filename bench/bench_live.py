@@ -71,6 +71,27 @@ def per_frame_costs(frame: np.ndarray) -> None:
               f"({size * 15 / 1e6:.1f} MB/s at 15 frames/s)")
 
 
+def cpu_seconds() -> tuple[float, dict[str, float]]:
+    """CPU seconds so far of this process (the server, the source, the camera) and of the chromium
+    processes below it by their kind (browser, renderer, gpu-process, utility: the network
+    service): the load-independent cost of the frames."""
+    import psutil
+
+    me = psutil.Process()
+    browser: dict[str, float] = {}
+    for child in me.children(recursive=True):
+        try:
+            if "chrom" in child.name():
+                types = [a.split("=", 1)[1] for a in child.cmdline() if a.startswith("--type=")]
+                kind = types[0] if types else "browser"
+                t = child.cpu_times()
+                browser[kind] = browser.get(kind, 0.0) + t.user + t.system
+        except psutil.Error:
+            pass
+    t = me.cpu_times()
+    return t.user + t.system, browser
+
+
 def watch(url: str, seconds: float, encoding: str, counter=lambda: 0) -> dict:
     """Opens the page in headless chromium, lets it run ``seconds``, returns what the page saw
     (and the rate of ``counter()``, e.g. the camera's frames, over the same seconds)."""
@@ -88,13 +109,18 @@ def watch(url: str, seconds: float, encoding: str, counter=lambda: 0) -> dict:
             time.sleep(1.0)
         page.evaluate("window.speckle.latenciesMs = []; window.speckle.paintLatenciesMs = [];")
         n0, c0, t0 = page.evaluate("window.speckle.framesDrawn"), counter(), time.monotonic()
+        cpu0 = cpu_seconds()
         time.sleep(seconds)
+        cpu1 = cpu_seconds()
         n1, c1, t1 = page.evaluate("window.speckle.framesDrawn"), counter(), time.monotonic()
         lat = page.evaluate("window.speckle.latenciesMs")
         paint = page.evaluate("window.speckle.paintLatenciesMs")
         draw = page.evaluate("window.speckle.drawMs")
         page.close()
+    frames = max(n1 - n0, 1)
     return {"fps": (n1 - n0) / (t1 - t0), "counter_rate": (c1 - c0) / (t1 - t0),
+            "server_ms": (cpu1[0] - cpu0[0]) / frames * 1e3,
+            "browser_ms": {k: (v - cpu0[1].get(k, 0.0)) / frames * 1e3 for k, v in cpu1[1].items()},
             "lat": np.array(lat), "paint": np.array(paint), "frames": n1 - n0,
             "draw": np.array(draw)}
 
@@ -110,6 +136,12 @@ def report(label: str, seen: dict, extra: str = "") -> None:
     print(f"    latency capture -> pixels drawn: median {q(lat, 50):.0f} ms, p95 {q(lat, 95):.0f} ms; "
           f"-> next animation frame (on screen): median {q(paint, 50):.0f} ms, p95 {q(paint, 95):.0f} ms; "
           f"the page's decode+draw: median {q(seen['draw'], 50):.1f} ms")
+    server, parts = seen["server_ms"], seen["browser_ms"]
+    browser = sum(parts.values())
+    detail = ", ".join(f"{k} {v:.0f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
+    print(f"    CPU per frame delivered: {server:.0f} ms in the speckle-lab process, {browser:.0f} ms in "
+          f"chromium ({detail}); on two idle cores (the two side by side) that caps it at "
+          f"{1000 / max(server, browser, 1e-9):.0f} frames/s")
 
 
 def console_alone(seconds: float, encoding: str, fps: float = 30.0) -> None:

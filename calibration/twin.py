@@ -34,6 +34,7 @@ from calibration.twin_stats import Block, RunStats, average_stats, run_stats
 from speckle_core.errors import UserError
 
 ALPHA_MIN = 0.01  # below this the unscattered share is lost in the speckle: σh is not identifiable
+ALPHA_WEAK = 0.35  # above this the scattered light through the iris is small: w is loosely determined
 MIN_DISTANCES = 2
 
 
@@ -327,6 +328,10 @@ def notes_for(run: RunData, measured: RunStats, p: Params) -> list[str]:
                    "correlation lengths keep their priors, and the flux only matches the diffusers' levels")
     for d in p.sigma_phi:
         a = _mean(measured, d, "alpha")
+        if run.empty is not None and a > ALPHA_WEAK:
+            out.append(f"diffuser {d} scatters weakly (unscattered share {a:.2f}): little scattered light "
+                       "passes the iris, so its correlation length is loosely determined (up to ±30 % in "
+                       "simulated tests)")
         if run.empty is not None and not (a >= ALPHA_MIN):
             out.append(f"diffuser {d}: the speckle is fully developed (unscattered share {max(a, 0):.3f} < "
                        f"{ALPHA_MIN}): its rms height cannot be measured and keeps its prior; only the "

@@ -1,6 +1,7 @@
 """Reading a run while it is written: inspect, the contact sheet and plain h5py open a file whose
 writer is still running, every row they find done is complete, and a second writer is kept out."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from speckle_core.errors import UserError
 from speckle_core.runfile import RunWriter, create_run
 from tests._run_factory import frame_for, tiny_layout
 
@@ -54,10 +54,14 @@ def test_inspect_and_its_contact_sheet_work_while_the_run_is_written(writing):
     assert path.with_name("run.contact.png").stat().st_size > 0
 
 
-def test_a_second_writer_is_refused_naming_the_first(writing):
+def test_a_second_writer_in_another_process_is_refused_naming_the_first(writing):
     path, _ = writing
-    with pytest.raises(UserError, match="in use by another speckle-lab process"):
-        RunWriter(path)
+    r = in_another_process(f"""
+        from speckle_core.runfile import RunWriter
+        RunWriter({str(path)!r})
+    """)
+    assert r.returncode != 0 and "in use by another speckle-lab process" in r.stderr
+    assert f"PID {os.getpid()}" in r.stderr
 
 
 def test_another_program_cannot_open_the_run_for_writing_while_it_is_written(writing):

@@ -437,7 +437,7 @@ class Engine:
     def _pair(self, row: int, w: _Writer) -> None:
         b, obj, rep = int(self._pair_block[row]), int(self._pair_object[row]), int(self._pair_repeat[row])
         key = ("pair", self._diffuser[b], float(self._distance[b]), obj, rep)
-        frame = self._show_and_capture(self._objects[obj], key, f"capturing pair {row}")
+        frame = self._show_and_capture(self._objects[obj], key, f"capturing pair {row + 1}")
         image, sat = frame.image, _saturated(frame, self.rig.camera.max_value)
         w.put(lambda wr: wr.write_pair(row, image, frame.exposure_us, frame.timestamp_s, sat,
                                        frame.frame_index, frame.device_timestamp_s),

@@ -560,7 +560,8 @@ def format_plan(plan: RunPlan, folder: Path | None = None, free: int | None = No
                  f"average {cfg.camera.average}; SLM: π at gray {plan.gray_pi}, settle {plan.settle_ms:g} ms")
     lines.append(_darks_line(plan))
     if plan.manual_steps:
-        lines.append(f"a person must ({len(plan.manual_steps)} steps; run attended):")
+        n = len(plan.manual_steps)
+        lines.append(f"a person must ({n} step{'s' if n != 1 else ''}; run attended, not --unattended):")
         lines.extend(f"  - {s}" for s in plan.manual_steps)
     else:
         lines.append("a person must: nothing (every move is motorised or simulated)")

@@ -138,3 +138,27 @@ def test_whole_rig_opens_shows_and_captures():
         assert rig.camera.capture(rig_file.config.camera.timeout_ms).image.shape == (800, 800)
     finally:
         rig.close()
+
+
+@pytest.mark.hardware
+def test_dark_source_blocks_the_laser_and_gives_it_back():
+    from hardware.drivers.manual import ConsoleOperator
+    from hardware.rig import build_rig
+
+    rig_file = lab_rig()
+    rig = build_rig(rig_file, ConsoleOperator())
+    try:
+        if getattr(rig.dark, "manual", True):
+            pytest.skip("the rig file has no dark source (changer.dark_slot or [shutter])")
+        rig.changer.select(rig.changer.diffusers[0])
+        rig.slm.show_gray(np.full(rig.slm.window_shape, 0, np.uint8))
+        rig.camera.configure((800, 800), 1000.0)
+        timeout = rig_file.config.camera.timeout_ms
+        lit = rig.camera.capture(timeout).image.mean()
+        rig.dark.block()
+        dark = rig.camera.capture(timeout).image.mean()
+        rig.dark.unblock()
+        back = rig.camera.capture(timeout).image.mean()
+        assert dark < 0.2 * lit and back > 0.8 * lit, (lit, dark, back)
+    finally:
+        rig.close()

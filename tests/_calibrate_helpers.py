@@ -71,21 +71,9 @@ def write_twin_case(folder: Path, *, na: float, a: tuple[float, float], b: tuple
     """(protocol, rig) for a run through the empty slot and two diffusers A and B, whose hidden
     (rms height µm, correlation length µm) are ``a`` and ``b``."""
     rig = folder / "hidden-rig.toml"
-    rig.write_text(f"""name = "hidden rig"
-[slm]
-kind = "sim"
-window_px = [{window}, {window}]
-[camera]
-kind = "sim"
-[stage]
-kind = "sim"
-[changer]
-kind = "sim"
-slots = {{ 1 = "A", 2 = "B", 3 = "empty" }}
-[sim]
-seed = {seed}
-imaging_na = {na}
-[sim.diffusers.A]
+    base = RIG.format(window=window, na=na, flux=50.0, seed=seed, slots='{ 1 = "A", 2 = "B", 3 = "empty" }',
+                      stroke="full-wave", slm="")
+    rig.write_text(base + f"""[sim.diffusers.A]
 rms_height_um = {a[0]}
 corr_length_um = {a[1]}
 [sim.diffusers.B]

@@ -297,7 +297,7 @@ def run_acquisition(protocol: ProtocolFile | str | Path, out: str | Path,
     out = Path(out)
     protocol_file = protocol if isinstance(protocol, ProtocolFile) else load_protocol(protocol)
     rig_file = rig if isinstance(rig, RigFile) else load_rig(rig)
-    inputs = [Path(x.path) for x in (protocol_file, rig_file) if getattr(x, "path", None)]
+    inputs = [Path(p) for p in (protocol_file.path, rig_file.path) if p is not None]
     check_out_path(out, inputs)
     plan = make_plan(protocol_file, rig_file)
     settings = RunSettings.from_plan(plan)

@@ -20,9 +20,12 @@ A face with no contrast (one gray level after cropping) has no threshold and is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from acquisition.sheets import save_png, tile
 
 
 def crop(gray: np.ndarray, crop_px: tuple[int, int, int, int] | None) -> np.ndarray:
@@ -73,20 +76,9 @@ def binarise(gray: np.ndarray, faces_cfg) -> np.ndarray:
     return threshold(g, b.method, b.threshold, b.invert)
 
 
-def _tile(img: np.ndarray, size: int) -> np.ndarray:
-    """A square uint8 thumbnail (area-averaged) of a gray [0, 1] or 0/1 image."""
-    from PIL import Image
-
-    a = np.asarray(img, dtype=np.float32)
-    if a.max() <= 1.0:
-        a = a * 255.0
-    im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), mode="L")
-    return np.asarray(im.resize((size, size), Image.Resampling.BOX if im.width > size else
-                                Image.Resampling.BILINEAR))
-
-
-def contact_sheet(grays: list[np.ndarray | None] | None, objects: list[np.ndarray], names: list[str],
-                  path: str | Path, tile_px: int = 128, columns: int = 4, title: str | None = None) -> Path:
+def contact_sheet(grays: Sequence[np.ndarray | None] | None, objects: Sequence[np.ndarray],
+                  names: Sequence[str], path: str | Path, tile_px: int = 128, columns: int = 4,
+                  title: str | None = None) -> Path:
     """A PNG of face → binarised object pairs, ``columns`` pairs per row, each labelled with its name.
 
     ``grays`` may be None (or hold None entries) where only the objects are known, e.g. from a run
@@ -94,8 +86,8 @@ def contact_sheet(grays: list[np.ndarray | None] | None, objects: list[np.ndarra
     from PIL import Image, ImageDraw
 
     n = len(objects)
-    grays = [None] * n if grays is None else list(grays)
-    if n == 0 or len(grays) != n or len(names) != n:
+    cells: list[np.ndarray | None] = [None] * n if grays is None else list(grays)
+    if n == 0 or len(cells) != n or len(names) != n:
         raise ValueError("contact_sheet needs as many faces, objects and names (at least one)")
     pad, label_h = 6, 14
     top = label_h + pad if title else 0
@@ -109,13 +101,12 @@ def contact_sheet(grays: list[np.ndarray | None] | None, objects: list[np.ndarra
     for i in range(n):
         x = (i % cols) * cell_w + pad
         y = top + (i // cols) * cell_h + pad
-        if grays[i] is not None:
-            sheet.paste(Image.fromarray(_tile(grays[i], tile_px)), (x, y))
-        sheet.paste(Image.fromarray(_tile(objects[i], tile_px)), (x + tile_px + pad, y))
+        if cells[i] is not None:
+            sheet.paste(tile(cells[i], tile_px), (x, y))
+        sheet.paste(tile(objects[i], tile_px), (x + tile_px + pad, y))
         draw.text((x, y + tile_px + 1), names[i][: 2 * tile_px // 6], fill=0)
-    from speckle_core.fileio import atomic_path, check_output_file
+    from speckle_core.fileio import check_output_file
 
     out = check_output_file(path, what="faces contact sheet", suffixes=(".png",))
-    with atomic_path(out, "faces contact sheet") as tmp:  # never a half-written sheet
-        sheet.save(tmp, format="PNG")
+    save_png(sheet, out, "faces contact sheet")
     return out

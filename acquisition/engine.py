@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -41,11 +42,13 @@ from acquisition.exposure import auto_expose, mean_dark
 from acquisition.settings import RunSettings
 from acquisition.stability import StabilityMonitor
 from hardware.errors import DeviceError, DeviceNotFound, DriverMissing
+from hardware.rig import Rig
 from speckle_core.h5safety import read_checked
-from speckle_core.runfile import RunWriter, read_strings
+from speckle_core.runfile import RunWriter, dataset, read_array, read_strings
 from speckle_core.text import one_line
 
 log = logging.getLogger("speckle_lab.acquire")
+T = TypeVar("T")
 
 EXIT_OK, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -147,7 +150,7 @@ class _Event:
 
 @dataclass
 class Engine:
-    rig: object  # hardware.rig.Rig (slm, camera, stage, changer, operator, lut)
+    rig: Rig
     writer: RunWriter
     settings: RunSettings
     stop_requested: threading.Event = field(default_factory=threading.Event)
@@ -160,27 +163,28 @@ class Engine:
 
     def __post_init__(self) -> None:
         f = self.writer.file
-        self._objects = _PackedPatterns(f["objects/pattern"])
-        self._pair_block = f["pairs/block"][...]
-        self._pair_object = f["pairs/object_index"][...]
-        self._pair_repeat = f["pairs/repeat"][...]
-        self._distance = f["blocks/distance_mm"][...]
-        self._diffuser = read_strings(f["blocks/diffuser"])
-        self._block_exposure = f["blocks/exposure_us"][...]
-        self._block_done = f["blocks/done"][...]
-        self._dark_n = int(f["dark"].attrs["n_frames"])
-        self._dark_done = f["dark/done"][...]
-        self._ref_block = f["stability/block"][...]
-        self._ref_before = f["stability/before_row"][...]
-        self._ref_done = f["stability/done"][...]
-        self._ref_pattern = f["stability/pattern"][...]
-        self.done = f["pairs/done"][...]
-        self._frame_shape = tuple(f["pairs/speckle"].shape[1:])
+        self._objects = _PackedPatterns(dataset(f, "objects/pattern"))
+        self._pair_block = read_array(f, "pairs/block")
+        self._pair_object = read_array(f, "pairs/object_index")
+        self._pair_repeat = read_array(f, "pairs/repeat")
+        self._distance = read_array(f, "blocks/distance_mm")
+        self._diffuser = read_strings(dataset(f, "blocks/diffuser"))
+        self._block_exposure = read_array(f, "blocks/exposure_us")
+        self._block_done = read_array(f, "blocks/done")
+        self._dark_n = int(np.asarray(f["dark"].attrs["n_frames"]))
+        self._dark_done = read_array(f, "dark/done")
+        self._ref_block = read_array(f, "stability/block")
+        self._ref_before = read_array(f, "stability/before_row")
+        self._ref_done = read_array(f, "stability/done")
+        self._ref_pattern = read_array(f, "stability/pattern")
+        self.done = read_array(f, "pairs/done")
+        self._frame_shape = tuple(dataset(f, "pairs/speckle").shape[1:])
         self.monitor = StabilityMonitor(self.settings.stability.threshold)
+        ref_frames = dataset(f, "stability/frame")
         for i in np.flatnonzero(self._ref_done):  # baselines of a resumed run, from the file
             b = int(self._ref_block[i])
             if not self.monitor.has_baseline(b):
-                self.monitor.set_baseline(b, f["stability/frame"][i])
+                self.monitor.set_baseline(b, np.asarray(ref_frames[i]))
         gray_pi = self.settings.slm.gray_pi
         self._gray_pi = np.uint8(self.rig.lut.gray_pi if gray_pi == "auto" else gray_pi)
         self._block: int | None = None
@@ -265,7 +269,7 @@ class Engine:
                 self.observers.remove(obs)
 
     # -- device operations with retries -------------------------------------------------------
-    def _retry(self, what: str, fn: Callable[[], object]):
+    def _retry(self, what: str, fn: Callable[[], T]) -> T:
         retry = self.settings.retry
         delay = retry.backoff_s
         for attempt in range(retry.max_retries + 1):
@@ -295,7 +299,7 @@ class Engine:
             wait = flip + s.slm.settle_ms / 1000.0 - time.monotonic()
             if wait > 0:
                 self.sleep(wait)
-            frame = rig.camera.capture(s.camera.timeout_ms, s.camera.average, key=key)
+            frame = rig.camera.capture(s.timeout_ms, s.camera.average, key=key)
             self.capture_s += time.perf_counter() - t0
             self.frames += 1
             if frame.image.shape != self._frame_shape:
@@ -343,7 +347,7 @@ class Engine:
         """(exposure, dark frame) of the darks already in the file, for a resumed run to reuse."""
         if self._dark_n == 0 or self.settings.dark.per != "exposure":
             return []
-        frames = self.writer.file["dark/frame"]
+        frames = dataset(self.writer.file, "dark/frame")
         done = np.flatnonzero(self._dark_done & self._block_done)
         return [(np.float32(self._block_exposure[b]), np.asarray(frames[b])) for b in done]
 
@@ -390,7 +394,7 @@ class Engine:
             return applied, frames
 
         auto = s.camera.auto_exposure
-        res = auto_expose(probe, auto.start_us, self.rig.camera.max_value, auto)
+        res = auto_expose(probe, auto.start_us, self._clip_level(), auto)
         applied = self._configure(res.exposure_us)
         log.info("block %d: auto exposure %.1f us, p%g = %.0f counts, %.4f%% saturated, %d iterations%s",
                  b + 1, applied, auto.target_percentile, res.statistic, 100 * res.saturated_fraction,
@@ -421,7 +425,7 @@ class Engine:
             self._retry(what, getattr(source, how))
 
     def _capture_darks(self, diffuser: str, distance: float) -> list[np.ndarray]:
-        cam, timeout_ms = self.rig.camera, self.settings.camera.timeout_ms
+        cam, timeout_ms = self.rig.camera, self.settings.timeout_ms
 
         def capture_dark(i: int) -> np.ndarray:
             t0 = time.perf_counter()

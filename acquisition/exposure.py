@@ -126,6 +126,7 @@ def auto_expose(probe: Callable[[float, int], tuple[float, list[np.ndarray]]], s
         exposure = nxt
     if lo is not None:
         return lo
+    assert last is not None  # max_iterations >= 1: at least one probe ran
     return last
 
 

@@ -2,10 +2,10 @@
 
 The summary lists, per block (diffuser and distance): pairs done and missing, the exposure, the
 saturated share of pixels, and the stability monitor's reference correlations; then skipped faces.
-Only the DESIGN.md contract is required; the writer's extras (``/blocks``, ``/stability``,
-``/pairs/saturated_fraction``) are used when present. The contact sheet shows, per diffuser, a
-handful of faces: the binary object, then its speckle at each distance (each frame stretched to its
-own 99.5th percentile for display).
+Only the run-file contract (docs/design.md, "The run file") is required; the writer's extras
+(``/blocks``, ``/stability``, ``/pairs/saturated_fraction``) are used when present. The contact
+sheet shows, per diffuser, a handful of faces: the binary object, then its speckle at each distance
+(each frame stretched to its own 99.5th percentile for display).
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from acquisition.sheets import save_png, tile
 from speckle_core.errors import UserError
-from speckle_core.fileio import atomic_path, check_output_file
+from speckle_core.fileio import check_output_file
 from speckle_core.h5safety import read_checked
 from speckle_core.runfile import open_run, read_strings
+from speckle_core.text import one_line
 
 TILE_PX = 160
 GAP_PX = 4  # white space between tiles
@@ -105,32 +107,11 @@ def print_summary(f, path: Path, blocks: list[BlockSummary]) -> None:
     console.print(f"skipped faces: {n_skipped}" + (f" ({shown})" if skipped else ""))
 
 
-def _tile(img: np.ndarray | None, stretch: bool):
-    from PIL import Image
-
-    if img is None:
-        return Image.new("L", (TILE_PX, TILE_PX), 40)
-    a = img.astype(np.float32)
-    if stretch:
-        hi = float(np.percentile(a, 99.5)) or 1.0
-        a = np.clip(a / hi, 0, 1) * 255
-    else:
-        a = a * 255 / max(float(a.max()), 1.0)
-    resample = Image.Resampling.BOX if stretch else Image.Resampling.NEAREST  # speckle: average down
-    return Image.fromarray(a.astype(np.uint8)).resize((TILE_PX, TILE_PX), resample)
-
-
 def contact_sheet(f, sheet_path: Path) -> int:
     """Writes the sheet (atomically); returns the number of rows (face × diffuser)."""
     sheet, n = render_contact_sheet(f)
-    write_png(sheet, sheet_path, "contact sheet")
+    save_png(sheet, sheet_path, "contact sheet")
     return n
-
-
-def write_png(image, path: Path, what: str) -> None:
-    """Saves a PIL image as ``path``: a temporary file beside it, fsync'ed, renamed into place."""
-    with atomic_path(path, what) as tmp:
-        image.save(tmp, format="PNG")
 
 
 def render_contact_sheet(f):
@@ -169,10 +150,12 @@ def render_contact_sheet(f):
         y = head_h + i * step
         draw.text((6, y + 6), f"diffuser {d}", fill=0)
         draw.text((6, y + 22), names[o][:22], fill=0)
-        sheet.paste(_tile(read_checked(f["objects/pattern"], f.filename, o), stretch=False), (label_w, y))
+        pattern = read_checked(f["objects/pattern"], f.filename, o)
+        sheet.paste(tile(pattern, TILE_PX, scale="max", resample="nearest"), (label_w, y))
         for j, z in enumerate(distances):
             img = read_checked(f["pairs/speckle"], f.filename, at[z]) if z in at else None
-            sheet.paste(_tile(img, stretch=True), (label_w + step * (j + 1), y))
+            speckle = tile(img, TILE_PX, scale="percentile", resample="box")  # speckle: average down
+            sheet.paste(speckle, (label_w + step * (j + 1), y))
     return sheet, len(rows)
 
 
@@ -223,10 +206,10 @@ def inspect_command(run_path: str, sheet_path: str | None, show: str | None = No
             print_summary(f, path, blocks)
             image, n = render_contact_sheet(f)
         except (OSError, KeyError, ValueError, IndexError, TypeError) as e:
-            detail = " ".join(str(e).split())[:160]
+            detail = one_line(e, 160)
             raise UserError(f"{path}: damaged or truncated run file ({detail})") from None
     finally:
         f.close()
-    write_png(image, sheet, "contact sheet")
+    save_png(image, sheet, "contact sheet")
     print(f"contact sheet: {sheet} ({n} faces)")
     return 0

@@ -32,10 +32,15 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from acquisition.sources import FaceSource
 from protocols import ProtocolFile, load_protocol
 from protocols.schema import block_ref
 from speckle_core.errors import UserError
+
+if TYPE_CHECKING:
+    from hardware.rig import RigFile
 
 # -- timings for the estimate ----------------------------------------------------------------------
 
@@ -132,7 +137,7 @@ class Estimate:
 @dataclass(frozen=True)
 class RunPlan:
     protocol: ProtocolFile
-    rig: object  # hardware.rig.RigFile
+    rig: RigFile
     source_label: str  # where the faces come from
     faces_available: int | None  # images the source holds (None: the source is missing)
     rows: tuple[PlanRow, ...]
@@ -264,7 +269,8 @@ def _list_faces(pf: ProtocolFile, allow_missing: bool) -> tuple[str, list[str], 
     return source.label, names, None
 
 
-def make_plan(protocol_file, rig_file=None, allow_missing_faces: bool = False) -> RunPlan:
+def make_plan(protocol_file: ProtocolFile | str | Path, rig_file: RigFile | str | Path | None = None,
+              allow_missing_faces: bool = False) -> RunPlan:
     """Lays out a protocol on a rig. ``protocol_file``: a path or ProtocolFile; ``rig_file``: a path,
     a RigFile, or None (the default simulated rig). Lists the face names; decodes no image.
 
@@ -303,7 +309,7 @@ def make_plan(protocol_file, rig_file=None, allow_missing_faces: bool = False) -
     est = _estimate(cfg, rig, len(rows), blocks, moves, len(ref_before), timings, settle_ms, bpp, darks)
     return RunPlan(pf, rf, label, None if missing else len(names), tuple(rows), tuple(blocks), tuple(moves),
                    tuple(steps), tuple(ref_before), tuple(ref_block), cfg.dark.frames, gray_pi, settle_ms,
-                   tuple(cfg.camera.roi_px), bpp, timings, est, tuple(names), missing, darks)
+                   cfg.camera.roi_px, bpp, timings, est, tuple(names), missing, darks)
 
 
 def _moves_and_steps(blocks: list[PlanBlock], rig, timings: Timings) -> tuple[list[Move], list[str]]:
@@ -443,7 +449,7 @@ def faces_sheet(plan: RunPlan, path: str | Path, n: int = 12) -> Path:
     return contact_sheet(faces.images, objects, faces.names, path, title=f"face -> binary object ({how})")
 
 
-class _BinarisingSource:
+class _BinarisingSource(FaceSource):
     """Wraps a FaceSource so images are binarised as they are read (one face in memory at a time);
     a face that cannot be binarised (crop too large, no contrast) is skipped like an unreadable one."""
 

@@ -62,7 +62,7 @@ class RunSettings:
         slm = protocol.slm.model_copy(update={"gray_pi": int(plan.gray_pi),
                                               "settle_ms": float(plan.settle_ms)})
         return cls(camera=camera, slm=slm, dark=protocol.dark, stability=protocol.stability,
-                   retry=protocol.retry, target_px=tuple(protocol.faces.target_px),
+                   retry=protocol.retry, target_px=protocol.faces.target_px,
                    manual_steps=tuple(plan.manual_steps),
                    laser_blocked_for_dark=rig.simulated, **engine)
 
@@ -74,6 +74,11 @@ class RunSettings:
             current = getattr(self, name)
             out[name] = current.model_copy(update=value) if isinstance(value, dict) else value
         return replace(self, **out)
+
+    @property
+    def timeout_ms(self) -> float:
+        """The per-frame capture timeout: ``camera.timeout_ms``, resolved against the rig."""
+        return float(self.camera.timeout_ms if self.camera.timeout_ms is not None else DEFAULT_TIMEOUT_MS)
 
     @property
     def fixed_exposure_us(self) -> float | None:

@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from speckle_core.errors import UserError
+from speckle_core.text import one_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar", ".tar.bz2", ".tar.xz", ".zip")
@@ -123,7 +124,7 @@ def decode_gray(data: bytes) -> np.ndarray:
     except UnidentifiedImageError:
         raise ValueError("not an image") from None
     except (OSError, SyntaxError, Image.DecompressionBombError, zlib.error, TypeError) as e:
-        raise ValueError(f"unreadable image ({' '.join(str(e).split())[:120]})") from None
+        raise ValueError(f"unreadable image ({one_line(e, 120)})") from None
     if arr.ndim != 2 or min(arr.shape) < 2:
         raise ValueError(f"unexpected image shape {arr.shape}")
     return arr

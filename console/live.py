@@ -26,6 +26,7 @@ from console.snapshot import save_snapshot
 from console.source import CommandError, FrameItem
 from hardware.errors import DeviceError
 from speckle_core.errors import UserError
+from speckle_core.text import one_line
 
 log = logging.getLogger("speckle_lab.console")
 
@@ -170,7 +171,7 @@ class LiveSession:
         try:
             frame = self.rig.camera.capture(self.timeout_ms, self.average, key=key)
         except Exception as e:  # noqa: BLE001 - shown on the page, retried; the server keeps running
-            msg = " ".join(str(e).split()) or type(e).__name__
+            msg = one_line(e)
             if self.camera_error != msg:
                 log.warning("camera failed: %s (retrying)", msg)
             self.camera_error = msg

@@ -21,10 +21,10 @@ class ShutterConfig(StrictModel):
 
     kind: Literal["none", "mff101", "ksc101"] = "none"  # MFF101 flip mount; SH05 shutter on a KSC101
     serial: str | None = None  # the K-Cube's serial number (or serial port on Linux)
-    blocked_state: int = Field(1, ge=0, le=1)  # MFF101: the flip position (0/1) that blocks the beam
-    channel: int = Field(1, ge=1, le=4)  # KSC101: the solenoid channel (1)
-    timeout_s: float = Field(5.0, gt=0, le=600)  # a move must finish within this
-    settle_ms: float = Field(0.0, ge=0, le=10_000)  # wait after each move (vibration of a flip mount)
+    blocked_state: int = Field(default=1, ge=0, le=1)  # MFF101: the flip position (0/1) that blocks the beam
+    channel: int = Field(default=1, ge=1, le=4)  # KSC101: the solenoid channel (1)
+    timeout_s: float = Field(default=5.0, gt=0, le=600)  # a move must finish within this
+    settle_ms: float = Field(default=0.0, ge=0, le=10_000)  # wait after each move (vibration of a flip mount)
 
 
 @dataclass(frozen=True)

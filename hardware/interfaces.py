@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 # A frame's identity, e.g. ("pair", 17) or ("dark", 0, 2) or ("reference", 3).
-# The simulated camera seeds its noise from it (DESIGN.md, "Determinism"); real cameras log it.
+# The simulated camera seeds its noise from it (docs/design.md, "Determinism"); real cameras log it.
 FrameKey = tuple
 
 
@@ -154,8 +154,3 @@ class Operator(Protocol):
         ...
 
     def ask_yes_no(self, question: str, default: bool = False) -> bool: ...
-
-
-def manual_devices(stage: object, changer: object) -> list[str]:
-    """Which of a rig's movers need a person ("stage", "changer")."""
-    return [name for name, dev in (("stage", stage), ("changer", changer)) if getattr(dev, "manual", False)]

@@ -1,6 +1,6 @@
 """The SLM phase look-up table: gray level ↔ phase retardance at the working wavelength.
 
-The same table drives the real display and the simulated SLM (DESIGN.md, field chain step 1).
+The same table drives the real display and the simulated SLM (docs/design.md, "The simulated rig", step 1).
 """
 
 from __future__ import annotations

@@ -1,24 +1,28 @@
 """A rig: one SLM, camera, distance stage, diffuser changer and operator, built from a TOML file.
 
 The rig file names each device's kind and address, the SLM's phase LUT and settle time
-(DESIGN.md, "Device interfaces"). ``hardware/rigs/sim.toml`` is the default: the simulated rig.
+(docs/design.md, "The rig file" and "Devices"). ``hardware/rigs/sim.toml`` is the default: the simulated rig.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from hardware.clock import REAL_CLOCK
+from hardware.clock import REAL_CLOCK, Clock
 from hardware.dark import ShutterConfig, build_dark_source
+from hardware.interfaces import SLM, Camera, DarkSource, DiffuserChanger, DistanceStage, Operator
 from hardware.lut import PhaseLUT
+from hardware.plugins import BUILT_IN_KINDS, device_plugins, open_device, plugin_for
 from hardware.sim.config import SimConfig
-from speckle_core.config import StrictModel, load_toml_model, parse_toml_model
+from speckle_core.config import StrictModel, format_validation_error, load_toml_model, parse_toml_model
 from speckle_core.errors import UserError
 
 PositivePx = Annotated[int, Field(gt=0, le=100_000)]
@@ -31,9 +35,10 @@ class SlmConfig(StrictModel):
     allow_primary: bool = False  # never cover the operator's main screen unless forced
     window_px: Px2 = (800, 800)  # the pattern window, centred on the panel (paper: 800×800)
     window_offset_px: tuple[int, int] = (0, 0)  # (rows, cols) shift of the window from the centre
-    settle_ms: float = Field(0.0, ge=0, le=10_000)  # the device's liquid-crystal response time
+    settle_ms: float = Field(default=0.0, ge=0, le=10_000)  # the device's liquid-crystal response time
     stroke_mode: Literal["full-wave", "half-wave"] = "full-wave"
-    lut_gray_2pi: float = Field(256.0, gt=0, le=4096)  # linear LUT: 2π at this gray (EXULUS full wave)
+    lut_gray_2pi: float = Field(
+        default=256.0, gt=0, le=4096)  # linear LUT: 2π at this gray (EXULUS full wave)
     lut_file: str | None = None  # a measured LUT (CSV gray,phase_rad), relative to the rig file
     control: Literal["none", "exulus-dll"] = "none"  # the USB control port, through Thorlabs' library
     control_port: str | None = None  # EXULUS serial number or COM port, e.g. "COM5"
@@ -42,13 +47,13 @@ class SlmConfig(StrictModel):
 
 class CameraConfig(StrictModel):
     kind: Literal["sim", "uc480", "tsi"] = "sim"
-    id: int | None = Field(None, ge=0)  # uc480 camera id (0 = first)
+    id: int | None = Field(default=None, ge=0)  # uc480 camera id (0 = first)
     serial: str | None = None  # or open by serial number
     backend: Literal["uc480", "ueye"] = "uc480"  # ThorCam's uc480 DLL or IDS's ueye driver
     color_mode: str = "mono8"  # a colour sensor: set an explicit mono or raw mode
     sensor_px: Px2 = (1024, 1280)  # DCC1645C: 1280×1024 (rows, cols)
-    pixel_um: float = Field(3.6, gt=0)  # DCC1645C pixel pitch
-    timeout_ms: float = Field(2000.0, gt=0, le=600_000)
+    pixel_um: float = Field(default=3.6, gt=0)  # DCC1645C pixel pitch
+    timeout_ms: float = Field(default=2000.0, gt=0, le=600_000)
     dll_path: str | None = None  # folder of the uc480 / ueye DLLs if not on PATH
 
 
@@ -56,12 +61,13 @@ class StageConfig(StrictModel):
     kind: Literal["sim", "kinesis", "manual"] = "sim"
     serial: str | None = None  # KDC101 serial number, e.g. "27000001"
     scale: str = "MTS50-Z8"  # pylablib stage scale
-    zero_mm: float = Field(0.0, ge=0, le=50)  # stage reading at which the camera is at the focal plane
+    zero_mm: float = Field(
+        default=0.0, ge=0, le=50)  # stage reading at which the camera is at the focal plane
     # which way increasing stage travel moves the camera: "away" from L2 (+) or "toward" it (-)
     direction: Literal["away", "toward"] = "away"
     travel_mm: tuple[float, float] = (0.0, 50.0)  # MTS50-Z8: 50 mm
-    tolerance_um: float = Field(5.0, gt=0, le=1000)  # read-back must be within this of the target
-    move_timeout_s: float = Field(60.0, gt=0, le=3600)
+    tolerance_um: float = Field(default=5.0, gt=0, le=1000)  # read-back must be within this of the target
+    move_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     home_on_start: bool = False
 
 
@@ -71,8 +77,8 @@ class ChangerConfig(StrictModel):
     slots: dict[str, str] = Field(
         default_factory=lambda: {"1": "120", "2": "220", "3": "600", "4": "1500"}
     )  # wheel slot (1..6) → diffuser grit; a manual changer uses only the names
-    timeout_s: float = Field(20.0, gt=0, le=600)
-    dark_slot: int | None = Field(None, ge=1, le=12)  # FW102C slot holding a blank: darks need nobody
+    timeout_s: float = Field(default=20.0, gt=0, le=600)
+    dark_slot: int | None = Field(default=None, ge=1, le=12)  # FW102C slot holding a blank: darks need nobody
 
     @model_validator(mode="after")
     def _check_slots(self) -> ChangerConfig:
@@ -148,6 +154,60 @@ class RigConfig(StrictModel):
 
 
 DEFAULT_RIG = "sim.toml"
+ROLE_TABLES: dict[str, type[StrictModel]] = {"slm": SlmConfig, "camera": CameraConfig, "stage": StageConfig,
+                                             "changer": ChangerConfig}
+
+
+def rig_config_model() -> type[RigConfig]:
+    """``RigConfig``, widened by the installed device plugins (``hardware.plugins``): a role with
+    plugin kinds takes its built-in table or a plugin's, chosen by ``kind``."""
+    plugins = device_plugins()
+    return _widened(tuple(sorted(plugins))) if plugins else RigConfig
+
+
+@functools.cache
+def _widened(keys: tuple[tuple[str, str], ...]) -> type[RigConfig]:
+    validators: dict[str, Any] = {}
+    for role in ROLE_TABLES:
+        kinds = tuple(kind for r, kind in keys if r == role)
+        if kinds:
+            check = _plugin_section(role, kinds)
+            validators[f"_{role}_plugin_table"] = field_validator(role, mode="before")(check)
+    return create_model("RigConfig", __base__=RigConfig, __validators__=validators)
+
+
+def _plugin_section(role: str, plugin_kinds: tuple[str, ...]):
+    """A before-validator of the ``role`` table: a plugin kind's section is validated with the
+    plugin's table (its own keys), a built-in kind's is left to the built-in table."""
+    every = ", ".join(repr(k) for k in (*BUILT_IN_KINDS[role], *plugin_kinds))
+
+    def validate(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        kind = value.get("kind", "sim")
+        if kind in BUILT_IN_KINDS[role]:
+            return value
+        if kind not in plugin_kinds:
+            raise PydanticCustomError("value_error", f"kind: must be one of {every} (got {kind!r})")
+        table = _plugin_table(device_plugins()[(role, kind)], ROLE_TABLES[role])
+        try:
+            return table.model_validate(value)
+        except ValidationError as e:  # one line, the key inside this table named
+            line = format_validation_error(role, e).removeprefix(f"{role}: ")
+            raise PydanticCustomError("value_error", line) from None
+
+    return validate
+
+
+def _plugin_table(plugin, base: type[StrictModel]) -> type[StrictModel]:
+    """The rig-file table of a plugin kind: its own model, or the role's table with that kind."""
+    if plugin.config_model is None:
+        return create_model(f"{plugin.kind}_table", __base__=base, kind=(Literal[plugin.kind], plugin.kind))
+    model = plugin.config_model
+    if not (isinstance(model, type) and issubclass(model, base)):
+        raise UserError(f"device plugin {plugin.kind!r}: config_model must subclass hardware.rig."
+                        f"{base.__name__} (the [{plugin.role}] table)")
+    return model
 
 
 @dataclass
@@ -168,9 +228,9 @@ def load_rig(path: str | Path | None = None) -> RigFile:
     """Reads and validates a rig file; ``None`` gives the packaged simulated rig."""
     if path is None:
         text = importlib.resources.files("hardware").joinpath("rigs", DEFAULT_RIG).read_text()
-        return RigFile(parse_toml_model(text, RigConfig, f"<default rig {DEFAULT_RIG}>"), text, None)
+        return RigFile(parse_toml_model(text, rig_config_model(), f"<default rig {DEFAULT_RIG}>"), text, None)
     try:
-        config, text = load_toml_model(path, RigConfig, "rig")
+        config, text = load_toml_model(path, rig_config_model(), "rig")
     except UserError:
         _refuse_a_protocol(path)
         raise
@@ -190,19 +250,23 @@ def _refuse_a_protocol(path) -> None:
         raise UserError(message) from None
 
 
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
 @dataclass
 class Rig:
     """One of each device, plus the file it was built from."""
 
     file: RigFile
-    slm: object
-    camera: object
-    stage: object
-    changer: object
-    operator: object
+    slm: SLM
+    camera: Camera
+    stage: DistanceStage
+    changer: DiffuserChanger
+    operator: Operator
     lut: PhaseLUT
-    clock: object = REAL_CLOCK  # hardware.clock: wait for the devices on this (the sim's is virtual)
-    dark: object = None  # hardware.drivers.shutter: blocks the laser for dark frames (see hardware.dark)
+    clock: Clock = REAL_CLOCK  # hardware.clock: wait for the devices on this (the sim's is virtual)
+    dark: DarkSource | None = None  # blocks the laser for dark frames (hardware.dark)
 
     @property
     def config(self) -> RigConfig:
@@ -221,8 +285,13 @@ class Rig:
         if errors:
             raise errors[0]
 
+    def manual_devices(self) -> list[str]:
+        """Which of the rig's movers a person operates ("stage", "changer"): those with ``manual = True``."""
+        return [name for name, dev in (("stage", self.stage), ("changer", self.changer))
+                if getattr(dev, "manual", False)]
 
-def build_rig(rig_file: RigFile, operator: object) -> Rig:
+
+def build_rig(rig_file: RigFile, operator: Operator) -> Rig:
     """Opens every device named in the rig file. Vendor libraries are imported only here."""
     cfg = rig_file.config
     lut = rig_file.lut()
@@ -233,43 +302,21 @@ def build_rig(rig_file: RigFile, operator: object) -> Rig:
         return Rig(rig_file, slm, camera, stage, changer, operator, lut, clock=slm.clock,
                    dark=build_dark_source(cfg, changer, operator))
 
-    opened: list[object] = []
+    opened: list[Closable] = []
     try:
-        from hardware.drivers.exulus import ExulusSLM
-
-        slm = ExulusSLM.from_config(cfg.slm, lut)
+        slm = _open_slm(cfg, lut, operator)
         opened.append(slm)
-        if cfg.camera.kind == "uc480":
-            from hardware.drivers.uc480_camera import UC480CameraDriver as CameraClass
-        else:
-            from hardware.drivers.tsi_camera import TSICameraDriver as CameraClass
-        camera = CameraClass.from_config(cfg.camera)
+        camera = _open_camera(cfg, operator)
         opened.append(camera)
+        sim_stage, sim_changer = None, None
         if "sim" in (cfg.stage.kind, cfg.changer.kind):  # a mixed rig: positions only, no optics
             from hardware.sim.movers import build_sim_movers
 
             sim_stage, sim_changer = build_sim_movers(cfg)
-        if cfg.stage.kind == "kinesis":
-            from hardware.drivers.kinesis_stage import KinesisStage
-
-            stage = KinesisStage.from_config(cfg.stage)
-        elif cfg.stage.kind == "sim":
-            stage = sim_stage
-        else:
-            from hardware.drivers.manual import ManualStage
-
-            stage = ManualStage(operator)
+        stage = sim_stage if cfg.stage.kind == "sim" and sim_stage is not None else _open_stage(cfg, operator)
         opened.append(stage)
-        if cfg.changer.kind == "fw102c":
-            from hardware.drivers.fw_wheel import FilterWheelChanger
-
-            changer = FilterWheelChanger.from_config(cfg.changer)
-        elif cfg.changer.kind == "sim":
-            changer = sim_changer
-        else:
-            from hardware.drivers.manual import ManualDiffuserChanger
-
-            changer = ManualDiffuserChanger(operator, cfg.changer.diffusers)
+        changer = (sim_changer if cfg.changer.kind == "sim" and sim_changer is not None
+                   else _open_changer(cfg, operator))
         opened.append(changer)
         dark = build_dark_source(cfg, changer, operator)
         opened.append(dark)
@@ -279,3 +326,49 @@ def build_rig(rig_file: RigFile, operator: object) -> Rig:
                 dev.close()
         raise
     return Rig(rig_file, slm, camera, stage, changer, operator, lut, dark=dark)
+
+
+# -- one device each: a plugin's kind (hardware.plugins), else a built-in driver ---------------------
+
+def _open_slm(cfg: RigConfig, lut: PhaseLUT, operator: Operator) -> SLM:
+    if plugin_for("slm", cfg.slm.kind) is not None:
+        return open_device("slm", cfg.slm, operator)
+    from hardware.drivers.exulus import ExulusSLM
+
+    return ExulusSLM.from_config(cfg.slm, lut)
+
+
+def _open_camera(cfg: RigConfig, operator: Operator) -> Camera:
+    if plugin_for("camera", cfg.camera.kind) is not None:
+        return open_device("camera", cfg.camera, operator)
+    if cfg.camera.kind == "uc480":
+        from hardware.drivers.uc480_camera import UC480CameraDriver
+
+        return UC480CameraDriver.from_config(cfg.camera)
+    from hardware.drivers.tsi_camera import TSICameraDriver
+
+    return TSICameraDriver.from_config(cfg.camera)
+
+
+def _open_stage(cfg: RigConfig, operator: Operator) -> DistanceStage:
+    if plugin_for("stage", cfg.stage.kind) is not None:
+        return open_device("stage", cfg.stage, operator)
+    if cfg.stage.kind == "kinesis":
+        from hardware.drivers.kinesis_stage import KinesisStage
+
+        return KinesisStage.from_config(cfg.stage)
+    from hardware.drivers.manual import ManualStage
+
+    return ManualStage(operator)
+
+
+def _open_changer(cfg: RigConfig, operator: Operator) -> DiffuserChanger:
+    if plugin_for("changer", cfg.changer.kind) is not None:
+        return open_device("changer", cfg.changer, operator)
+    if cfg.changer.kind == "fw102c":
+        from hardware.drivers.fw_wheel import FilterWheelChanger
+
+        return FilterWheelChanger.from_config(cfg.changer)
+    from hardware.drivers.manual import ManualDiffuserChanger
+
+    return ManualDiffuserChanger(operator, cfg.changer.diffusers)

@@ -56,11 +56,12 @@ class BinariseConfig(StrictModel):
     """How a gray face (0..1) becomes a binary object (0/1). See ``acquisition.binarise``."""
 
     method: Literal["otsu", "fixed"] = Field(
-        "otsu", description="otsu: scikit-image threshold_otsu of each resized face; fixed: `threshold`")
+        default="otsu",
+        description="otsu: scikit-image threshold_otsu of each resized face; fixed: `threshold`")
     threshold: float = Field(
-        0.5, ge=0.0, le=1.0, description="gray level (0..1) for method = 'fixed'; ignored by otsu")
+        default=0.5, ge=0.0, le=1.0, description="gray level (0..1) for method = 'fixed'; ignored by otsu")
     invert: bool = Field(
-        False, description="false: pixels brighter than the threshold are 1 (shown at the π level)")
+        default=False, description="false: pixels brighter than the threshold are 1 (shown at the π level)")
 
 
 class FacesConfig(StrictModel):
@@ -68,30 +69,34 @@ class FacesConfig(StrictModel):
     window."""
 
     kind: Literal["faces", "objects"] = Field(
-        "faces", description="what the images show: faces (LFW, the embedded set), or a lab's own "
-                             "objects (digits, letters, patterns); named so in plan and inspect")
+        default="faces", description="what the images show: faces (LFW, the embedded set), or a lab's "
+                                     "own objects (digits, letters, patterns); named so in plan and inspect")
     source: str = Field(
-        "embedded",
+        default="embedded",
         description='"embedded" (scikit-image lfw_subset, its 100 faces), or a path relative to the '
                     "protocol file: a folder of images (flat, or LFW's Name/Name_0001.jpg) or an "
                     "archive of them (.tgz, .tar, .zip; e.g. lfw.tgz); PNG, JPEG or TIFF at any "
                     "size and bit depth")
-    count: int = Field(100, ge=1, le=MAX_FACES, description="images to select (all of them are captured)")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the selection: same seed, same images")
+    count: int = Field(
+        default=100, ge=1, le=MAX_FACES, description="images to select (all of them are captured)")
+    seed: int = Field(
+        default=0, ge=0, le=2**32 - 1, description="seeds the selection: same seed, same images")
     holdout: int = Field(
-        0, ge=0, le=MAX_FACES,
+        default=0, ge=0, le=MAX_FACES,
         description="of `count`, images never used for training (split 'holdout'; still captured), "
                     "whole persons at a time: A_0001 and A_0002 are one person (docs/protocol.md)")
     holdout_match: str | None = Field(
-        None, description="instead of `holdout`: hold out the selected images whose name matches this "
-                          "regular expression (Python re.search), e.g. '_test$'; a person on both "
-                          "sides is refused")
+        default=None,
+        description="instead of `holdout`: hold out the selected images whose name matches this "
+                    "regular expression (Python re.search), e.g. '_test$'; a person on both "
+                    "sides is refused")
     crop_px: tuple[int, int, int, int] | None = Field(
-        None, description="[top, left, height, width] in source pixels, applied first; none: whole image")
+        default=None,
+        description="[top, left, height, width] in source pixels, applied first; none: whole image")
     target_px: Px2 = Field(
-        (800, 800), description="the binary object's (rows, cols): the SLM window (paper: 800×800)")
+        default=(800, 800), description="the binary object's (rows, cols): the SLM window (paper: 800×800)")
     interpolation: Literal["bilinear", "nearest"] = Field(
-        "bilinear", description="resizing the gray face to target_px, before thresholding")
+        default="bilinear", description="resizing the gray face to target_px, before thresholding")
     binarise: BinariseConfig = Field(default_factory=BinariseConfig, description="the threshold")
 
     @field_validator("source")
@@ -150,12 +155,14 @@ class SlmConfig(StrictModel):
     """How objects are shown on the SLM."""
 
     gray_pi: int | Literal["auto"] = Field(
-        "auto", description='gray level of phase π for object pixels = 1 ("auto": from the rig\'s LUT)')
+        default="auto",
+        description='gray level of phase π for object pixels = 1 ("auto": from the rig\'s LUT)')
     settle_ms: float = Field(
-        0.0, ge=0.0, le=10_000.0,
+        default=0.0, ge=0.0, le=10_000.0,
         description="wait after each flip before capturing (the larger of this and the rig's settle_ms)")
     stroke_mode: Literal["full-wave", "half-wave", "any"] = Field(
-        "full-wave", description="the SLM phase-stroke mode the run requires (checked before any frame)")
+        default="full-wave",
+        description="the SLM phase-stroke mode the run requires (checked before any frame)")
 
     @field_validator("gray_pi", mode="before")
     @classmethod
@@ -171,14 +178,15 @@ class AutoExposureConfig(StrictModel):
     """Auto exposure, once per block: place a percentile of the frame at a level, few pixels saturated."""
 
     target_percentile: float = Field(
-        99.0, gt=0.0, le=100.0, description="the pixel statistic placed (percent)")
+        default=99.0, gt=0.0, le=100.0, description="the pixel statistic placed (percent)")
     target_level: float = Field(
-        0.75, gt=0.0, le=1.0, description="... at this fraction of the camera's maximum value")
+        default=0.75, gt=0.0, le=1.0, description="... at this fraction of the camera's maximum value")
     max_saturated_fraction: float = Field(
-        0.001, ge=0.0, le=0.5, description="no more than this share of pixels at the camera maximum")
-    start_us: float = Field(1000.0, gt=0.0, le=10_000_000.0, description="first trial exposure")
-    min_us: float = Field(1.0, gt=0.0, le=10_000_000.0, description="shortest exposure allowed")
-    max_us: float = Field(1_000_000.0, gt=0.0, le=10_000_000.0, description="longest exposure allowed")
+        default=0.001, ge=0.0, le=0.5, description="no more than this share of pixels at the camera maximum")
+    start_us: float = Field(default=1000.0, gt=0.0, le=10_000_000.0, description="first trial exposure")
+    min_us: float = Field(default=1.0, gt=0.0, le=10_000_000.0, description="shortest exposure allowed")
+    max_us: float = Field(
+        default=1_000_000.0, gt=0.0, le=10_000_000.0, description="longest exposure allowed")
 
     @model_validator(mode="after")
     def _ordered(self) -> AutoExposureConfig:
@@ -191,14 +199,17 @@ class AutoExposureConfig(StrictModel):
 class CameraConfig(StrictModel):
     """How frames are captured."""
 
-    roi_px: Px2 = Field((800, 800), description="(rows, cols) of the centred ROI; must fit the sensor")
+    roi_px: Px2 = Field(
+        default=(800, 800), description="(rows, cols) of the centred ROI; must fit the sensor")
     exposure_us: float | Literal["auto"] = Field(
-        "auto", description='a fixed exposure in µs, or "auto": decided per block by [camera.auto_exposure]')
+        default="auto",
+        description='a fixed exposure in µs, or "auto": decided per block by [camera.auto_exposure]')
     auto_exposure: AutoExposureConfig = Field(
         default_factory=AutoExposureConfig, description="used when exposure_us = 'auto'")
-    average: int = Field(1, ge=1, le=256, description="frames averaged into each stored frame")
+    average: int = Field(default=1, ge=1, le=256, description="frames averaged into each stored frame")
     timeout_ms: float | None = Field(
-        None, gt=0.0, le=600_000.0, description="per-frame capture timeout; unset: the rig's timeout_ms")
+        default=None, gt=0.0, le=600_000.0,
+        description="per-frame capture timeout; unset: the rig's timeout_ms")
 
     @field_validator("roi_px")
     @classmethod
@@ -228,8 +239,9 @@ class BlockConfig(StrictModel):
     distances_mm: list[float] = Field(
         description="camera distances from the focal plane of the last lens (paper: 0, 20, 40 mm)")
     role: Literal["train", "validation"] = Field(
-        "train", description="train: for training and testing; validation: never trained on (paper: 40 mm)")
-    repeats: int = Field(1, ge=1, le=100, description="captures of each face at each distance")
+        default="train",
+        description="train: for training and testing; validation: never trained on (paper: 40 mm)")
+    repeats: int = Field(default=1, ge=1, le=100, description="captures of each face at each distance")
 
     @field_validator("diffuser", mode="before")
     @classmethod
@@ -260,12 +272,14 @@ class DarkConfig(StrictModel):
     exposure: bias + dark current × time), or once per block."""
 
     frames: int = Field(
-        8, ge=0, le=1000, description="dark frames per dark capture, averaged into one stored frame (0: off)")
+        default=8, ge=0, le=1000,
+        description="dark frames per dark capture, averaged into one stored frame (0: off)")
     per: Literal["exposure", "block"] = Field(
-        "exposure", description="exposure: one dark capture per exposure setting, reused by every block at "
+        default="exposure",
+        description="exposure: one dark capture per exposure setting, reused by every block at "
                                 "that exposure; block: one per block (diffuser and distance)")
     exposure_tolerance: float = Field(
-        0.0, ge=0.0, le=0.5,
+        default=0.0, ge=0.0, le=0.5,
         description="per = exposure: blocks whose exposures differ by at most this fraction share a dark "
                     "(0: only equal exposures; auto exposure gives each block its own)")
 
@@ -274,27 +288,32 @@ class StabilityConfig(StrictModel):
     """The drift monitor: a fixed reference pattern recaptured and correlated with its first capture."""
 
     reference_every: int = Field(
-        200, ge=0, le=MAX_PAIRS, description="recapture the reference every N pairs of a block (0: off)")
+        default=200, ge=0, le=MAX_PAIRS,
+        description="recapture the reference every N pairs of a block (0: off)")
     threshold: float = Field(
-        0.9, ge=-1.0, le=1.0, description="Pearson correlation with the block's first reference capture")
+        default=0.9, ge=-1.0, le=1.0,
+        description="Pearson correlation with the block's first reference capture")
     on_drift: Literal["ask", "stop", "log"] = Field(
-        "ask", description="below the threshold: ask (pause and ask; stops when unattended), stop, or "
+        default="ask",
+        description="below the threshold: ask (pause and ask; stops when unattended), stop, or "
                            "log (warn and go on)")
 
 
 class RetryConfig(StrictModel):
     """Device timeouts and errors: retry with exponential backoff, then stop cleanly."""
 
-    max_retries: int = Field(4, ge=0, le=100, description="retries of one device operation after it fails")
-    backoff_s: float = Field(0.05, ge=0.0, le=600.0, description="first retry delay, doubled each retry ...")
-    backoff_max_s: float = Field(5.0, ge=0.0, le=3600.0, description="... up to this")
+    max_retries: int = Field(
+        default=4, ge=0, le=100, description="retries of one device operation after it fails")
+    backoff_s: float = Field(
+        default=0.05, ge=0.0, le=600.0, description="first retry delay, doubled each retry ...")
+    backoff_max_s: float = Field(default=5.0, ge=0.0, le=3600.0, description="... up to this")
 
 
 class ProtocolConfig(StrictModel):
     """A whole protocol file."""
 
-    name: str = Field("unnamed protocol", description="shown by plan, acquire and inspect")
-    description: str = Field("", description="free text")
+    name: str = Field(default="unnamed protocol", description="shown by plan, acquire and inspect")
+    description: str = Field(default="", description="free text")
     faces: FacesConfig = Field(default_factory=FacesConfig, description="the objects")
     slm: SlmConfig = Field(default_factory=SlmConfig, description="showing objects")
     camera: CameraConfig = Field(default_factory=CameraConfig, description="capturing frames")

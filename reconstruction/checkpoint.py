@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from speckle_core.errors import UserError
+from speckle_core.text import one_line
 
 FORMAT = "speckle-lab-checkpoint/1"
 REQUIRED_KEYS = ("format", "model_config", "model", "epoch", "history", "train_config")
@@ -62,7 +63,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
             AttributeError, TypeError, IndexError, UnicodeDecodeError, OSError) as e:
-        msg = " ".join(str(e).split())
+        msg = one_line(e)
         if "Weights only load failed" in msg:  # a pickle of arbitrary Python objects: refused, not run
             msg = "it holds Python objects other than tensors and plain data; refused by weights_only"
         reason = msg[:160] or type(e).__name__
@@ -105,6 +106,6 @@ def model_from_checkpoint(state: dict, path: str | Path = "checkpoint", device=N
         model = model_from_config(state["model_config"])
         model.load_state_dict(state["model"])
     except (ValueError, RuntimeError, TypeError, KeyError, ImportError) as e:
-        reason = " ".join(str(e).split())[:200]
+        reason = one_line(e, 200)
         raise UserError(f"{path}: model does not match its config ({reason})") from None
     return model.eval()

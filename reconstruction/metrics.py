@@ -1,4 +1,4 @@
-"""Reconstruction metrics (DESIGN.md, "Metrics"): PCC, SSIM, Jaccard index and PSNR.
+"""Reconstruction metrics (docs/design.md, "Metrics"): PCC, SSIM, Jaccard index and PSNR.
 
 Every function takes ``(prediction, target)`` in [0, 1], shape (H, W) or (B, H, W), as numpy arrays
 or torch tensors, computes per image and returns the mean over the batch as a Python float.

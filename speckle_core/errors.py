@@ -1,4 +1,4 @@
-"""Error classes the CLI maps to exit codes (DESIGN.md, "Exit codes")."""
+"""Error classes the CLI maps to exit codes (docs/design.md, "Exit codes")."""
 
 
 class UserError(Exception):

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from speckle_core.errors import UserError
+from speckle_core.text import one_line
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 DISK_MARGIN_BYTES = 16 * 2**20  # left free after a layout: HDF5 metadata, the log, other writers
@@ -71,7 +72,7 @@ def describe_os_error(e: BaseException) -> str:
         return "permission denied"
     if code:
         return f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
-    return " ".join(str(e).split())[:160]
+    return one_line(e, 160)
 
 
 # -- what a file is ------------------------------------------------------------------------------------
@@ -223,7 +224,8 @@ def fsync_dir(folder: str | Path) -> None:
             os.close(fd)
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path: str | Path) -> None:
+    """Flushes a file's data and metadata to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -250,7 +252,7 @@ def atomic_path(path: str | Path, what: str = "output") -> Iterator[Path]:
     tmp = temp_path_for(p)
     try:
         yield tmp
-        _fsync_file(tmp)
+        fsync_file(tmp)
         os.replace(tmp, p)
     except BaseException as e:
         with contextlib.suppress(OSError):

@@ -14,6 +14,7 @@ import numpy as np
 
 from speckle_core.errors import UserError
 from speckle_core.fileio import check_memory, open_regular
+from speckle_core.text import one_line
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 NPY_SUFFIXES = (".npy",)
@@ -22,10 +23,6 @@ NPY_SUFFIXES = (".npy",)
 MAX_FRAME_PIXELS = 8192 * 8192
 _MAX_FRAME_BYTES = MAX_FRAME_PIXELS * 8 + 2**20  # float64 pixels + a header
 _PIXEL_KINDS = "biuf"  # bool, signed, unsigned, float: no objects, strings, complex or structured
-
-
-def _short(e: BaseException) -> str:
-    return " ".join(str(e).split())[:120]
 
 
 def _check_size(path: Path, shape: tuple[int, ...], itemsize: int) -> None:
@@ -54,7 +51,7 @@ def read_npy_header(path: Path, fh) -> tuple[tuple[int, ...], np.dtype, bool, in
         else:
             raise ValueError(f"unknown .npy version {version}")
     except (ValueError, OSError, EOFError, SyntaxError) as e:
-        raise UserError(f"{path}: not a readable .npy array ({_short(e)})") from None
+        raise UserError(f"{path}: not a readable .npy array ({one_line(e, 120)})") from None
     return tuple(int(s) for s in shape), np.dtype(dtype), bool(fortran), fh.tell()
 
 
@@ -90,7 +87,7 @@ def _read_image(path: Path) -> np.ndarray:
         except DecompressionBombError:
             raise UserError(f"{path}: image too large to be a camera frame (decompression bomb?)") from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
-            raise UserError(f"{path}: not a readable image ({_short(e)})") from None
+            raise UserError(f"{path}: not a readable image ({one_line(e, 120)})") from None
 
 
 def read_frame_file(path: str | Path) -> np.ndarray:

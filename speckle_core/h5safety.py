@@ -18,21 +18,19 @@ is read or written, with one line naming the file and the object:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 from h5py import h5d, h5z
 
 from speckle_core.errors import UserError
+from speckle_core.text import one_line
 
 MAX_LINKS = 10_000  # a run file has ~50 links; a crafted one with millions is refused, not walked
 LZF_FILTER = 32000  # h5py's own compression filter, registered by h5py itself
 ALLOWED_FILTERS = {h5z.FILTER_DEFLATE, h5z.FILTER_SHUFFLE, h5z.FILTER_FLETCHER32, LZF_FILTER}
 ALLOWED_LAYOUTS = {h5d.COMPACT, h5d.CONTIGUOUS, h5d.CHUNKED}
-
-
-def _short(e: BaseException) -> str:
-    return " ".join(str(e).split())[:160]
 
 
 def dataset_storage_problem(ds: h5py.Dataset) -> str | None:
@@ -72,7 +70,7 @@ def check_contained(f: h5py.File, p: str | Path) -> None:
     except UserError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:
-        raise UserError(f"{p}: damaged or truncated run file ({_short(e)})") from None
+        raise UserError(f"{p}: damaged or truncated run file ({one_line(e, 160)})") from None
 
 
 def _check_link(f: h5py.File, p, name: str) -> None:
@@ -99,7 +97,7 @@ def attr_text(f: h5py.File | h5py.Group, name: str, p: str | Path) -> str:
     except KeyError:
         raise UserError(f"{p}: root attribute {name!r} is missing") from None
     except (OSError, ValueError, TypeError, RuntimeError) as e:
-        raise UserError(f"{p}: root attribute {name!r} is unreadable ({_short(e)})") from None
+        raise UserError(f"{p}: root attribute {name!r} is unreadable ({one_line(e, 160)})") from None
     if isinstance(v, np.ndarray) and v.shape == () and v.dtype.kind in "SUO":
         v = v[()]
     if isinstance(v, bytes):
@@ -145,10 +143,10 @@ def check_dataset(f: h5py.File, p, name: str, *, kinds: str, ndim: int,
     return ds
 
 
-def read_checked(ds: h5py.Dataset, p, sel=Ellipsis) -> np.ndarray:
+def read_checked(ds: h5py.Dataset, p, sel: Any = Ellipsis) -> np.ndarray:
     """``ds[sel]``, with a failure to read (bit rot in a compressed chunk, a truncated file) as one
     line naming the file and the dataset."""
     try:
         return ds[sel]
     except (OSError, ValueError, RuntimeError, TypeError) as e:
-        raise UserError(f"{p}: {ds.name} is damaged and cannot be read ({_short(e)})") from None
+        raise UserError(f"{p}: {ds.name} is damaged and cannot be read ({one_line(e, 160)})") from None

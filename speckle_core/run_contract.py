@@ -27,6 +27,7 @@ from speckle_core.errors import UserError
 from speckle_core.fileio import check_memory
 from speckle_core.frames import MAX_FRAME_PIXELS
 from speckle_core.h5safety import attr_text, check_contained, check_dataset, read_checked
+from speckle_core.text import one_line
 
 ROOT_TEXT_ATTRS = ("format", "protocol", "rig", "created", "software")
 # name: (numpy kinds, rank) — "T" a string dataset, "?" bool; required ones first
@@ -122,7 +123,7 @@ def _check_utf8(ds: h5py.Dataset, p) -> None:
     except UnicodeDecodeError as e:
         raise UserError(f"{p}: {ds.name} holds text that is not UTF-8 (byte {e.start})") from None
     except (OSError, ValueError, RuntimeError, TypeError) as e:
-        raise UserError(f"{p}: {ds.name} is damaged and cannot be read ({' '.join(str(e).split())[:120]})") \
+        raise UserError(f"{p}: {ds.name} is damaged and cannot be read ({one_line(e, 120)})") \
             from None
 
 

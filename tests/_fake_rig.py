@@ -1,7 +1,7 @@
 """A tiny deterministic fake rig implementing hardware/interfaces.py, for engine tests.
 
 Frames are linear in exposure (like a camera), depend on the pattern shown, the diffuser and the
-distance, and carry noise seeded from the frame key, as the simulated rig does (DESIGN.md,
+distance, and carry noise seeded from the frame key, as the simulated rig does (docs/design.md,
 "Determinism"). Faults are injected by call number; drift by capture count.
 """
 

@@ -1,4 +1,4 @@
-"""The run file: the DESIGN.md contract, atomic creation, and survival of SIGKILL at any moment."""
+"""The run file: the contract of docs/design.md, atomic creation, and survival of SIGKILL at any moment."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ def test_roi_off_the_size_step_is_refused():
 
 def test_nonpositive_exposure_is_refused():
     drv, _ = driver()
-    with pytest.raises(UserError, match="exposure_us"):
+    with pytest.raises(ValueError, match="exposure_us"):  # a bad argument, not a bad file
         drv.configure((800, 800), 0)
 
 

@@ -52,7 +52,7 @@ class CameraDriverBase:
         """Sets a centred ROI of (rows, cols) pixels and the exposure; returns the exposure applied (µs)."""
         rows, cols = _check_roi(roi_px)
         if not (isinstance(exposure_us, numbers.Real) and math.isfinite(exposure_us) and exposure_us > 0):
-            raise UserError(f"camera exposure_us must be a positive number (got {exposure_us!r})")
+            raise ValueError(f"camera exposure_us must be a positive number (got {exposure_us!r})")
         with self._translate_errors("configuring"):
             sensor_rows, sensor_cols = self._sensor_px_hw()
             if rows > sensor_rows or cols > sensor_cols:
@@ -159,7 +159,7 @@ def _check_roi(roi_px) -> tuple[int, int]:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise UserError(f"camera roi_px must be two positive integers (rows, cols) (got {roi_px!r})")
+        raise ValueError(f"camera roi_px must be two positive integers (rows, cols) (got {roi_px!r})")
     return rows, cols
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hardware.errors import DriverMissing
+from speckle_core.text import one_line
 
 
 @dataclass
@@ -36,8 +37,7 @@ class ProbeResult:
 
 
 def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return f"{type(e).__name__}: {text}" if not isinstance(e, DriverMissing) else text
+    return one_line(e, with_type=not isinstance(e, DriverMissing))
 
 
 # -- probes ---------------------------------------------------------------------------------------

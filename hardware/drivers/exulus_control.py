@@ -3,7 +3,7 @@
 The SLM shows its image over HDMI (``hardware/drivers/exulus_display.py``); its USB virtual COM
 port takes settings. Thorlabs ships ``EXULUS_COMMAND_LIB.py`` with its EXULUS software: a ctypes
 wrapper of ``exulus_command_library.dll`` (Windows) that it loads from its own folder when
-imported. The raw byte protocol is not published, so this is the only path (DESIGN.md).
+imported. The raw byte protocol is not published, so this is the only path (docs/design.md, "Device facts").
 
 The library's conventions (from ``EXULUS_COMMAND_LIB.py``): ``EXULUSOpen(serial, 38400,
 timeout_s)`` returns a handle >= 0 or a negative number; getters fill ``value[0]`` of a list;
@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from hardware.errors import DeviceError, DeviceNotFound, DeviceTimeout, DriverMissing
+from speckle_core.text import one_line
 
 MODULE = "EXULUS_COMMAND_LIB"
 DLL = "exulus_command_library.dll"
@@ -57,7 +58,7 @@ def load_library(library_dir: str | None = None):
                                    f"{INSTALL}") from None
     except OSError as e:  # the module loads its DLL at import
         where = "" if sys.platform == "win32" else " (it is a Windows DLL; this is not Windows)"
-        raise DriverMissing("slm", f"{MODULE}.py could not load {DLL}{where}: {' '.join(str(e).split())}; "
+        raise DriverMissing("slm", f"{MODULE}.py could not load {DLL}{where}: {one_line(e)}; "
                                    f"{INSTALL}") from None
     missing = [f for f in FUNCTIONS if not hasattr(module, f)]
     if missing:

@@ -1,6 +1,6 @@
 """The EXULUS-HD2 as a display: a borderless full-screen window on the SLM's monitor.
 
-The SLM takes its phase pattern over HDMI as an ordinary 1920×1200 monitor (DESIGN.md, "The rig").
+The SLM takes its phase pattern over HDMI as an ordinary 1920×1200 monitor (docs/design.md, "The rig").
 Only the central 800×800 window carries the pattern; the rest of the panel is black. Each SLM
 pixel is one screen pixel: the pattern is copied with glBlitFramebuffer at 1:1 and GL_NEAREST,
 so nothing is scaled or filtered, and gray g is drawn as RGB (g, g, g).
@@ -38,6 +38,7 @@ from hardware.drivers.monitors import (
     uses_x11,
 )
 from hardware.errors import DeviceError, DeviceTimeout, DriverMissing
+from speckle_core.text import one_line
 
 __all__ = ["ExulusDisplay", "list_monitors", "window_origin_px", "check_gray", "EXULUS_PANEL_PX"]
 
@@ -265,8 +266,7 @@ class ExulusDisplay:
 def _one_line(e: BaseException | None) -> str:
     if e is None:
         return "no error recorded"
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if isinstance(e, DeviceError) else f"{type(e).__name__}: {text}"
+    return one_line(e, with_type=not isinstance(e, DeviceError))
 
 
 def _as_device_error(e: BaseException, what: str) -> DeviceError:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 from hardware.errors import DeviceError, DeviceNotFound, DeviceTimeout
 from speckle_core.errors import UserError
+from speckle_core.text import one_line
 
 
 def load_vendor():
@@ -142,7 +143,7 @@ class FilterWheelChanger:
 
 
 def _translate(e: BaseException, what: str, timeout_s: float) -> DeviceError:
-    text = " ".join(str(e).split())
+    text = one_line(e)
     # pylablib's serial backend reports a silent device as a backend error "timeout during read".
     if "timeout" in text.lower():
         return DeviceTimeout("changer", f"{what}: the wheel did not answer within {timeout_s:g} s "

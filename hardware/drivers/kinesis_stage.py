@@ -1,6 +1,6 @@
 """Camera distance stage: Thorlabs KDC101 K-Cube + MTS50-Z8 through pylablib's ``KinesisMotor``.
 
-DESIGN.md "Device facts": ``KinesisMotor(conn, scale="MTS50-Z8")`` works in METRES; this driver
+docs/design.md, "Device facts": ``KinesisMotor(conn, scale="MTS50-Z8")`` works in METRES; this driver
 speaks millimetres of camera distance from the focal plane of L2. The rig file's ``zero_mm`` is
 the stage reading (mm) at which the camera sits at distance 0. ``direction`` says which way the
 stage is mounted: "away" (increasing travel moves the camera away from L2, stage_mm = zero_mm +
@@ -99,7 +99,7 @@ class KinesisStage:
     def move_to_mm(self, distance_mm: float) -> float:
         """Moves the camera to ``distance_mm``, waits, reads back; returns the distance reached."""
         if not (isinstance(distance_mm, numbers.Real) and math.isfinite(distance_mm)):
-            raise UserError(f"stage: distance must be a number of mm (got {distance_mm!r})")
+            raise ValueError(f"stage: distance must be a number of mm (got {distance_mm!r})")
         target_mm = self._stage_mm(float(distance_mm))
         lo, hi = self.travel_mm
         if not lo <= target_mm <= hi:

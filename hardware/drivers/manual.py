@@ -96,7 +96,7 @@ class ManualStage:
 
     def move_to_mm(self, distance_mm: float) -> float:
         if not (isinstance(distance_mm, numbers.Real) and math.isfinite(distance_mm)):
-            raise UserError(f"stage: distance must be a number of mm (got {distance_mm!r})")
+            raise ValueError(f"stage: distance must be a number of mm (got {distance_mm!r})")
         where = ("to the focal plane of L2 (0 mm)" if distance_mm == 0
                  else f"to {distance_mm:g} mm behind the focal plane of L2")
         self.operator.request(f"Move the camera {where}, then press Enter")

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from hardware.errors import DeviceError, DeviceNotFound, DriverMissing
 
-# EXULUS-HD2 panel: 1920×1200 pixels (Thorlabs EXULUS-HD2 spec sheet; DESIGN.md "The rig").
+# EXULUS-HD2 panel: 1920×1200 pixels (Thorlabs EXULUS-HD2 spec sheet; docs/design.md, "The rig").
 EXULUS_PANEL_PX = (1200, 1920)  # (rows, cols)
 
 

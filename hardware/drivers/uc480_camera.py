@@ -1,6 +1,6 @@
 """Thorlabs DCC1645C (a uc480/DCx CMOS camera) through pylablib's ``UC480Camera``.
 
-DESIGN.md "Device facts": ``pylablib.devices.uc480.UC480Camera(cam_id, backend)``; the ThorCam
+docs/design.md, "Device facts": ``pylablib.devices.uc480.UC480Camera(cam_id, backend)``; the ThorCam
 uc480 DLL (``backend="uc480"``) or IDS's uEye driver (``backend="ueye"``) must be installed. The
 DCC1645C is a COLOUR (Bayer) sensor and does not start in a mono mode, so the driver always sets
 an explicit single-channel mode (``mono8`` default, or a ``raw`` Bayer mode). Internal trigger.

@@ -98,7 +98,7 @@ class SimConfig(StrictModel):
     seed: int = Field(default=0, ge=0, description="fixes every diffuser's phase screen and all noise")
     noise: bool = True  # False: noiseless frames (the irradiance, quantised by the ADC only)
 
-    # -- optics (paper, "Optical imaging system"; DESIGN.md "The rig") ------------------------------
+    # -- optics (paper, "Optical imaging system"; docs/design.md, "The rig") ------------------------------
     wavelength_nm: float = Field(default=632.8, gt=300, lt=2000)  # HeNe (paper)
     slm_pixel_um: float = Field(default=8.0, gt=0)  # EXULUS-HD2 pitch (paper)
     relay_f1_mm: float = Field(default=300.0, gt=0)  # 4F relay L1 (paper)

@@ -3,16 +3,16 @@
 They implement the Protocols of hardware/interfaces.py. The camera computes each frame from what
 the bench holds now: the SLM's pattern, the diffuser in the beam, the camera distance.
 
-Determinism (DESIGN.md): a frame's noise comes from a generator seeded by hashing (rig seed,
-diffuser, distance, frame key, sub-frame index), never from a running generator, so the same key
-gives the same bytes in any process, in any order. ``capture(key=None)`` uses ("auto", n), n the
-count of key-less captures since the camera was built. Two optional effects make frames depend on
-history, by design: drift (the diffuser sliding, the beam tilting; on the capture count) and SLM
-settling (on the time since the flip). That time is the bench's virtual clock (``SimBench.clock``,
-hardware/clock.py), which moves only when a caller sleeps on it or the camera exposes, so a frame
-taken a given delay after a flip is the same on every run. Faults come from a separate running
-generator (seeded by the rig seed) and are drawn before a frame is computed, so they never change
-the bytes of a frame that succeeds.
+Determinism (docs/design.md, "Determinism"): a frame's noise comes from a generator seeded by
+hashing (rig seed, diffuser, distance, frame key, sub-frame index), never from a running generator,
+so the same key gives the same bytes in any process, in any order. ``capture(key=None)`` uses
+("auto", n), n the count of key-less captures since the camera was built. Two optional effects make
+frames depend on history, by design: drift (the diffuser sliding, the beam tilting; on the capture
+count) and SLM settling (on the time since the flip). That time is the bench's virtual clock
+(``SimBench.clock``, hardware/clock.py), which moves only when a caller sleeps on it or the camera
+exposes, so a frame taken a given delay after a flip is the same on every run. Faults come from a
+separate running generator (seeded by the rig seed) and are drawn before a frame is computed, so
+they never change the bytes of a frame that succeeds.
 """
 
 from __future__ import annotations
@@ -160,11 +160,11 @@ class SimCamera:
         try:
             roi = tuple(int(v) for v in roi_px)
         except (TypeError, ValueError):
-            raise UserError(f"camera: roi_px must be two integers (got {roi_px!r})") from None
+            raise ValueError(f"camera: roi_px must be two integers (got {roi_px!r})") from None
         if len(roi) != 2 or not all(1 <= r <= s for r, s in zip(roi, sensor, strict=True)):
             raise UserError(f"camera: roi_px {roi_px!r} must be within the {sensor[0]}×{sensor[1]} sensor")
         if not (isinstance(exposure_us, (int, float)) and math.isfinite(exposure_us) and exposure_us > 0):
-            raise UserError(f"camera: exposure_us must be a positive number (got {exposure_us!r})")
+            raise ValueError(f"camera: exposure_us must be a positive number (got {exposure_us!r})")
         spec = self.sensor.spec
         step = spec.exposure_step_us
         applied = round(float(exposure_us) / step) * step

@@ -33,8 +33,9 @@ def scatter_angle_rad(spec: DiffuserSpec, glass_index: float) -> float:
     """θ0, the rms scattering angle per axis in the strong-scattering (geometric) limit.
 
     The phase gradient has per-axis variance −C''(0) = 2σφ²/w² for C(r) = σφ²·exp(−r²/w²), so the
-    rms deflection is θ0 = (λ/2π)·√2·σφ/w = √2·(n−1)·σ_h/w. This is DESIGN.md's θ0 ≈ e/(√2·w)
-    with e = 2(n−1)σ_h, the optical-path excursion between −1σ and +1σ of the surface.
+    rms deflection is θ0 = (λ/2π)·√2·σφ/w = √2·(n−1)·σ_h/w. This is the θ0 ≈ e/(√2·w) of
+    docs/design.md, "The simulated rig", with e = 2(n−1)σ_h, the optical-path excursion between −1σ
+    and +1σ of the surface.
     """
     return math.sqrt(2.0) * (glass_index - 1.0) * spec.rms_height_um / spec.corr_length_um
 

@@ -50,16 +50,17 @@ class SlmResponseSpec(StrictModel):
     phase_curve: Literal["lut", "nonlinear"] = "lut"
     # ASSUMED defaults, shaped like a measured EXULUS-HD2 full-wave curve (π a little past mid-range,
     # slow start, slight saturation); a calibration must find them, so no default is special.
-    pi_gray: float = Field(138.0, gt=2, lt=253)  # gray level giving π at reference_wavelength_nm, full wave
-    gamma: float = Field(1.3, ge=0.5, le=3.0)  # threshold curvature of s(x)
-    saturation: float = Field(0.8, ge=0.0, le=5.0)  # c: how much the curve flattens at high gray
-    reference_wavelength_nm: float = Field(632.8, gt=300, lt=2000)  # where pi_gray holds
-    cauchy_b_um2: float = Field(0.03, ge=0.0, le=1.0)  # ASSUMED Cauchy B of the LC birefringence
+    pi_gray: float = Field(
+        default=138.0, gt=2, lt=253)  # gray level giving π at reference_wavelength_nm, full wave
+    gamma: float = Field(default=1.3, ge=0.5, le=3.0)  # threshold curvature of s(x)
+    saturation: float = Field(default=0.8, ge=0.0, le=5.0)  # c: how much the curve flattens at high gray
+    reference_wavelength_nm: float = Field(default=632.8, gt=300, lt=2000)  # where pi_gray holds
+    cauchy_b_um2: float = Field(default=0.03, ge=0.0, le=1.0)  # ASSUMED Cauchy B of the LC birefringence
     # Settling: time constants of the phase's approach to its new value (0 = instantaneous).
-    rise_ms: float = Field(0.0, ge=0.0, le=5000.0)
-    fall_ms: float = Field(0.0, ge=0.0, le=5000.0)
-    slow_share: float = Field(0.0, ge=0.0, le=0.9)  # a: weight of the slower exponential
-    slow_factor: float = Field(4.0, ge=1.0, le=100.0)  # f: its time constant, × rise_ms / fall_ms
+    rise_ms: float = Field(default=0.0, ge=0.0, le=5000.0)
+    fall_ms: float = Field(default=0.0, ge=0.0, le=5000.0)
+    slow_share: float = Field(default=0.0, ge=0.0, le=0.9)  # a: weight of the slower exponential
+    slow_factor: float = Field(default=4.0, ge=1.0, le=100.0)  # f: its time constant, × rise_ms / fall_ms
 
     @model_validator(mode="after")
     def _check(self) -> SlmResponseSpec:

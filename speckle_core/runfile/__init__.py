@@ -23,7 +23,9 @@ from speckle_core.runfile.reader import (
     RUN_CHECKS,
     check_resumable,
     check_run,
+    dataset,
     open_run,
+    read_array,
     read_string_array,
     read_strings,
 )
@@ -32,5 +34,6 @@ from speckle_core.runfile.writer import RunWriter, create_run, software_versions
 __all__ = [
     "CREATING_SUFFIX", "DEFAULT_SYNC_INTERVAL_S", "FORMAT", "OBJECT_FIELDS", "PAIR_FIELDS", "RESUME_NEEDS",
     "ROOT_ATTRS", "RUN_CHECKS", "BlockSpec", "RunLayout", "RunWriter", "check_resumable", "check_run",
-    "create_run", "open_run", "read_string_array", "read_strings", "software_versions",
+    "create_run", "dataset", "open_run", "read_array", "read_string_array", "read_strings",
+    "software_versions",
 ]

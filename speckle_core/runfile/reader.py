@@ -116,20 +116,20 @@ def check_run(f: h5py.File, p: Path) -> None:
     Raises a one-line UserError naming ``p`` and what is wrong; a file too damaged to read is
     "damaged or truncated run file".
     """
-    try:
-        for check in RUN_CHECKS:
-            check(f, p)
-    except UserError:
-        raise
-    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:
-        raise UserError(f"{p}: damaged or truncated run file ({one_line(e, 160)})") from None
+    _run_checks(f, p, RUN_CHECKS)
 
 
 def check_resumable(f: h5py.File, p: Path) -> None:
     """The writer's extras a resume needs; one-line UserError if a dataset is missing or mis-sized,
     of another type than the writer writes, or not preallocated."""
+    _run_checks(f, p, [_check_resumable])
+
+
+def _run_checks(f: h5py.File, p: Path, checks: list[RunCheck]) -> None:
+    """Runs ``checks`` in order; a file too damaged to read is one line, not a traceback."""
     try:
-        _check_resumable(f, p)
+        for check in checks:
+            check(f, p)
     except UserError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:
@@ -158,6 +158,20 @@ def _check_resumable(f: h5py.File, p: Path) -> None:
 
 
 # -- reading values ----------------------------------------------------------------------------------
+
+def dataset(f: h5py.File | h5py.Group, name: str) -> h5py.Dataset:
+    """``f[name]``, which must be a dataset (a KeyError when it is missing, a TypeError when it is a
+    group); typed, so callers index it without a cast."""
+    ds = f[name]
+    if not isinstance(ds, h5py.Dataset):
+        raise TypeError(f"/{name.lstrip('/')} is a {type(ds).__name__}, not a dataset")
+    return ds
+
+
+def read_array(f: h5py.File | h5py.Group, name: str) -> np.ndarray:
+    """The whole dataset ``name`` as a numpy array."""
+    return np.asarray(dataset(f, name)[()])
+
 
 def read_strings(ds: h5py.Dataset) -> list[str]:
     """A string dataset as a list of str (variable- or fixed-length)."""

@@ -43,6 +43,7 @@ import numpy as np
 from h5py import h5d, h5p
 
 from speckle_core.errors import UserError
+from speckle_core.fileio import fsync_dir, fsync_file
 from speckle_core.runfile.format import (
     CREATING_SUFFIX,
     DEFAULT_SYNC_INTERVAL_S,
@@ -85,19 +86,6 @@ def _alloc(group: h5py.Group, name: str, shape: tuple, dtype, fill=None, chunks=
 def _write_strings(group: h5py.Group, name: str, values: Sequence[str]) -> None:
     group.create_dataset(name, data=np.array([str(v) for v in values], dtype=object),
                          dtype=h5py.string_dtype(), track_times=False)
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsync'ed
-        _fsync_path(path)
 
 
 # -- the layout, one group at a time ------------------------------------------------------------------
@@ -211,7 +199,7 @@ def create_run(path: str | Path, layout: RunLayout) -> None:
     with h5py.File(tmp, "w", libver=("earliest", "v200")) as f:
         for write in LAYOUT_WRITERS:
             write(f, layout)
-    _fsync_path(tmp)
+    fsync_file(tmp)
     try:
         os.link(tmp, path)  # no-clobber: fails if another run created `path` meanwhile
     except FileExistsError:
@@ -224,7 +212,7 @@ def create_run(path: str | Path, layout: RunLayout) -> None:
         os.replace(tmp, path)  # filesystems without hard links
     else:
         tmp.unlink()
-    _fsync_dir(path.parent if str(path.parent) else Path("."))
+    fsync_dir(path.parent if str(path.parent) else Path("."))
 
 
 def _let_readers_in(f: h5py.File) -> None:

@@ -312,6 +312,13 @@ class Engine:
         self._notify("on_frame", key[0], gray, frame, what)
         return frame
 
+    def _clip_level(self) -> int:
+        """The output value at which the sensor really clips: a colour DCC1645C in mono8 under 633 nm
+        light clips in its red channel well below 255 (``saturation_level``, hardware/sim/sensor.py
+        and the uc480 driver); cameras without one clip at ``max_value``."""
+        cam = self.rig.camera
+        return int(getattr(cam, "saturation_level", None) or cam.max_value)
+
     def _configure(self, exposure_us: float) -> float:
         return float(self._retry("setting the camera exposure",
                                  lambda: self.rig.camera.configure(self.settings.camera.roi_px, exposure_us)))
@@ -442,7 +449,7 @@ class Engine:
         b, obj, rep = int(self._pair_block[row]), int(self._pair_object[row]), int(self._pair_repeat[row])
         key = ("pair", self._diffuser[b], float(self._distance[b]), obj, rep)
         frame = self._show_and_capture(self._objects[obj], key, f"capturing pair {row + 1}")
-        image, sat = frame.image, _saturated(frame, self.rig.camera.max_value)
+        image, sat = frame.image, _saturated(frame, self._clip_level())
         w.put(lambda wr: wr.write_pair(row, image, frame.exposure_us, frame.timestamp_s, sat,
                                        frame.frame_index, frame.device_timestamp_s),
               wait=not self.settings.pipelined)

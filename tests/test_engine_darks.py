@@ -80,3 +80,18 @@ def test_a_resumed_run_reuses_the_dark_in_its_file(tmp_path):
     with h5py.File(tmp_path / "r.h5") as f:
         darks = f["dark/frame"][...]
         assert f["dark/done"][...].all() and all(np.array_equal(d, darks[0]) for d in darks)
+
+
+def test_auto_exposure_aims_below_where_the_sensor_really_clips(tmp_path):
+    """A colour sensor in mono8 clips (red channel) below 255: auto exposure uses its
+    saturation_level, so the exposure is shorter than for a camera clipping at 255."""
+    plain = fake_rig()
+    run_engine(tmp_path / "a.h5", plain)
+    clipping = fake_rig()
+    clipping.camera.saturation_level = 96
+    run_engine(tmp_path / "b.h5", clipping)
+    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
+        ea, eb = a["blocks/exposure_us"][...], b["blocks/exposure_us"][...]
+        assert (eb < 0.6 * ea).all(), (ea, eb)
+        p99 = np.percentile(b["pairs/speckle"][...].reshape(len(b["pairs/speckle"]), -1), 99, axis=1)
+        assert (p99 <= 96).all()

@@ -3,7 +3,8 @@
 1. **Training throughput** — forward + backward + Adam step of each model (``unet``, ``spt-unet``,
    ``spt-unet-b``) at each of ``--sizes`` (default 64, the demo's, and 200, the paper's), batch
    ``--batch-size`` (default 2, the paper's), mixed precision on CUDA, after a few warm-up steps.
-   Samples/s.
+   Samples/s, also for the same model as it was before issue 18 (``bench/legacy_models.py``), the two
+   stepped in turn in the same run, and the speed-up (new samples/s / old samples/s).
 2. **Data loading** — on a synthetic contract-conformant run of ``--pairs`` 800x800 uint8 frames:
    building the cache (HDF5 read + bilinear antialiased downsample to N + normalise, pairs/s), then
    random training batches read from the memory-mapped cache (samples/s), against reading and
@@ -32,49 +33,79 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _train_step(model, device, dtype, use_scaler, batch: int, size: int):
+    """A closure running one forward + backward + Adam step on a fixed random batch."""
+    import torch
+
+    from reconstruction.train import compute_loss
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    x = torch.rand(batch, 1, size, size, device=device)
+    y = (torch.rand(batch, 1, size, size, device=device) > 0.5).float()
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model.forward_logits(x)
+        loss = compute_loss(logits, y, "bce")
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    return step
+
+
+def _timed_in_turn(steps: dict, n: int, device) -> dict[str, float]:
+    """Median seconds per step of each closure, stepping them in turn (load hits all alike)."""
+    import statistics
+
+    import torch
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for step in steps.values():  # warm-up
+        for _ in range(3 if device.type == "cuda" else 2):
+            step()
+    sync()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(n):
+        for key, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            sync()
+            times[key].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def bench_models(models, size: int, batch: int, steps: int, device) -> None:
     import torch
 
+    from bench.legacy_models import build_legacy_model
     from reconstruction.models import build_model
-    from reconstruction.train import amp_settings, compute_loss
+    from reconstruction.train import amp_settings
 
     dtype, use_scaler = amp_settings(device)
     print(f"## Training throughput at {size}x{size}, batch {batch}, {device}"
-          f"{f', autocast {dtype}' if dtype else ''}")
+          f"{f', autocast {dtype}' if dtype else ''}, {torch.get_num_threads()} threads; "
+          "before = the model before issue 18, stepped in turn with it")
     for name in models:
         try:
-            torch.manual_seed(0)
-            model = build_model(name, size).to(device).train()
+            built = {}
+            for label, builder in (("new", build_model), ("old", build_legacy_model)):
+                torch.manual_seed(0)
+                built[label] = builder(name, size).to(device).train()
         except (ValueError, ImportError, ModuleNotFoundError) as e:
             print(f"- {name}: not available ({e})")
             continue
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5)
-        scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-        x = torch.rand(batch, 1, size, size, device=device)
-        y = (torch.rand(batch, 1, size, size, device=device) > 0.5).float()
-
-        def step(model=model, opt=opt, scaler=scaler, x=x, y=y):
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model.forward_logits(x)
-            loss = compute_loss(logits, y, "bce")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-
-        for _ in range(3):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        n_par = sum(p.numel() for p in model.parameters()) / 1e6
-        print(f"- {name} ({n_par:.2f} M parameters): {steps * batch / dt:.1f} samples/s "
-              f"({dt / steps * 1e3:.1f} ms per step of {batch})")
+        sec = _timed_in_turn({k: _train_step(m, device, dtype, use_scaler, batch, size)
+                              for k, m in built.items()}, steps, device)
+        n_par = sum(p.numel() for p in built["new"].parameters()) / 1e6
+        print(f"- {name} ({n_par:.2f} M parameters): {batch / sec['new']:.2f} samples/s "
+              f"({sec['new'] * 1e3:.0f} ms per step of {batch}); before: {batch / sec['old']:.2f} samples/s "
+              f"({sec['old'] * 1e3:.0f} ms); speed-up {sec['old'] / sec['new']:.2f}×", flush=True)
 
 
 def write_synthetic_run(path: Path, n_pairs: int, frame_px: int = 800) -> None:
@@ -183,6 +214,7 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 200],
                     help="image sizes of the training-throughput table")
     ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads on cpu")
     ap.add_argument("--steps", type=int, default=10,
                     help="timed steps at 64x64 (fewer at larger sizes on CPU)")
     ap.add_argument("--models", nargs="*", default=["unet", "spt-unet", "spt-unet-b"])
@@ -237,6 +269,10 @@ def run_benchmarks(args) -> int:
     from reconstruction.train import pick_device
 
     device = pick_device(args.device)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if not args.skip_models:
         for size in args.sizes:  # fewer steps where each costs more (~(N/64)^2), at least 3
             steps = max(3, round(args.steps * (64 / size) ** 2)) if device.type == "cpu" else args.steps

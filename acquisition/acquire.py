@@ -54,6 +54,7 @@ from speckle_core.fileio import (
     output_lock,
     sniff_kind,
 )
+from speckle_core.h5safety import contain_hdf5_write_failure, mentions_enospc
 from speckle_core.runfile import (
     CREATING_SUFFIX,
     BlockSpec,
@@ -215,19 +216,31 @@ def run_log(out: Path):
 
 class _QuietFileHandler(logging.FileHandler):
     """A log that cannot be written (a full disk) must not print logging's traceback over the run's
-    one-line message: the failure is noted once on stderr and the run goes on (its data matter more
-    than its log)."""
+    one-line message: the failure is kept (``failure``) and the run goes on (its data matter more
+    than its log); a run that then ends well says so on its last line."""
 
-    failed = False
+    failure: str | None = None
+
+    def flush(self) -> None:  # logging's close() flushes: a full disk must not raise there either
+        try:
+            super().flush()
+        except OSError:
+            self.handleError(None)
+
+    def close(self) -> None:
+        try:
+            super().close()  # closing the file flushes its buffer once more
+        except OSError:
+            self.handleError(None)
 
     def handleError(self, record) -> None:  # noqa: N802 - logging's name
-        if not self.failed:
-            self.failed = True
-            with contextlib.suppress(Exception):
-                exc = sys.exc_info()[1]
-                print(f"speckle-lab: warning: {self.baseFilename}: cannot write the run's log "
-                      f"({describe_os_error(exc) if exc else 'unknown error'}); the run goes on",
-                      file=sys.stderr)
+        if self.failure is None:
+            exc = sys.exc_info()[1]
+            self.failure = describe_os_error(exc) if exc else "unknown error"
+            LOG_FAILURES[self.baseFilename] = self.failure
+
+
+LOG_FAILURES: dict[str, str] = {}  # log file -> why it could not be written (this process)
 
 
 def stop_on_signals(stop: threading.Event) -> GracefulStop:
@@ -340,22 +353,31 @@ def _run_locked(out: Path, resume: bool, unattended: bool, progress: bool, opera
         with contextlib.suppress(Exception):
             opened.close()
     outcome.log_path = log_path
+    failure = LOG_FAILURES.pop(os.path.abspath(log_path), None)
+    if failure is not None and outcome.exit_code == 0:
+        outcome.message += f"; the log {log_path} is incomplete ({failure})"
     return outcome
 
 
 def lay_out(out: Path, layout: RunLayout) -> None:
     """``create_run``, with a full disk (or another write error) as one line and no ``.creating``
-    file left behind."""
+    file left behind.
+
+    ``check_room`` has made sure the disk holds the run before this is called; this is for a disk
+    that fills meanwhile. HDF5 meets ENOSPC during a layout as an OSError or as a RuntimeError at
+    close ("... errno = 28 ..."), prints tracebacks from h5py's deallocators, and used to crash
+    (SIGSEGV, SIGBUS) at exit: ``contain_hdf5_write_failure`` handles all three.
+    """
     creating = out.with_name(out.name + CREATING_SUFFIX)
     try:
-        create_run(out, layout)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(creating)
-        reason = describe_os_error(e)
-        if is_disk_full(e):
-            reason += "; free space and run again"
-        raise UserError(f"{out}: cannot lay out the run file: {reason}") from None
+        with contain_hdf5_write_failure(creating):
+            create_run(out, layout)
+    except (OSError, RuntimeError) as e:
+        full = is_disk_full(e) or mentions_enospc(e)
+        if not full and not isinstance(e, OSError):
+            raise
+        reason = "the disk is full (No space left on device)" if full else describe_os_error(e)
+        raise UserError(f"{out}: cannot lay out the run file: {reason}; free space and run again") from None
 
 
 def acquire_command(protocol_path: str, out_path: str, rig_path: str | None, *, resume: bool,

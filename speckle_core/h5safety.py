@@ -17,6 +17,11 @@ is read or written, with one line naming the file and the object:
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +155,90 @@ def read_checked(ds: h5py.Dataset, p, sel: Any = Ellipsis) -> np.ndarray:
         return ds[sel]
     except (OSError, ValueError, RuntimeError, TypeError) as e:
         raise UserError(f"{p}: {ds.name} is damaged and cannot be read ({one_line(e, 160)})") from None
+
+
+# -- HDF5 meeting a full disk -------------------------------------------------------------------------
+
+def mentions_enospc(e: BaseException | str) -> bool:
+    """HDF5 errors carry errno 28 in their text (h5py raises RuntimeError at close, not OSError)."""
+    text = str(e)
+    return "errno = 28" in text or "No space left on device" in text
+
+
+def _fds_open_on(path: Path) -> list[int]:
+    """This process's descriptors open on ``path`` (Linux /proc; elsewhere none are found)."""
+    folder = "/proc/self/fd"
+    try:
+        target = os.stat(path)
+        fds = os.listdir(folder)
+    except OSError:
+        return []
+    found = []
+    for name in fds:
+        try:
+            st = os.stat(f"{folder}/{name}")
+        except OSError:
+            continue
+        if st.st_ino == target.st_ino and st.st_dev == target.st_dev:
+            found.append(int(name))
+    return found
+
+
+def _neutralise(path: Path) -> None:
+    """Points every descriptor HDF5 still holds on ``path`` at /dev/null, so that when h5py frees
+    its ids (now, or at exit) HDF5's last flush succeeds instead of failing on a full disk again —
+    which is where it crashed with SIGSEGV or SIGBUS after a failed layout."""
+    fds = _fds_open_on(path)
+    if not fds:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+_hdf5_unusable = False
+
+
+def hdf5_unusable() -> bool:
+    """True once HDF5 failed to close a file on a full disk: its library state cannot be cleaned up
+    any more (closing the ids left open, or HDF5's own exit handler, crashes with SIGSEGV), so the
+    process must end without running them (``speckle_lab.cli.main`` then leaves with ``os._exit``)."""
+    return _hdf5_unusable
+
+
+@contextlib.contextmanager
+def contain_hdf5_write_failure(path: str | Path):
+    """Around writing a new HDF5 file at ``path`` (a temporary one): if it fails (a full disk), the
+    half-written file is removed, HDF5 is kept from crashing later, and h5py's own tracebacks (its
+    id deallocators print them) are kept off stderr; the exception propagates. Output that has
+    nothing to do with a full disk still reaches stderr."""
+    p = Path(path)
+    old_hook, said = sys.unraisablehook, io.StringIO()
+
+    def hook(unraisable) -> None:
+        if not mentions_enospc(unraisable.exc_value):
+            old_hook(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        with contextlib.redirect_stderr(said):
+            try:
+                yield
+            except BaseException as e:
+                global _hdf5_unusable
+                _neutralise(p)
+                gc.collect()  # h5py frees the failed file's ids now, while stderr is still captured
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                if mentions_enospc(e) or getattr(e, "errno", None) == 28:
+                    _hdf5_unusable = bool(h5py.h5f.get_obj_ids(h5py.h5f.OBJ_ALL))
+                raise
+    finally:
+        sys.unraisablehook = old_hook
+        text = said.getvalue()
+        if text and not mentions_enospc(text):
+            sys.stderr.write(text)

@@ -69,6 +69,13 @@ def _crash_log(exc: BaseException) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns (and exits with) the exit code (docs/design.md, "Exit codes")."""
     code = run(argv)
+    h5safety = sys.modules.get("speckle_core.h5safety")
+    if h5safety is not None and h5safety.hdf5_unusable():
+        # HDF5 could not close a file on a full disk: its exit handler would crash (SIGSEGV) after
+        # the one-line message. Leave now, with the code the message goes with.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 

@@ -1,26 +1,34 @@
-"""A full disk (issue 8): the error is one clear line, the file stays valid, and ``--resume``
-completes the run once space is freed — with the same bytes as a run that never stopped.
+"""A full disk (issues 8 and 12): the error is one clear line, the file stays valid, and
+``--resume`` completes the run once space is freed — with the same bytes as a run that never stopped.
 
-Three ways the disk fails:
+Ways the disk fails:
 
-- a real small filesystem (a 8 MiB tmpfs, most of it taken by a ballast file that is deleted to
-  free space); needs root (mount), as CI has — skipped otherwise;
+- a real small filesystem (an 8 MiB tmpfs) that another program fills during the run (a ballast
+  file written after the 30th frame, deleted to free space); needs root (mount), as CI has —
+  skipped otherwise;
 - a frame write refused with ENOSPC at the h5py boundary (``Dataset.__setitem__``);
-- ``fsync`` failing with ENOSPC (what NFS and delayed-allocation filesystems report late).
+- ``fsync`` failing with ENOSPC (what NFS and delayed-allocation filesystems report late);
+- a disk nearly full before the run starts (0 to 1 MiB left): refused before the layout, one line
+  naming the disk as full, needed vs free; and, with that check bypassed, HDF5 meeting ENOSPC while
+  it lays the file out (which crashed h5py with SIGSEGV at 24-40 KiB left): one line, no
+  ``.creating`` left. These run in a child process, so a crash would show as a signal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import h5py
 import pytest
 
+from speckle_core.runfile import RunWriter
 from speckle_lab.cli import run
 from tests._run_files import (
     acquire_argv,
@@ -59,9 +67,11 @@ def stopped_for_lack_of_space(code: int, err: str, out: Path, whole: Path) -> in
 
 
 def assert_says_the_disk_is_full(line: str, out: Path) -> None:
-    """A clear line: it says the disk is full (not only an HDF5 error code) and names the file once."""
+    """A clear line: it says the disk is full (not only an HDF5 error code) and names the file once
+    (then, after "to continue, run:", the exact --resume command, which names it again)."""
     assert re.search(r"no space left|disk is full|ENOSPC", line, re.IGNORECASE), line
-    assert line.count(str(out)) == 1, line
+    message = line.split("; to continue, run:")[0]
+    assert message.count(str(out)) == 1, line
 
 
 def test_a_frame_write_refused_with_enospc_stops_cleanly_and_resume_completes(
@@ -113,7 +123,7 @@ def test_fsync_failing_with_enospc_stops_cleanly_and_resume_completes(
 
 @pytest.fixture
 def small_filesystem(tmp_path):
-    """An 8 MiB tmpfs at tmp_path/mnt with 6.75 MiB taken by tmp_path/mnt/ballast."""
+    """An empty 8 MiB tmpfs at tmp_path/mnt."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
@@ -123,19 +133,38 @@ def small_filesystem(tmp_path):
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
     try:
-        (mnt / "ballast").write_bytes(b"\0" * (6 * 2**20 + 3 * 2**18))
         yield mnt
     finally:
         if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+def fill(folder: Path, leave_bytes: int = 0, name: str = "ballast") -> Path:
+    """Another program fills the disk: a ballast file leaving ``leave_bytes`` free."""
+    st = os.statvfs(folder)
+    free = st.f_bavail * st.f_frsize
+    ballast = folder / name
+    with open(ballast, "wb") as fh, contextlib.suppress(OSError):
+        fh.write(b"\1" * max(free - leave_bytes, 0))
+    return ballast
+
+
 def test_a_really_full_filesystem_stops_cleanly_and_resume_completes_once_space_is_freed(
-        uninterrupted, small_filesystem, capsys):
+        uninterrupted, small_filesystem, capsys, monkeypatch):
     protocol, rig, whole = uninterrupted
     out = small_filesystem / "run.h5"
+    original, frames = RunWriter.write_pair, [0]
+
+    def write_pair(self, *args, **kwargs):
+        frames[0] += 1
+        if frames[0] == 30:  # the disk fills up while the run is under way
+            fill(small_filesystem)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunWriter, "write_pair", write_pair)
     capsys.readouterr()
     code = run(acquire_argv(protocol, rig, out))
+    monkeypatch.undo()
     err = capsys.readouterr().err
     done = stopped_for_lack_of_space(code, err, out, whole)
     (small_filesystem / "ballast").unlink()  # space freed
@@ -143,3 +172,47 @@ def test_a_really_full_filesystem_stops_cleanly_and_resume_completes_once_space_
     assert_same_run(whole, out)
     print(f"full disk: stopped with {done} pairs done; resumed to the end")
     assert_says_the_disk_is_full(err.strip(), out)
+
+
+# -- a disk nearly full before the run starts ---------------------------------------------------------
+
+LAYOUT_CHILD = r"""
+import sys
+import acquisition.acquire as acquire
+from speckle_lab.cli import main
+if sys.argv[1] == "bypass":  # as if the disk filled between the free-space check and the layout
+    acquire.check_room = lambda *args, **kwargs: None
+main(sys.argv[2:])
+"""
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def acquire_in_child(mode: str, argv: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", LAYOUT_CHILD, mode, *argv], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("left_kib", [0, 24, 32, 40, 256, 1024])
+def test_a_nearly_full_disk_is_refused_before_the_layout(uninterrupted, small_filesystem, left_kib):
+    protocol, rig, _ = uninterrupted
+    out = small_filesystem / "run.h5"
+    fill(small_filesystem, left_kib * 1024)
+    res = acquire_in_child("check", acquire_argv(protocol, rig, out))
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2, res.stderr
+    assert len(lines) == 1 and "disk full" in lines[0] and "needs" in lines[0] and "free" in lines[0], lines
+    assert sorted(p.name for p in small_filesystem.iterdir()) == ["ballast"]
+
+
+@pytest.mark.parametrize("left_kib", [0, 8, 24, 32, 40, 64])
+def test_enospc_while_hdf5_lays_the_file_out_is_one_line_and_leaves_no_creating_file(
+        uninterrupted, small_filesystem, left_kib):
+    protocol, rig, _ = uninterrupted
+    out = small_filesystem / "run.h5"
+    fill(small_filesystem, left_kib * 1024)
+    res = acquire_in_child("bypass", acquire_argv(protocol, rig, out))
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2, res.stderr  # a crash would be negative (a signal) or 1
+    assert len(lines) == 1 and "disk is full" in lines[0] and str(out) in lines[0], res.stderr
+    assert not (small_filesystem / "run.h5.creating").exists() and not out.exists()

@@ -1,9 +1,10 @@
 """The simulated rig: a physical model of the paper's optics (docs/simulation.md).
 
 ``build_sim_devices`` builds the SLM, camera, stage and diffuser changer on one shared bench.
-Modules: ``config`` (the ``[sim]`` table), ``optics`` (the field chain), ``diffuser`` (phase
-screens), ``sensor`` (noise and ADC), ``devices`` (the Protocol implementations), ``operator``
-(the scripted operator for tests).
+Modules: ``config`` (the ``[sim]`` table), ``geometry`` (the grid and iris), ``optics`` (the field
+chain, drift, the SLM's faults), ``diffuser`` (phase screens), ``sensor`` (the Bayer camera: noise,
+ADC, demosaic, grey), ``devices`` (the Protocol implementations), ``operator`` (the scripted
+operator for tests).
 """
 
 from __future__ import annotations

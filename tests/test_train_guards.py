@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from reconstruction import data, runtime
-from reconstruction import train as train_mod
+from reconstruction import epoch as epoch_mod
 from reconstruction.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from reconstruction.train import TrainConfig, train
 from speckle_core.errors import UserError
@@ -40,7 +40,7 @@ def test_every_bad_option_is_one_line_exit_2(run, tmp_path, capsys, bad):
 
 
 def test_a_non_finite_loss_stops_training_and_names_the_step(run, tmp_path, monkeypatch):
-    original = train_mod.compute_loss
+    original = epoch_mod.compute_loss
     calls = {"n": 0}
 
     def nan_at_third_step(logits, target, kind):
@@ -48,7 +48,7 @@ def test_a_non_finite_loss_stops_training_and_names_the_step(run, tmp_path, monk
         loss = original(logits, target, kind)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(train_mod, "compute_loss", nan_at_third_step)
+    monkeypatch.setattr(epoch_mod, "compute_loss", nan_at_third_step)
     with pytest.raises(UserError, match=r"non-finite at step 3 \(epoch 1, batch 3 of \d+\)"):
         train_tiny(run, tmp_path / "out", batch_size=2)
     assert not (tmp_path / "out" / "last.pt").exists()
@@ -142,7 +142,7 @@ def test_a_checkpoint_write_on_a_full_disk_is_one_line_and_leaves_no_temp(traine
 
 def test_sigterm_finishes_the_step_saves_and_resumes_exactly(run, tmp_path, monkeypatch):
     straight = train_tiny(run, tmp_path / "a", epochs=2, batch_size=2)
-    original = train_mod.train_step
+    original = epoch_mod.train_step
     steps = {"n": 0}
 
     def term_after_third_step(t, positions):
@@ -152,7 +152,7 @@ def test_sigterm_finishes_the_step_saves_and_resumes_exactly(run, tmp_path, monk
             os.kill(os.getpid(), signal.SIGTERM)
         return out
 
-    monkeypatch.setattr(train_mod, "train_step", term_after_third_step)
+    monkeypatch.setattr(epoch_mod, "train_step", term_after_third_step)
     logs = []
     with pytest.raises(Terminated) as e:
         train(TrainConfig(run=str(run), out_dir=str(tmp_path / "b"), epochs=2, batch_size=2, **TINY_MODEL),
@@ -160,7 +160,7 @@ def test_sigterm_finishes_the_step_saves_and_resumes_exactly(run, tmp_path, monk
     assert e.value.signum == signal.SIGTERM
     assert load_checkpoint(tmp_path / "b" / "last.pt")["batch"] == 3
     assert any("SIGTERM: stopped in epoch 1 after step 3" in m and "--resume" in m for m in logs)
-    monkeypatch.setattr(train_mod, "train_step", original)
+    monkeypatch.setattr(epoch_mod, "train_step", original)
     cfg = TrainConfig(run=str(run), out_dir=str(tmp_path / "b"), epochs=2, batch_size=2, **TINY_MODEL)
     resumed = train(cfg, resume=True, progress=False, log=lambda *_: None)
     a = load_checkpoint(tmp_path / "a" / "last.pt")["model"]

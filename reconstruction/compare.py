@@ -18,7 +18,8 @@ is compared cell by cell with a paired bootstrap (``reconstruction.compare_stats
 called significant when its 95 % interval excludes 0; ``holm`` says whether it survives Holm's
 correction over all the cells and metrics of that pair.
 
-Files in ``out``: one training folder per model and seed (``MODEL/seed-S/``: ``last.pt``, ``best.pt``,
+Files in ``out``: one training folder per model (``MODEL/``, or ``MODEL/seed-S/`` per seed when there are
+several; ``last.pt``, ``best.pt``,
 ``history.json``), ``compare.json`` (every number) and ``compare.md`` (the tables). A rerun with the
 same options reuses finished models and resumes stopped ones; other options are refused.
 """
@@ -157,11 +158,16 @@ def _copy_cfg(cfg):
     return replace(cfg, model_args=dict(cfg.model_args), test_objects=None)
 
 
+def model_folder(out: Path, spec: ModelSpec, s: CompareSettings, seed: int) -> Path:
+    """``OUT/MODEL`` for one seed, ``OUT/MODEL/seed-S`` for each of several."""
+    return out / spec.folder if len(s.seeds) == 1 else out / spec.folder / f"seed-{seed}"
+
+
 def plan_epochs(run, out: Path, spec: ModelSpec, s: CompareSettings, seed: int, log) -> tuple[int, float]:
     """(epochs, estimated s/epoch): the fixed ``--epochs``, or as many as fit ``--budget-minutes``."""
     if s.epochs is not None:
         return s.epochs, math.nan
-    cfg = _train_config(run, out / spec.folder / f"seed-{seed}", spec, s, seed, 1)
+    cfg = _train_config(run, model_folder(out, spec, s, seed), spec, s, seed, 1)
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     per_epoch = seconds_per_epoch(cfg)
     epochs = max(1, int(s.budget_minutes * 60 // per_epoch))
@@ -175,16 +181,22 @@ def train_one(run, out: Path, spec: ModelSpec, s: CompareSettings, seed: int, pr
     from reconstruction.checkpoint import load_checkpoint
     from reconstruction.train import train
 
-    folder = out / spec.folder / f"seed-{seed}"
+    folder = model_folder(out, spec, s, seed)
     last = folder / "last.pt"
     done = _stored_plan(folder)
+    if done is None and last.is_file():
+        raise UserError(f"{last}: was not trained by compare (no compare-plan.json beside it); delete "
+                        f"{folder} or choose another --out")
     if done is None:
         epochs, est = plan_epochs(run, out, spec, s, seed, log)
         _write_plan(folder, {"label": spec.label, "epochs": epochs, "est_s_per_epoch": est, "trained_s": 0.0,
                              "settings": _settings_key(s)})
         done = _stored_plan(folder)
     elif done["settings"] != _settings_key(s):
-        raise UserError(f"{folder}: was trained with other compare options; delete it or choose another "
+        now = _settings_key(s)
+        key = next(k for k in now if done["settings"].get(k) != now[k])
+        raise UserError(f"{folder}: was trained with other compare options ({key} = "
+                        f"{done['settings'].get(key)!r}, now {now[key]!r}); delete it or choose another "
                         "--out")
     state = load_checkpoint(last) if last.is_file() else None
     if state is not None and (int(state["epoch"]) >= done["epochs"] or done.get("budget_spent")):
@@ -242,7 +254,7 @@ def evaluate_model(run, out: Path, spec: ModelSpec, s: CompareSettings) -> dict:
     """Per-image metrics of every evaluation group, averaged over the seeds, for one model."""
     from reconstruction.evaluate import evaluate_checkpoint
 
-    per_seed = [evaluate_checkpoint(out / spec.folder / f"seed-{seed}" / "best.pt", run, s.device,
+    per_seed = [evaluate_checkpoint(model_folder(out, spec, s, seed) / "best.pt", run, s.device,
                                     fallback_dir=out, n_examples=0, per_image=True)["per_image"]
                 for seed in s.seeds]
     merged = {}

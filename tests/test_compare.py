@@ -75,7 +75,7 @@ def test_both_models_trained_the_same_epochs_with_the_same_seed(compared):
     assert [p["epochs"] for plans in training.values() for p in plans] == [1, 1]
     from reconstruction.checkpoint import load_checkpoint
 
-    cfgs = [load_checkpoint(compared["out"] / f / "seed-0" / "last.pt")["train_config"]
+    cfgs = [load_checkpoint(compared["out"] / f / "last.pt")["train_config"]
             for f in ("spt-unet-b", "spt-unet-b-no-attention")]
     assert cfgs[0]["seed"] == cfgs[1]["seed"] == 0 and cfgs[0]["test_objects"] == cfgs[1]["test_objects"]
     assert cfgs[1]["model_args"] == {"attention": False}
@@ -96,7 +96,7 @@ def test_a_rerun_reuses_the_trained_models(compared):
 
 def test_a_rerun_with_other_options_is_refused(compared):
     other = CompareSettings(image_size=16, batch_size=4, epochs=2, n_boot=200, eval_max=8, device="cpu")
-    with pytest.raises(UserError, match="other compare options"):
+    with pytest.raises(UserError, match=r"other compare options \(epochs = 1, now 2\)"):
         run_compare(compared["run"], parse_models(MODELS), compared["out"], other, progress=False,
                     log=lambda m: None)
 

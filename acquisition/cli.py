@@ -44,8 +44,10 @@ def acquire(protocol: str, out_path: str, rig_path: str | None, resume: bool, un
 @click.option("--protocol", "show", flag_value="protocol", default=None,
               help="print only the protocol file the run was started with (> p.toml gets it back)")
 @click.option("--rig", "show", flag_value="rig", help="print only the rig file the run was started with")
-def inspect(run: str, sheet_path: str | None, show: str | None) -> int:
+@click.option("--common-scale", is_flag=True,
+              help="contact sheet: one intensity scale for every frame (default: each its own)")
+def inspect(run: str, sheet_path: str | None, show: str | None, common_scale: bool) -> int:
     """Summarise a dataset (counts, exposure, saturation, stability) and write its contact sheet."""
     from acquisition.inspect import inspect_command
 
-    return inspect_command(run, sheet_path, show)
+    return inspect_command(run, sheet_path, show, common_scale)

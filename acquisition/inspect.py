@@ -4,8 +4,9 @@ The summary lists, per block (diffuser and distance): pairs done and missing, th
 saturated share of pixels, and the stability monitor's reference correlations; then skipped faces.
 Only the run-file contract (docs/design.md, "The run file") is required; the writer's extras
 (``/blocks``, ``/stability``, ``/pairs/saturated_fraction``) are used when present. The contact
-sheet shows, per diffuser, a handful of faces: the binary object, then its speckle at each distance
-(each frame stretched to its own 99.5th percentile for display).
+sheet (``acquisition.run_sheet``) shows, per diffuser, a handful of faces: the binary object (held-out
+ones marked), then its speckle at each distance with the block's number, exposure and role; each
+frame stretched to its own 99.5th percentile, or all to one level (``--common-scale``).
 """
 
 from __future__ import annotations
@@ -16,16 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from acquisition.sheets import save_png, tile
+from acquisition.sheets import save_png
 from speckle_core.errors import UserError
 from speckle_core.fileio import check_output_file
-from speckle_core.h5safety import read_checked
 from speckle_core.runfile import open_run, read_strings
 from speckle_core.text import one_line
-
-TILE_PX = 160
-GAP_PX = 4  # white space between tiles
-FACES_PER_DIFFUSER = 3
 
 
 @dataclass
@@ -107,56 +103,18 @@ def print_summary(f, path: Path, blocks: list[BlockSummary]) -> None:
     console.print(f"skipped faces: {n_skipped}" + (f" ({shown})" if skipped else ""))
 
 
-def contact_sheet(f, sheet_path: Path) -> int:
+def contact_sheet(f, sheet_path: Path, common_scale: bool = False) -> int:
     """Writes the sheet (atomically); returns the number of rows (face × diffuser)."""
-    sheet, n = render_contact_sheet(f)
+    sheet, n = render_contact_sheet(f, common_scale)
     save_png(sheet, sheet_path, "contact sheet")
     return n
 
 
-def render_contact_sheet(f):
-    """The sheet as a PIL image, and its number of rows (face × diffuser)."""
-    from PIL import Image, ImageDraw
+def render_contact_sheet(f, common_scale: bool = False):
+    """The sheet as a PIL image, and its number of rows (face × diffuser): ``acquisition.run_sheet``."""
+    from acquisition.run_sheet import render
 
-    diff = np.array(read_strings(f["pairs/diffuser"]), dtype=object)
-    dist = f["pairs/distance_mm"][...].astype(float)
-    obj = f["pairs/object_index"][...]
-    done = f["pairs/done"][...].astype(bool)
-    names = read_strings(f["objects/name"])
-    distances = sorted(set(dist.tolist()))
-    rows = []  # (diffuser, object, {distance: row})
-    for d in dict.fromkeys(diff):
-        sel = np.flatnonzero((diff == d) & done)
-        objs = list(dict.fromkeys(int(o) for o in obj[sel]))
-        # prefer the faces captured at the most distances
-        objs.sort(key=lambda o: -len({dist[r] for r in sel if obj[r] == o}))
-        for o in objs[:FACES_PER_DIFFUSER]:
-            at = {}
-            for r in sel:
-                if obj[r] == o and dist[r] not in at:
-                    at[dist[r]] = int(r)
-            rows.append((d, o, at))
-    label_w, head_h = 150, 24
-    step = TILE_PX + GAP_PX
-    size = (label_w + step * (1 + len(distances)), head_h + step * max(len(rows), 1))
-    sheet = Image.new("L", size, 255)
-    draw = ImageDraw.Draw(sheet)
-    draw.text((label_w + 4, 6), "object", fill=0)
-    for j, z in enumerate(distances):
-        draw.text((label_w + step * (j + 1) + 4, 6), f"{z:g} mm", fill=0)
-    if not rows:
-        draw.text((8, head_h + 8), "no finished pairs yet", fill=0)
-    for i, (d, o, at) in enumerate(rows):
-        y = head_h + i * step
-        draw.text((6, y + 6), f"diffuser {d}", fill=0)
-        draw.text((6, y + 22), names[o][:22], fill=0)
-        pattern = read_checked(f["objects/pattern"], f.filename, o)
-        sheet.paste(tile(pattern, TILE_PX, scale="max", resample="nearest"), (label_w, y))
-        for j, z in enumerate(distances):
-            img = read_checked(f["pairs/speckle"], f.filename, at[z]) if z in at else None
-            speckle = tile(img, TILE_PX, scale="percentile", resample="box")  # speckle: average down
-            sheet.paste(speckle, (label_w + step * (j + 1), y))
-    return sheet, len(rows)
+    return render(f, common_scale)
 
 
 def rig_description(f) -> str:
@@ -190,7 +148,8 @@ def print_stored(run_path: str, which: str) -> int:
     return 0
 
 
-def inspect_command(run_path: str, sheet_path: str | None, show: str | None = None) -> int:
+def inspect_command(run_path: str, sheet_path: str | None, show: str | None = None,
+                    common_scale: bool = False) -> int:
     """Summary and contact sheet; or, with ``show`` = "protocol" / "rig", only that stored file."""
     if show is not None:
         return print_stored(run_path, show)
@@ -204,7 +163,7 @@ def inspect_command(run_path: str, sheet_path: str | None, show: str | None = No
         try:
             blocks = summarise(f)
             print_summary(f, path, blocks)
-            image, n = render_contact_sheet(f)
+            image, n = render_contact_sheet(f, common_scale)
         except (OSError, KeyError, ValueError, IndexError, TypeError) as e:
             detail = one_line(e, 160)
             raise UserError(f"{path}: damaged or truncated run file ({detail})") from None

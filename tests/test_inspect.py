@@ -26,8 +26,9 @@ def test_contact_sheet_shows_each_face_at_each_distance(tmp_path, capsys):
     sheet = tmp_path / "sheet.png"
     assert run(["inspect", str(path), "--sheet", str(sheet)]) == 0
     img = Image.open(sheet)
-    # 2 diffusers × 3 faces rows; object + 2 distances columns (160 px tiles + 4 px gaps, 150 px labels)
-    assert img.size == (150 + 3 * 164, 24 + 6 * 164)
+    # 2 diffusers × 3 faces rows; object + 2 distances columns (160 px tiles + 4 px gaps, 150 px labels;
+    # a 38 px head, a 14 px caption under each row)
+    assert img.size == (150 + 3 * 164, 38 + 6 * (160 + 14 + 4))
     assert "contact sheet:" in capsys.readouterr().out
 
 

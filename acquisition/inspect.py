@@ -86,12 +86,12 @@ def print_summary(f, path: Path, blocks: list[BlockSummary]) -> None:
         console.print(f"rig: {rig_description(f)}", markup=False)
     console.print(f"objects: {n_obj} ({splits.count('holdout')} holdout)  frames: {m[1]}x{m[2]} "
                   f"{f['pairs/speckle'].dtype}  pairs: {done}/{total} done, {total - done} missing")
-    t = Table(title="blocks")
-    for col in ("diffuser", "z mm", "role", "done", "missing", "exposure µs", "sat. mean", "sat. max",
-                "refs", "min corr"):
+    t = Table(title="blocks (numbered as plan lists them)")
+    for col in ("block", "diffuser", "z mm", "role", "done", "missing", "exposure µs", "sat. mean",
+                "sat. max", "refs", "min corr"):
         t.add_column(col, justify="right")
-    for b in blocks:
-        t.add_row(b.diffuser, f"{b.distance_mm:g}", b.role, str(b.done), str(b.total - b.done),
+    for number, b in enumerate(blocks, start=1):  # blocks are contiguous runs of pairs, in plan order
+        t.add_row(str(number), b.diffuser, f"{b.distance_mm:g}", b.role, str(b.done), str(b.total - b.done),
                   _fmt(b.exposure_us, ".1f"), _fmt(100 * b.saturated_mean, ".3f") + ("%" if np.isfinite(
                       b.saturated_mean) else ""), _fmt(100 * b.saturated_max, ".3f") + (
                       "%" if np.isfinite(b.saturated_max) else ""),

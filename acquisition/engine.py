@@ -41,6 +41,7 @@ import numpy as np
 from acquisition.exposure import auto_expose, mean_dark
 from acquisition.settings import RunSettings
 from acquisition.stability import StabilityMonitor
+from hardware.clock import REAL_CLOCK, Clock
 from hardware.errors import DeviceError, DeviceNotFound, DriverMissing
 from hardware.rig import Rig
 from speckle_core.h5safety import read_checked
@@ -185,6 +186,7 @@ class Engine:
             b = int(self._ref_block[i])
             if not self.monitor.has_baseline(b):
                 self.monitor.set_baseline(b, np.asarray(ref_frames[i]))
+        self._clock: Clock = getattr(self.rig, "clock", REAL_CLOCK)  # the devices' time base (hardware.clock)
         gray_pi = self.settings.slm.gray_pi
         self._gray_pi = np.uint8(self.rig.lut.gray_pi if gray_pi == "auto" else gray_pi)
         self._block: int | None = None
@@ -295,10 +297,10 @@ class Engine:
 
         def step():
             t0 = time.perf_counter()
-            flip = rig.slm.show_gray(gray)
-            wait = flip + s.slm.settle_ms / 1000.0 - time.monotonic()
+            flip = rig.slm.show_gray(gray)  # on the rig's clock (the simulated rig's is virtual)
+            wait = flip + s.slm.settle_ms / 1000.0 - self._clock.monotonic()
             if wait > 0:
-                self.sleep(wait)
+                self._clock.sleep(wait)
             frame = rig.camera.capture(s.timeout_ms, s.camera.average, key=key)
             self.capture_s += time.perf_counter() - t0
             self.frames += 1

@@ -75,8 +75,9 @@ log = logging.getLogger("speckle_lab.acquire")
 
 # -- plan → file layout ---------------------------------------------------------------------------
 
-def layout_from_plan(plan, objects, frame_dtype) -> RunLayout:
-    """The file layout of a fresh run from ``acquisition.plan.RunPlan`` and ``build_objects(plan)``."""
+def layout_from_plan(plan, objects, frame_dtype, camera_settings: dict | None = None) -> RunLayout:
+    """The file layout of a fresh run from ``acquisition.plan.RunPlan`` and ``build_objects(plan)``;
+    ``camera_settings`` are the camera's read-back settings (``Camera.settings`` where it has them)."""
     patterns, names, splits, skipped = objects
     blocks = [BlockSpec(b.diffuser, float(b.distance_mm), b.role) for b in plan.blocks]
     rows = plan.rows
@@ -92,7 +93,8 @@ def layout_from_plan(plan, objects, frame_dtype) -> RunLayout:
         pair_repeat=np.array([r.repeat for r in rows], dtype=np.int64), frame_shape=tuple(plan.roi_px),
         frame_dtype=np.dtype(frame_dtype), dark_frames=int(plan.dark_frames), reference_pattern=reference,
         reference_before_row=list(plan.reference_before_rows), reference_block=list(plan.reference_blocks),
-        rig_kind=plan.rig.config.rig_kind, simulated_devices=list(plan.rig.config.simulated_devices))
+        rig_kind=plan.rig.config.rig_kind, simulated_devices=list(plan.rig.config.simulated_devices),
+        camera_settings=dict(camera_settings or {}))
 
 
 # -- output file checks ------------------------------------------------------------------------------
@@ -233,7 +235,7 @@ class _QuietFileHandler(logging.FileHandler):
         except OSError:
             self.handleError(None)
 
-    def handleError(self, record) -> None:  # noqa: N802 - logging's name
+    def handleError(self, record: logging.LogRecord | None) -> None:  # noqa: N802 - logging's name
         if self.failure is None:
             exc = sys.exc_info()[1]
             self.failure = describe_os_error(exc) if exc else "unknown error"
@@ -346,7 +348,8 @@ def _run_locked(out: Path, resume: bool, unattended: bool, progress: bool, opera
                 for skipped in objects[3]:
                     log.warning("face skipped: %s", skipped)
                 dtype = np.uint8 if opened.camera.max_value <= 255 else np.uint16
-                lay_out(out, layout_from_plan(plan, objects, dtype))
+                camera_settings = getattr(opened.camera, "settings", None) or {}
+                lay_out(out, layout_from_plan(plan, objects, dtype, camera_settings))
                 log.info("laid out %s in %.1f s", out, time.perf_counter() - t0)
             outcome = _run_engine(opened, out, settings, progress, observers, log_every_s)
     finally:

@@ -174,3 +174,16 @@ def test_a_missing_device_is_a_device_error_naming_it_in_api_and_cli(tmp_path, m
     assert code == 1 and len(err.splitlines()) == 1
     assert str(e.value) in err
     assert not (tmp_path / "crash.log").exists()
+
+
+def test_the_run_file_records_the_camera_settings_read_back(tmp_path):
+    import json
+
+    from tests._tiny_sim import tiny_files
+
+    protocol, rig = tiny_files(tmp_path, count=3)
+    out = sl.acquire(protocol, tmp_path / "run.h5", rig)
+    with sl.open_run(out) as run:
+        settings = json.loads(run.file.attrs["camera_settings"])
+    assert settings["gamma"] == 1.0 and settings["auto_gain"] is False
+    assert settings["color_mode"] == "mono8" and 0 < settings["saturation_level"] <= 255

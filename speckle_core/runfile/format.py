@@ -16,6 +16,9 @@ Extras (allowed by the contract; documented here):
 
 - ``/objects/skipped`` (K,) str: faces the source could not read ("name: reason"); the root
   attribute ``skipped_faces`` holds K.
+- root attribute ``camera_settings`` (JSON): the camera's output settings as its driver set and read
+  them back when the run was laid out (colour mode, gamma, gains, white balance, the level where the
+  red channel clips); absent in files written before it, or from a camera that reports none.
 - root attributes ``rig_kind`` ("simulated", "real", or "mixed": a real SLM and camera with a
   simulated stage or changer) and ``simulated_devices`` (a JSON list, e.g. ``["stage", "changer"]``).
 - ``/pairs/role`` (M,) str ("train" | "validation"), ``/pairs/repeat`` (M,) int32,
@@ -114,6 +117,7 @@ class RunLayout:
     software: dict = field(default_factory=dict)
     rig_kind: str = ""  # "simulated" | "real" | "mixed" (root attribute rig_kind; "" = not written)
     simulated_devices: Sequence[str] = ()  # which devices were simulated (root attribute, JSON list)
+    camera_settings: dict = field(default_factory=dict)  # as read back from the camera (root attribute, JSON)
 
     def validate(self) -> None:
         """Raises ValueError when the layout is inconsistent (a programming error, not the user's)."""

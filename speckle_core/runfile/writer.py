@@ -97,6 +97,8 @@ def _write_root(f: h5py.File, layout: RunLayout) -> None:
     f.attrs["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     f.attrs["software"] = json.dumps(layout.software or software_versions(), sort_keys=True)
     f.attrs["skipped_faces"] = len(layout.skipped)
+    if layout.camera_settings:  # gamma, gains, white balance... as the driver set and read them back
+        f.attrs["camera_settings"] = json.dumps(layout.camera_settings, sort_keys=True, default=str)
     if layout.rig_kind:  # a dataset from a mixed rig says so (real camera, simulated stage/changer)
         f.attrs["rig_kind"] = layout.rig_kind
         f.attrs["simulated_devices"] = json.dumps(list(layout.simulated_devices))

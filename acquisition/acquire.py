@@ -175,14 +175,14 @@ def check_output(out: Path, resume: bool, protocol_text: str, rig_text: str, pro
 def check_same_meaning(out: Path, what: str, stored: str, given: str, given_name: str) -> None:
     """A run resumes only with the protocol (rig) it was started with, compared by meaning: comments,
     order, quoting and defaults written out do not matter; the keys that differ are named."""
-    from hardware.rig import RigConfig
+    from hardware.rig import rig_config_model
     from protocols.schema import ProtocolConfig
     from speckle_core.meaning import describe, differences
 
     if stored == given:
         return
-    try:
-        diffs = differences(ProtocolConfig if what == "protocol" else RigConfig, stored, given)
+    try:  # the rig model as load_rig validates it: widened by any installed device plugins
+        diffs = differences(ProtocolConfig if what == "protocol" else rig_config_model(), stored, given)
     except ValueError as e:  # the stored text no longer validates (an older speckle-lab): by text
         diffs = [f"(the stored {what} does not validate now: {e}; compared as text)"]
     if diffs:

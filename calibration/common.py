@@ -159,8 +159,11 @@ def report_path(out: Path | None, default_stem: Path, suffix: str = ".report.png
 
 
 def fmt_pm(value: float, err: float, digits: int = 1) -> str:
+    """``value ± err``, with enough decimals that the uncertainty shows (at least ``digits``)."""
     if not math.isfinite(err):
         return f"{value:.{digits}f} (uncertainty unknown)"
+    if 0 < err < 10 ** -digits:
+        digits = min(int(math.ceil(-math.log10(err))), 4)
     return f"{value:.{digits}f} ± {err:.{digits}f}"
 
 

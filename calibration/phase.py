@@ -230,6 +230,7 @@ def write_report_png(fit: PhaseFit, path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from calibration.common import fmt_pm
     from speckle_core.fileio import atomic_path
 
     fig, ax = plt.subplots(3, 1, figsize=(7, 8.5), sharex=True,
@@ -245,7 +246,7 @@ def write_report_png(fit: PhaseFit, path, title: str) -> None:
     ax[1].axhline(1.0, color="0.6", lw=0.8)
     if math.isfinite(fit.pi_gray):
         ax[1].axvline(fit.pi_gray, color="C3", lw=0.8)
-        ax[1].set_title(f"π at gray {fit.pi_gray:.1f} ± {fit.pi_gray_err:.1f}", fontsize=9)
+        ax[1].set_title(f"π at gray {fmt_pm(fit.pi_gray, fit.pi_gray_err)}", fontsize=9)
     ax[1].set_ylabel("φ(g) / π")
     ax[2].plot(fit.grays, fit.ratio - fit.model, ".", ms=3, color="C0")
     if fit.ratio2 is not None:

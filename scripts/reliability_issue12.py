@@ -877,7 +877,8 @@ def option_trials(table, work: Path) -> None:
         ["--epochs", "0"],
     ]
     c = Count()
-    for extra in bad:
+    for i, extra in enumerate(bad):
+        base[3] = str(work / f"o{i}")  # a fresh --out each: an existing one would be refused anyway
         code, err = quiet_run([*base, *extra])
         c(one_line(code, err), f"{' '.join(extra)}: exit {code}: {err.strip()[:160]}")
     table.add(

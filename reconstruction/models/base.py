@@ -4,9 +4,10 @@ Input (B, 1, N, N) float in [0, 1]; ``model(x)`` returns the sigmoid output (B, 
 ``model.forward_logits(x)`` returns the pre-sigmoid logits (for BCE-with-logits under mixed precision);
 ``model.config`` is a plain dict (name, image_size, hyper-parameters) from which ``build_model`` rebuilds it.
 
-Every model runs channels_last (NHWC in memory; issue 18): its 4-D weights are stored so, and ``_input``
-converts the input, so callers pass ordinary tensors. oneDNN's CPU convolutions and their backward (and
-cuDNN's tensor-core paths) are faster in NHWC, and attention takes its tokens from an NHWC map without a copy.
+The SpT models run channels_last (NHWC in memory; issue 18): their 4-D weights are stored so, and
+``_input`` converts the input, so callers pass ordinary tensors; attention then takes its tokens from an
+NHWC map without a copy. The CNN UNet stays NCHW: channels_last measured slower for its training step on
+this project's CPU (bench/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -188,13 +188,14 @@ def _plugin_section(role: str, plugin_kinds: tuple[str, ...]):
         if kind in BUILT_IN_KINDS[role]:
             return value
         if kind not in plugin_kinds:
-            raise PydanticCustomError("value_error", f"kind: must be one of {every} (got {kind!r})")
+            line = f"kind: must be one of {every} (got {kind!r})"
+            raise PydanticCustomError("value_error", "{line}", {"line": line})
         table = _plugin_table(device_plugins()[(role, kind)], ROLE_TABLES[role])
         try:
             return table.model_validate(value)
         except ValidationError as e:  # one line, the key inside this table named
             line = format_validation_error(role, e).removeprefix(f"{role}: ")
-            raise PydanticCustomError("value_error", line) from None
+            raise PydanticCustomError("value_error", "{line}", {"line": line}) from None
 
     return validate
 
@@ -202,7 +203,8 @@ def _plugin_section(role: str, plugin_kinds: tuple[str, ...]):
 def _plugin_table(plugin, base: type[StrictModel]) -> type[StrictModel]:
     """The rig-file table of a plugin kind: its own model, or the role's table with that kind."""
     if plugin.config_model is None:
-        return create_model(f"{plugin.kind}_table", __base__=base, kind=(Literal[plugin.kind], plugin.kind))
+        # the kind itself is checked by _plugin_section, which chose this table by it
+        return create_model(f"{plugin.kind}_table", __base__=base, kind=(str, plugin.kind))
     model = plugin.config_model
     if not (isinstance(model, type) and issubclass(model, base)):
         raise UserError(f"device plugin {plugin.kind!r}: config_model must subclass hardware.rig."

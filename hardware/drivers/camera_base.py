@@ -80,7 +80,8 @@ class CameraDriverBase:
         frames, so averaging cannot hide clipping. The frame index and device timestamp are
         those of the first frame; all of them are in ``meta``.
         """
-        if self._roi is None:
+        exposure_us = self._exposure_us
+        if self._roi is None or exposure_us is None:
             raise DeviceError(self.device, "capture before configure(): set the ROI and exposure first")
         if not (isinstance(timeout_ms, numbers.Real) and timeout_ms > 0):
             raise ValueError(f"timeout_ms must be > 0 (got {timeout_ms!r})")
@@ -106,7 +107,7 @@ class CameraDriverBase:
         first = grabbed[0]
         return Frame(
             image=image,
-            exposure_us=float(self._exposure_us),
+            exposure_us=float(exposure_us),
             timestamp_s=time.time(),
             frame_index=None if first[1] is None else int(first[1]),
             device_timestamp_s=None if first[2] is None else float(first[2]),

@@ -122,7 +122,7 @@ def probe_kinesis(r: ProbeResult) -> None:
         r.missing.append(FTDI_MISSING)
         r.notes.append("a K-Cube on a serial port shows up under 'serial ports' below")
         return
-    for dev in devices:
+    for dev in devices or []:
         serial_no, desc = (dev[0], dev[1]) if isinstance(dev, tuple) else (dev, "")
         if serial_no and str(serial_no).isdigit() and len(str(serial_no)) >= 8:
             r.found.append(f"serial {serial_no} {desc}".strip())

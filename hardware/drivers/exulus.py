@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from hardware.drivers.exulus_display import EXULUS_PANEL_PX, ExulusDisplay, chec
 from hardware.errors import DeviceError, DriverMissing
 from hardware.lut import PhaseLUT
 from speckle_core.errors import UserError
+
+if TYPE_CHECKING:
+    from hardware.drivers.exulus_control import ExulusControl
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ CONTROL_TIMEOUT_S = 3.0  # EXULUSOpen's timeout; the USB link answers in millise
 class ExulusSLM:
     """Implements the :class:`hardware.interfaces.SLM` protocol for a Thorlabs EXULUS-HD2."""
 
-    def __init__(self, display: ExulusDisplay, control: object | None = None,
+    def __init__(self, display: ExulusDisplay, control: ExulusControl | None = None,
                  declared_stroke_mode: str = "full-wave", lut: PhaseLUT | None = None):
         if declared_stroke_mode not in STROKE_MODES:
             raise ValueError(f"stroke mode must be one of {STROKE_MODES} (got {declared_stroke_mode!r})")
@@ -47,7 +51,7 @@ class ExulusSLM:
             window_origin_px(EXULUS_PANEL_PX, tuple(slm_cfg.window_px), tuple(slm_cfg.window_offset_px))
         except ValueError as e:
             raise UserError(f"slm.window_offset_px: {e} (got {list(slm_cfg.window_offset_px)})") from None
-        control = None
+        control: ExulusControl | None = None
         if slm_cfg.control == "exulus-dll":
             control = _open_control(slm_cfg)
         try:
@@ -119,7 +123,7 @@ class ExulusSLM:
         self.close()
 
 
-def _open_control(slm_cfg) -> object:
+def _open_control(slm_cfg) -> ExulusControl:
     if not slm_cfg.control_port:
         raise UserError("slm.control_port: required when slm.control = \"exulus-dll\" "
                         "(the EXULUS serial number or COM port, e.g. \"COM5\")")

@@ -47,6 +47,8 @@ def load_library(library_dir: str | None = None):
                 raise DriverMissing("slm", f"{MODULE}.py is not in {library_dir} (slm.control_library); "
                                            f"{INSTALL}")
             spec = importlib.util.spec_from_file_location(MODULE, path)
+            if spec is None or spec.loader is None:
+                raise DriverMissing("slm", f"{path} cannot be loaded as a Python module; {INSTALL}")
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
         else:

@@ -26,6 +26,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -118,7 +119,8 @@ class ExulusDisplay:
                  call_timeout_s: float = CALL_TIMEOUT_S):
         self._window_px = (int(window_px[0]), int(window_px[1]))
         self._panel_px = (int(panel_px[0]), int(panel_px[1]))
-        self._origin_px = window_origin_px(self._panel_px, self._window_px, tuple(window_offset_px))
+        self._origin_px = window_origin_px(self._panel_px, self._window_px,
+                                           (int(window_offset_px[0]), int(window_offset_px[1])))
         self._call_timeout_s = float(call_timeout_s)
         self._closed = True
         self._thread: threading.Thread | None = None
@@ -188,7 +190,7 @@ class ExulusDisplay:
 
     # ----------------------------------------------------------------- caller side
 
-    def _call(self, request: _Request) -> object:
+    def _call(self, request: _Request) -> Any:
         if self._closed:
             raise DeviceError("slm", "the SLM window is closed")
         if self._fatal is not None or self._thread is None or not self._thread.is_alive():
@@ -234,6 +236,7 @@ class ExulusDisplay:
                     return
                 try:
                     if request.kind == "show":
+                        assert request.gray is not None  # show_gray always sends one
                         request.result = window.show(request.gray)
                     elif request.kind == "read":
                         request.result = window.read_back()
@@ -341,7 +344,7 @@ class _Window:
             from pyglet.display.xlib import XlibDisplay, XlibScreen
 
             try:
-                self._display = XlibDisplay(name=display_name)
+                self._display = XlibDisplay(name=cast(str, display_name))  # None: $DISPLAY
             except Exception as e:  # noqa: BLE001 - pyglet's NoSuchDisplayException
                 raise DeviceError("slm", f"cannot connect to X display {display_name!r}: {e}") from None
             # A screen of exactly the chosen RandR monitor (pyglet lists CRTCs, not monitors).
@@ -353,7 +356,7 @@ class _Window:
         raise DeviceError("slm", f"monitor {monitor.describe()} disappeared before the window opened")
 
     def _check_geometry(self, monitor: Monitor) -> None:
-        window = self._window
+        window = self._open_window
         deadline = time.monotonic() + PLACEMENT_TIMEOUT_S
         want_size = (self._panel_px[1], self._panel_px[0])
         while True:
@@ -393,13 +396,19 @@ class _Window:
         gl.glDisable(gl.GL_FRAMEBUFFER_SRGB)
         gl.glDisable(gl.GL_DITHER)
 
+    @property
+    def _open_window(self):
+        if self._window is None:
+            raise DeviceError("slm", "the SLM window is not open")
+        return self._window
+
     def pump_events(self) -> None:
-        self._window.dispatch_events()
+        self._open_window.dispatch_events()
 
     def show(self, gray: np.ndarray) -> float:
         gl = self._gl
         rows, cols = self._window_px
-        self._window.switch_to()
+        self._open_window.switch_to()
         self._rgba[..., :3] = gray[::-1, :, None]  # bottom row first, as GL stores textures
         gl.glBindTexture(gl.GL_TEXTURE_2D, self._tex)
         gl.glPixelStorei(gl.GL_UNPACK_ALIGNMENT, 1)
@@ -428,7 +437,7 @@ class _Window:
         err = gl.glGetError()
         if err != gl.GL_NO_ERROR:
             raise DeviceError("slm", f"OpenGL error {err:#x} while drawing the pattern")
-        self._window.flip()  # waits for vertical blank when vsync is on
+        self._open_window.flip()  # waits for vertical blank when vsync is on
         gl.glFinish()  # returns once the swap has been executed
         flip_s = time.monotonic()
         self._displayed = self._read_rgba[::-1].copy()
@@ -457,7 +466,8 @@ class _Window:
             from pyglet.libs.x11 import xlib
 
             with contextlib.suppress(Exception):
-                self._pyglet.app.platform_event_loop.select_devices.discard(self._display)
+                loop: Any = self._pyglet.app.platform_event_loop  # X11's loop: select_devices not typed
+                loop.select_devices.discard(self._display)
             with contextlib.suppress(Exception):
                 xlib.XCloseDisplay(self._display._display)
             self._display = None

@@ -33,6 +33,7 @@ def _wheel_class(vendor):
     from pylablib.core.devio import SCPI
 
     class _OwnTimeout(SCPI.SCPIDevice):
+        _own_timeout_s: float  # set by FW102C before the connection is made
         # Sits between pylablib's ThorlabsSerialInterface and SCPIDevice in the MRO, replacing
         # the hard-coded 5 s with this wheel's timeout before the connection is made.
         def __init__(self, conn, *args, timeout=None, **kwargs):

@@ -14,6 +14,7 @@ import ctypes.util
 import os
 import sys
 from dataclasses import asdict, dataclass
+from typing import cast
 
 from hardware.errors import DeviceError, DeviceNotFound, DriverMissing
 
@@ -137,7 +138,7 @@ def _pyglet_monitors(display_name: str | None) -> list[Monitor]:
         if uses_x11():
             from pyglet.display.xlib import XlibDisplay
 
-            screens = XlibDisplay(name=display_name).get_screens()
+            screens = XlibDisplay(name=cast(str, display_name)).get_screens()  # None: $DISPLAY
         else:
             screens = pyglet_display.get_display().get_screens()
     except Exception:  # noqa: BLE001 - no display reachable is "no monitors", not a crash

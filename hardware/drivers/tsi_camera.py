@@ -31,7 +31,7 @@ WHERE = (f"both come with ThorCam (thorlabs.com → ThorCam): {SDK_MODULE} is th
 def import_sdk():
     """Thorlabs' ``thorlabs_tsi_sdk.tl_camera`` module, or None when it is not installed."""
     try:
-        from thorlabs_tsi_sdk import tl_camera
+        from thorlabs_tsi_sdk import tl_camera  # pyright: ignore[reportMissingImports] - optional SDK
     except ImportError:
         return None
     return tl_camera

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 from hardware.drivers.camera_base import PylablibCameraDriver
 from hardware.errors import DeviceError, DeviceNotFound, DeviceTimeout, DriverMissing
@@ -106,7 +107,7 @@ class UC480CameraDriver(PylablibCameraDriver):
             if not match:
                 raise DeviceNotFound("camera", f"no {backend} camera with serial {camera_cfg.serial!r} "
                                                f"(cameras found: {found}); is it plugged in?")
-            kwargs = {"dev_id": match[0].dev_id}
+            kwargs: dict[str, Any] = {"dev_id": match[0].dev_id}
             where = f"serial {camera_cfg.serial}"
         else:
             cam_id = camera_cfg.id or 0  # 0 = the first free camera

@@ -398,7 +398,9 @@ def signal_trials(table, work: Path, n: int) -> None:
     from speckle_core.signals import exit_code_for
 
     print("signal trials", flush=True)
-    protocol, rig, whole = R.uninterrupted_run(work, "slow", S.SLOW_PROTOCOL, run=lambda a: quiet_run(a)[0])
+    # 48 pairs at >= 150 ms each (the test's 24 doubled): every signal lands while pairs are captured
+    slow = {**S.SLOW_PROTOCOL, "faces": {**S.SLOW_PROTOCOL["faces"], "count": 16}}
+    protocol, rig, whole = R.uninterrupted_run(work, "slow", slow, run=lambda a: quiet_run(a)[0])
     for signum, times in ((signal.SIGTERM, n), (signal.SIGHUP, n), (signal.SIGINT, 1)):
         c = Count()
         for k in range(times):
@@ -406,7 +408,7 @@ def signal_trials(table, work: Path, n: int) -> None:
             proc = S.start_acquire(protocol, rig, out)
             try:
                 S.wait_for_pairs(out, proc)
-                time.sleep(0.3 * k)  # spread the moments over the run
+                time.sleep(0.5 * k)  # spread the moments over the run
                 proc.send_signal(signum)
                 _, err = proc.communicate(timeout=120)
                 done = R.assert_done_rows_hold_the_reference_frames(whole, out)

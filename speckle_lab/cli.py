@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -69,6 +70,11 @@ def _crash_log(exc: BaseException) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns (and exits with) the exit code (docs/design.md, "Exit codes")."""
     code = run(argv)
+    # The command is over and its outcome printed: a stop signal now (a dropped SSH session, a late
+    # SIGTERM) must not turn a finished run's exit code into a kill by signal during shutdown.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signum, signal.SIG_IGN)
     h5safety = sys.modules.get("speckle_core.h5safety")
     if h5safety is not None and h5safety.hdf5_unusable():
         # HDF5 could not close a file on a full disk: its exit handler would crash (SIGSEGV) after

@@ -38,7 +38,8 @@ py-modules = ["labtoys"]
 """
 
 PLUGIN_MODULE = '''
-"""Toy devices of a lab's own package: each implements its hardware.interfaces Protocol."""
+"""A lab's own devices: a camera with its own rig-file key; the SLM, stage and wheel reuse the
+test fakes (each implements its hardware.interfaces Protocol)."""
 import time
 from typing import Literal
 
@@ -47,30 +48,12 @@ import numpy as np
 from hardware.interfaces import Frame
 from hardware.plugins import DevicePlugin
 from hardware.rig import CameraConfig
+from tests._fake_rig import FakeChanger, FakeSLM, FakeStage
 
 
 class ToyCameraConfig(CameraConfig):
     kind: Literal["toycam"] = "toycam"
     brightness: float = 1.0  # the toy's own key
-
-
-class ToySLM:
-    def __init__(self, window_px):
-        self.window_shape = tuple(window_px)
-        self._shown = np.zeros(self.window_shape, np.uint8)
-
-    def show_gray(self, gray):
-        self._shown = np.array(gray, np.uint8)
-        return time.monotonic()
-
-    def read_back(self):
-        return self._shown
-
-    def stroke_mode(self):
-        return "full-wave"
-
-    def close(self):
-        pass
 
 
 class ToyCamera:
@@ -93,45 +76,11 @@ class ToyCamera:
         self.closed = True
 
 
-class ToyStage:
-    manual = False
-
-    def __init__(self):
-        self._mm = None
-
-    def move_to_mm(self, distance_mm):
-        self._mm = float(distance_mm)
-        return self._mm
-
-    def distance_mm(self):
-        return self._mm
-
-    def close(self):
-        pass
-
-
-class ToyWheel:
-    manual = False
-
-    def __init__(self, diffusers):
-        self.diffusers = tuple(diffusers)
-        self._now = None
-
-    def select(self, diffuser):
-        self._now = diffuser
-
-    def current(self):
-        return self._now
-
-    def close(self):
-        pass
-
-
-SLM_PLUGIN = DevicePlugin(role="slm", kind="toyslm", open=lambda cfg, op: ToySLM(cfg.window_px))
+SLM_PLUGIN = DevicePlugin(role="slm", kind="toyslm", open=lambda cfg, op: FakeSLM(tuple(cfg.window_px)))
 CAMERA_PLUGIN = DevicePlugin(role="camera", kind="toycam", open=lambda cfg, op: ToyCamera(cfg.brightness),
                              config_model=ToyCameraConfig)
-STAGE_PLUGIN = DevicePlugin(role="stage", kind="toystage", open=lambda cfg, op: ToyStage())
-WHEEL_PLUGIN = DevicePlugin(role="changer", kind="toywheel", open=lambda cfg, op: ToyWheel(cfg.diffusers))
+STAGE_PLUGIN = DevicePlugin(role="stage", kind="toystage", open=lambda cfg, op: FakeStage())
+WHEEL_PLUGIN = DevicePlugin(role="changer", kind="toywheel", open=lambda cfg, op: FakeChanger())
 '''
 
 TOY_RIG = """
@@ -198,7 +147,9 @@ def test_build_rig_opens_the_plugin_devices(installed, tmp_path):
         assert opened.camera.configure((4, 6), 50.0) == 50.0
         frame = opened.camera.capture(100.0)
         assert frame.image.shape == (4, 6) and frame.image[0, 0] == 200  # brightness 2.0 from the file
-        assert opened.slm.window_shape == (16, 16) and opened.changer.diffusers == ("120", "600")
+        assert opened.slm.window_shape == (16, 16)
+        opened.changer.select("600")
+        assert opened.changer.current() == "600" and opened.stage.move_to_mm(20.0) == 20.0
     finally:
         opened.close()
     assert opened.camera.closed

@@ -24,6 +24,7 @@ def calibrate(tmp_path, rig, *extra) -> int:
                 *extra])
 
 
+@pytest.mark.slow
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pi_gray=st.floats(95.0, 235.0), gamma=st.floats(0.8, 2.0), saturation=st.floats(0.0, 1.5),
        seed=st.integers(0, 50))

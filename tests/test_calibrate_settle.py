@@ -32,6 +32,7 @@ def calibrate(tmp_path, rig, *extra) -> int:
                 "--no-progress", *extra])
 
 
+@pytest.mark.slow
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rise=st.floats(2.0, 30.0), fall_ratio=st.floats(1.0, 2.5), share=st.sampled_from([0.0, 0.1, 0.25]),
        factor=st.floats(2.0, 4.0), seed=st.integers(0, 50))

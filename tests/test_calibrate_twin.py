@@ -27,6 +27,7 @@ def acquire_and_fit(folder, *extra, **case) -> tuple[int, int]:
                           "--no-progress", *extra])
 
 
+@pytest.mark.slow
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(na=st.floats(0.009, 0.015), a_h=st.floats(0.26, 0.36), a_w=st.floats(8.0, 12.0),
        b_h=st.floats(0.20, 0.26), b_w=st.floats(5.0, 9.0), seed=st.integers(0, 100))
@@ -46,6 +47,7 @@ def test_the_twin_recovers_the_hidden_na_heights_and_correlation_lengths(tmp_pat
     assert (folder / "twin.report.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_a_fully_developed_diffuser_is_reported_as_not_measurable(tmp_path, capsys):
     _, code = acquire_and_fit(tmp_path, "--iterations", "2", na=0.012, a=(0.9, 12.0), b=(0.22, 7.0), count=3)
     assert code == 0

@@ -117,9 +117,10 @@ def _run(argv: list[str] | None) -> int:  # noqa: C901 - one except clause per e
         return int(result) if isinstance(result, int) else EXIT_OK
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.exceptions.Abort:
-        _error("", "interrupted")
-        return EXIT_INTERRUPTED
+    except click.exceptions.Abort as e:
+        # click turns a KeyboardInterrupt raised in a command into Abort: the signal is its cause
+        cause = e.__cause__ or e.__context__
+        return _interrupted(cause if isinstance(cause, KeyboardInterrupt) else KeyboardInterrupt())
     except click.ClickException as e:  # usage errors: bad option, missing argument, no such file
         return _usage_error(e)
     except KeyboardInterrupt as e:

@@ -120,3 +120,21 @@ def test_the_cli_exits_143_when_a_command_gets_sigterm(monkeypatch, capsys):
     monkeypatch.setattr(cli.cli, "main", slow_main)
     assert run(["inspect", "x.h5"]) == 143
     assert "SIGTERM" in capsys.readouterr().err
+
+
+def test_sigterm_inside_a_command_still_exits_143_through_clicks_abort(monkeypatch, capsys):
+    """click turns a KeyboardInterrupt raised inside a command into Abort; the exit code must still
+    be the signal's (train raises Terminated after its clean stop)."""
+    import click
+
+    import speckle_lab.cli as cli
+
+    def command_main(*args, **kwargs):
+        try:
+            raise Terminated(signal.SIGTERM)
+        except KeyboardInterrupt as e:
+            raise click.exceptions.Abort() from e
+
+    monkeypatch.setattr(cli.cli, "main", command_main)
+    assert run(["train", "x.h5"]) == 143
+    assert "SIGTERM" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from acquisition import plan as plan_mod
+from acquisition import plan_report
 from acquisition.plan import build_objects, make_plan, reference_schedule
 from protocols import shipped
 from speckle_core.errors import UserError
@@ -194,7 +195,7 @@ def test_cli_plan_prints_blocks_moves_people_duration_and_disk(capsys):
 
 
 def test_cli_plan_refuses_when_the_disk_is_too_small(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(plan_mod.shutil, "disk_usage", lambda p: collections.namedtuple(
+    monkeypatch.setattr(plan_report.shutil, "disk_usage", lambda p: collections.namedtuple(
         "U", "total used free")(10**9, 10**9 - 1000, 1000))
     assert run(["plan", str(shipped("quick")), "--out", str(tmp_path / "run.h5")]) == 2
     err = capsys.readouterr().err.strip()

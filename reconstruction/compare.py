@@ -119,9 +119,10 @@ def seconds_per_epoch(cfg, steps: int = PROBE_STEPS) -> float:
     import torch
 
     from reconstruction.data import prepare_cache
+    from reconstruction.epoch import compute_loss
     from reconstruction.models import build_model
     from reconstruction.runtime import autocast, pick_device, prepare_model, to_device
-    from reconstruction.train import compute_loss, select_sets
+    from reconstruction.train import select_sets
 
     device = pick_device(cfg.device)
     cache = prepare_cache(cfg.run, cfg.image_size, fallback_dir=Path(cfg.out_dir))

@@ -31,7 +31,7 @@ from speckle_core.text import one_line
 log = logging.getLogger("speckle_lab.console")
 
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 10.0
-HISTORY = 16  # frames kept so a snapshot saves the very frame the page shows
+HISTORY_BYTES = 64 * 2**20  # recent frames kept so a snapshot saves the very frame the page shows
 TEST_PERIOD_PX = 32
 
 
@@ -62,7 +62,7 @@ class LiveSession:
         self.last_snapshot: str | None = None
         self.captured = 0
         self._faces = None  # (names in selection order, source, faces config), loaded on first use
-        self._history: deque[tuple[int, FrameItem]] = deque(maxlen=HISTORY)
+        self._history: deque[tuple[int, FrameItem]] = deque()
         self._jobs: deque[tuple[Callable[[], dict], concurrent.futures.Future]] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -140,12 +140,12 @@ class LiveSession:
             if self._capture_once() is not None:
                 self._until_taken(self.frames.seq)
 
-    def _until_taken(self, seq: int, limit_s: float = 1.0) -> None:
-        """Captures on demand: the next frame once the server has taken this one (or after
-        ``limit_s``), so frames nobody will see are not made, yet capture overlaps sending."""
-        end = time.monotonic() + limit_s
+    def _until_taken(self, seq: int) -> None:
+        """Captures on demand: the next frame once the server has taken this one (it takes one when
+        a page has room for it), so frames nobody will see are not made, yet capture overlaps
+        sending. A command, the last page leaving or stop() end the wait at once."""
         while not self.frames.wait_taken(seq, 0.05):
-            if self._jobs or self._stop.is_set() or self._clients == 0 or time.monotonic() > end:
+            if self._jobs or self._stop.is_set() or self._clients == 0:
                 return
 
     def _run_jobs(self) -> None:
@@ -192,6 +192,8 @@ class LiveSession:
                          self.black_level, self.saturation_level(), info)
         seq = self.frames.put(item)
         self._history.append((seq, item))
+        while len(self._history) > 2 and len(self._history) * frame.image.nbytes > HISTORY_BYTES:
+            self._history.popleft()
         return item
 
     # -- commands (in the capture thread) -----------------------------------------------------------

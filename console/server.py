@@ -39,7 +39,9 @@ log = logging.getLogger("speckle_lab.console")
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_IN_FLIGHT = 2  # frames sent to a page but not yet drawn
-ACK_TIMEOUT_S = 2.0  # a page that stops acknowledging is sent frames again after this
+# A frame not acknowledged after this is taken as lost (a page whose script failed). Long: a page
+# that is merely slow (a loaded machine, a slow link) must not be sent frames faster than it draws.
+ACK_TIMEOUT_S = 10.0
 SLM_THUMB_PX = 256  # the SLM pattern is sent at most this size (a binary face reads well at it)
 COMMAND_TIMEOUT_S = 60.0
 
@@ -78,7 +80,11 @@ def slm_thumbnail(gray: np.ndarray, version: int) -> bytes:
 
 
 class Pump:
-    """Turns the source's newest frame, SLM pattern and status into messages, for every page."""
+    """Turns the source's newest frame, SLM pattern and status into messages, for every page.
+
+    A frame is taken from the source only when some page has room for it (fewer than
+    ``MAX_IN_FLIGHT`` frames not yet drawn), so frames are made, prepared and sent at the pace of
+    the fastest page, and a live camera captures no frame that nobody would see."""
 
     def __init__(self, source: Source, max_fps: float | None):
         self.source = source
@@ -86,37 +92,64 @@ class Pump:
         self.frame: Prepared | None = None
         self.slm: tuple[int, bytes] | None = None
         self.status: tuple[int, str] | None = None
-        self.clients = 0
+        self.pages: set[Page] = set()
         self.changed = asyncio.Condition()
         self.frames_prepared = 0
+        self._seq = 0
+        self._status_seen = self._slm_seen = -1
+
+    @property
+    def clients(self) -> int:
+        return len(self.pages)
+
+    def room(self) -> bool:
+        """Whether a page has room for a new frame and has been sent the current one (a frame
+        prepared but not yet sent is not replaced: that would capture frames nobody sees)."""
+        current = self.frame.seq if self.frame is not None else -1
+        return any(page.room() and page.sent_frame >= current for page in self.pages)
 
     async def run(self) -> None:
-        seq = 0
-        status_seen = slm_seen = -1
         while True:
-            got = await asyncio.to_thread(self.source.frames.wait_newer, seq, 0.1)
-            changed = False
+            got = await self._next_frame()
+            changed = got is not None
             if got is not None:
-                seq = got[0]
-                if self.clients:
-                    self.frame = await asyncio.to_thread(prepare, *got)
-                    self.frames_prepared += 1
-                    changed = True
-            v = self.source.status_version()
-            if v != status_seen:
-                status_seen = v
-                self.status = (v, json.dumps({"type": "status", **self.source.status()}, default=str))
-                changed = True
-            slm_seq, gray = self.source.slm.latest()
-            if slm_seq != slm_seen and gray is not None and self.clients:
-                slm_seen = slm_seq
-                self.slm = (slm_seq, await asyncio.to_thread(slm_thumbnail, gray, slm_seq))
-                changed = True
+                self.frame = await asyncio.to_thread(prepare, *got)
+                self.frames_prepared += 1
+            changed |= self._new_status()
+            changed |= await self._new_slm()
             if changed:
                 async with self.changed:
                     self.changed.notify_all()
             if got is not None and self.min_interval_s:
                 await asyncio.sleep(self.min_interval_s)
+
+    async def _next_frame(self):
+        """The newest frame when a page has room for it, else None after a short wait."""
+        if not self.room():
+            async with self.changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.changed.wait_for(self.room), 0.1)
+            return None
+        got = await asyncio.to_thread(self.source.frames.wait_newer, self._seq, 0.1)
+        if got is not None:
+            self._seq = got[0]
+        return got
+
+    def _new_status(self) -> bool:
+        v = self.source.status_version()
+        if v == self._status_seen:
+            return False
+        self._status_seen = v
+        self.status = (v, json.dumps({"type": "status", **self.source.status()}, default=str))
+        return True
+
+    async def _new_slm(self) -> bool:
+        slm_seq, gray = self.source.slm.latest()
+        if slm_seq == self._slm_seen or gray is None or not self.pages:
+            return False
+        self._slm_seen = slm_seq
+        self.slm = (slm_seq, await asyncio.to_thread(slm_thumbnail, gray, slm_seq))
+        return True
 
 
 class Page:
@@ -134,11 +167,17 @@ class Page:
         async with self.send_lock:
             await self.ws.send_text(json.dumps(obj, default=str))
 
-    def _due(self) -> bool:
+    def room(self) -> bool:
+        """Whether this page may be sent another frame (frames unacknowledged for ACK_TIMEOUT_S
+        are taken as lost)."""
         now = time.monotonic()
-        self.in_flight = {s: t for s, t in self.in_flight.items() if now - t < ACK_TIMEOUT_S}
+        if any(now - t >= ACK_TIMEOUT_S for t in self.in_flight.values()):
+            self.in_flight = {s: t for s, t in self.in_flight.items() if now - t < ACK_TIMEOUT_S}
+        return len(self.in_flight) < MAX_IN_FLIGHT
+
+    def _due(self) -> bool:
         p = self.pump
-        room = len(self.in_flight) < MAX_IN_FLIGHT
+        room = self.room()
         frame_due = p.frame is not None and p.frame.seq > self.sent_frame and room
         return (frame_due
                 or (p.status is not None and p.status[0] != self.sent_status)
@@ -242,7 +281,7 @@ def build_app(source: Source, max_fps: float | None = None, title: str = "speckl
         await ws.accept()
         pump: Pump = state["pump"]
         page = Page(ws, pump, source)
-        pump.clients += 1
+        pump.pages.add(page)
         source.clients_changed(pump.clients)
         tasks = []
         try:
@@ -257,7 +296,7 @@ def build_app(source: Source, max_fps: float | None = None, title: str = "speckl
             for t in tasks:
                 with contextlib.suppress(BaseException):
                     await t
-            pump.clients -= 1
+            pump.pages.discard(page)
             source.clients_changed(pump.clients)
 
     routes = [Route("/", index), Route("/status", status), WebSocketRoute("/ws", websocket),

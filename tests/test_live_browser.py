@@ -63,7 +63,9 @@ READ_CANVAS = """() => {
 def drawn_frame(page, encoding):
     """(the frame's number, the canvas as an array) read in one go, after switching the link."""
     page.select_option("#encoding", encoding)
-    page.wait_for_function(f"window.speckle.lastEncoding === '{encoding}'", timeout=WAIT_MS)
+    after = page.evaluate("window.speckle.framesDrawn") + 3  # frames already in flight may be either
+    done = f"window.speckle.framesDrawn > {after} && window.speckle.lastEncoding === '{encoding}'"
+    page.wait_for_function(done, timeout=WAIT_MS)
     seq, enc, h, w, red = page.evaluate(READ_CANVAS)
     assert enc == encoding
     return seq, np.array(red, np.uint8).reshape(h, w)

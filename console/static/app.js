@@ -61,7 +61,12 @@ async function onFrame(buf) {
   const h = header(buf);
   const payload = new Uint8Array(buf, HEADER_BYTES);
   const t0 = performance.now();
-  imageData = await drawImage(frameCanvas, frameCtx, h, payload, imageData);
+  try {
+    imageData = await drawImage(frameCanvas, frameCtx, h, payload, imageData);
+  } catch (e) {
+    send({cmd: "ack", seq: h.seq});  // a frame that cannot be drawn still frees its slot
+    throw e;
+  }
   speckle.drawMs.push(performance.now() - t0);
   if (speckle.drawMs.length > 2000) speckle.drawMs.splice(0, 1000);
   const latency = nowMs() - h.timeS * 1000;
@@ -261,8 +266,7 @@ function connect() {
     speckle.open = true;
     document.body.className = document.body.className.replace(/\b(connecting|closed)\b/g, "") + " open";
     $("conn").textContent = "connected";
-    const enc = $("encoding").value;
-    if (enc !== "raw") send({cmd: "encoding", encoding: enc});
+    send({cmd: "encoding", encoding: $("encoding").value});  // before any frame is drawn
   };
   ws.onmessage = onMessage;
   ws.onclose = () => {

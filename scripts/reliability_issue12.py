@@ -295,6 +295,8 @@ def crafted_trials(table, work: Path) -> None:
                     ok = False
                 except UserError:
                     ok = True
+                except Exception:  # noqa: BLE001 - anything but a one-line refusal is a failure
+                    ok = False
                 per["open_run"](ok and victim.read_bytes() == VICTIM_BYTES, name)
         if "resume" in where:
             path = folder / "resume.h5"

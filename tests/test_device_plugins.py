@@ -1,13 +1,13 @@
 """A lab's own device kinds, from an installed package's ``speckle_lab.devices`` entry points.
 
-The plugin package below (a toy SLM, camera, stage and wheel) is built and pip-installed into a
-temporary folder put on ``sys.path``; speckle-lab is not edited. Rig files then accept its kinds,
-validate its own keys, and ``build_rig`` opens its devices.
+The plugin package below (a toy camera with its own rig-file key, and the test fakes as its SLM,
+stage and wheel) is installed into a temporary folder on ``sys.path`` as pip would leave it (the
+module and its dist-info with the entry points); speckle-lab is not edited. Rig files then accept
+its kinds, validate its own keys, and ``build_rig`` opens its devices.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -18,24 +18,17 @@ from hardware import plugins, rig
 from hardware.drivers.manual import UnattendedOperator
 from speckle_core.errors import UserError
 
-PLUGIN_PYPROJECT = """
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "lab-toy-devices"
-version = "0.1"
-
-[project.entry-points."speckle_lab.devices"]
-toyslm = "labtoys:SLM_PLUGIN"
-toycam = "labtoys:CAMERA_PLUGIN"
-toystage = "labtoys:STAGE_PLUGIN"
-toywheel = "labtoys:WHEEL_PLUGIN"
-
-[tool.setuptools]
-py-modules = ["labtoys"]
-"""
+# What pip writes when it installs a package whose pyproject.toml declares these entry points:
+# [project.entry-points."speckle_lab.devices"] toyslm = "labtoys:SLM_PLUGIN", ...
+DIST_INFO = {
+    "METADATA": "Metadata-Version: 2.1\nName: lab-toy-devices\nVersion: 0.1\n",
+    "entry_points.txt": """[speckle_lab.devices]
+toyslm = labtoys:SLM_PLUGIN
+toycam = labtoys:CAMERA_PLUGIN
+toystage = labtoys:STAGE_PLUGIN
+toywheel = labtoys:WHEEL_PLUGIN
+""",
+}
 
 PLUGIN_MODULE = '''
 """A lab's own devices: a camera with its own rig-file key; the SLM, stage and wheel reuse the
@@ -106,15 +99,14 @@ def _clear_caches() -> None:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """The toy plugin package, pip-installed (offline, no build isolation) into a folder on sys.path."""
-    root = tmp_path_factory.mktemp("plugin")
-    src, site = root / "src", root / "site"
-    src.mkdir()
-    (src / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
-    (src / "labtoys.py").write_text(textwrap.dedent(PLUGIN_MODULE))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                    "--no-build-isolation", "--target", str(site), str(src)], check=True, timeout=300,
-                   capture_output=True)
+    """The toy plugin package as installed: its module and its dist-info (with the entry points)
+    in a folder on sys.path, where importlib.metadata finds installed distributions."""
+    site = tmp_path_factory.mktemp("site")
+    (site / "labtoys.py").write_text(textwrap.dedent(PLUGIN_MODULE))
+    dist_info = site / "lab_toy_devices-0.1.dist-info"
+    dist_info.mkdir()
+    for name, text in DIST_INFO.items():
+        (dist_info / name).write_text(text)
     sys.path.insert(0, str(site))
     _clear_caches()
     yield site

@@ -626,7 +626,8 @@ def disk_layout_trials(table, work: Path) -> None:
                     res is not None
                     and one_line(res.returncode, res.stderr)
                     and "full" in res.stderr
-                    and sorted(p.name for p in mnt.iterdir()) == ["ballast"]
+                    # no run file and no half-made .creating (a run.log of the attempt may stay)
+                    and not {"run.h5", "run.h5.creating"} & {p.name for p in mnt.iterdir()}
                 )
                 said = res.stderr.strip() if res else "hung"
                 c(ok, f"{k} KiB left: exit {res and res.returncode}: {said[:160]}")

@@ -233,3 +233,25 @@ def test_predict_never_overwrites_its_input(trained, tmp_path):
     with pytest.raises(UserError, match="frame.png"):
         predict_inputs(ckpt, [str(frames / "frame.png")], frames)
     assert (frames / "frame.png").read_bytes() == before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_cli_train_exits_128_plus_the_signal_after_saving(run, tmp_path, signum):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "speckle_lab.cli", "train", str(run), *ARGS[:-3], "--epochs", "500",
+           "--batch-size", "1", "--quiet", "--out", str(out)]
+    p = subprocess.Popen(cmd,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in p.stdout:  # wait for the first epoch to end
+            if line.startswith("epoch 1/500"):
+                break
+        p.send_signal(signum)
+        stdout, _ = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 128 + signum
+    assert "--resume" in stdout and load_checkpoint(out / "last.pt")["epoch"] >= 1

@@ -143,6 +143,7 @@ class LiquidCrystal:
             return target
         dt = now_s - self.flip_s
         start = self._start
+        assert start is not None  # not settled: a flip recorded where it started from
         if not self.spec.settles:  # linear ramp, the same both ways
             return start + np.float32(1.0 - self.residual(dt, True)) * (target - start)
         r_up, r_down = np.float32(self.residual(dt, True)), np.float32(self.residual(dt, False))

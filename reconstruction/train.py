@@ -327,7 +327,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     """
     from speckle_core.signals import GracefulStop
 
-    with _output(cfg) as _, GracefulStop() as stop:
+    with _output(cfg, resume) as _, GracefulStop() as stop:
         cfg, state = restore(cfg, resume, epochs, log)
         t = build(cfg, state)
         _announce(t, state, log)
@@ -382,15 +382,16 @@ def _raise_stop(stop):
 
 
 @contextlib.contextmanager
-def _output(cfg: TrainConfig):
-    """The output folder, checked (not a file, writable) and locked by rank 0 for the whole run."""
+def _output(cfg: TrainConfig, resume: bool):
+    """The output folder, checked (not a file, writable; made unless resuming) and locked by rank 0 for
+    the whole run."""
     from reconstruction.runtime import dist_from_env
     from speckle_core.fileio import check_output_dir, output_lock
 
     if not dist_from_env().main:
         yield None
         return
-    out = check_output_dir(cfg.out_dir, inputs=[cfg.run], what="training output folder")
+    out = check_output_dir(cfg.out_dir, inputs=[cfg.run], what="training output folder", create=not resume)
     with output_lock(out, "training output folder") as lock:
         yield lock
 

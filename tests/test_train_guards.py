@@ -255,3 +255,10 @@ def test_cli_train_exits_128_plus_the_signal_after_saving(run, tmp_path, signum)
         p.kill()
     assert p.returncode == 128 + signum
     assert "--resume" in stdout and load_checkpoint(out / "last.pt")["epoch"] >= 1
+
+
+def test_resume_without_an_output_folder_creates_nothing(run, tmp_path):
+    cfg = TrainConfig(run=str(run), out_dir=str(tmp_path / "none"), **TINY_MODEL)
+    with pytest.raises(UserError, match="no checkpoint to resume"):
+        train(cfg, resume=True, progress=False)
+    assert not (tmp_path / "none").exists() and list(tmp_path.iterdir()) == []

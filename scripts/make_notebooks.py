@@ -24,8 +24,10 @@ The whole pipeline from Python on the **simulated rig**: show a face on the SLM 
 run a small protocol, read the run file, train a tiny model and look at a reconstruction. Every step is
 the same code path as the `speckle-lab` command of the same name. It runs in well under a minute on a
 laptop CPU."""),
-    ("code", """import numpy as np
+    ("code", """from pathlib import Path
+
 import matplotlib.pyplot as plt
+import numpy as np
 from skimage.data import lfw_subset
 from skimage.transform import resize
 
@@ -48,16 +50,18 @@ with sl.open_rig(RIG, roi_px=(48, 48)) as rig:
 
 print(f"frame {frame.image.shape}, max {frame.image.max()}, saturated {frame.saturated_fraction:.2%}")
 fig, ax = plt.subplots(1, 2, figsize=(6, 3))
-ax[0].imshow(face, cmap="gray"); ax[0].set_title("object on the SLM")
-ax[1].imshow(frame.image, cmap="gray"); ax[1].set_title("speckle, 600 grit, 20 mm")
-for a in ax: a.axis("off")"""),
+ax[0].imshow(face, cmap="gray")
+ax[0].set_title("object on the SLM")
+ax[1].imshow(frame.image, cmap="gray")
+ax[1].set_title("speckle, 600 grit, 20 mm")
+for a in ax:
+    a.axis("off")"""),
     ("md", """## 2. Plan and run a small protocol
 
 `sl.plan()` is the dry run (`speckle-lab plan`); `sl.acquire()` runs it into an HDF5 run file,
 calling `on_pair` after each pair. A stopped run raises `sl.RunStopped`; `resume=True` continues it."""),
     ("code", """print(sl.plan(PROTOCOL, RIG))"""),
-    ("code", """from pathlib import Path
-run_path = Path("runs/quickstart.h5")
+    ("code", """run_path = Path("runs/quickstart.h5")
 run_path.parent.mkdir(exist_ok=True)
 run_path.unlink(missing_ok=True)            # start afresh each time the notebook runs
 seen = []
@@ -73,9 +77,12 @@ print(f"captured {len(seen)} pairs of {seen and max(seen)} into {run_path}")""")
 
 fig, ax = plt.subplots(2, 4, figsize=(8, 4))
 for i in range(4):
-    ax[0, i].imshow(objects[i], cmap="gray"); ax[1, i].imshow(frames[i], cmap="gray")
-    ax[0, i].axis("off"); ax[1, i].axis("off")
-ax[0, 0].set_title("objects"); ax[1, 0].set_title("speckle at 40 mm")"""),
+    ax[0, i].imshow(objects[i], cmap="gray")
+    ax[1, i].imshow(frames[i], cmap="gray")
+for a in ax.ravel():
+    a.axis("off")
+ax[0, 0].set_title("objects")
+ax[1, 0].set_title("speckle at 40 mm")"""),
     ("md", """## 4. Train a tiny model for a few seconds, and reconstruct
 
 A CNN UNet narrowed to 8 channels at 32×32 for 2 epochs: enough to see the pipeline work, not to
@@ -92,9 +99,12 @@ written = sl.predict("runs/quickstart-model/best.pt", [f"{run_path}:{','.join(ma
 outputs = [p for p in written if p.stem.endswith(tuple(f"row{r}" for r in rows))]
 fig, ax = plt.subplots(2, len(outputs), figsize=(3 * len(outputs), 6))
 for i, p in enumerate(outputs):
-    ax[0, i].imshow(truth[i], cmap="gray"); ax[1, i].imshow(plt.imread(p), cmap="gray")
-    ax[0, i].axis("off"); ax[1, i].axis("off")
-ax[0, 0].set_title("held-out face"); ax[1, 0].set_title("reconstruction, 40 mm")"""),
+    ax[0, i].imshow(truth[i], cmap="gray")
+    ax[1, i].imshow(plt.imread(p), cmap="gray")
+for a in ax.ravel():
+    a.axis("off")
+ax[0, 0].set_title("held-out face")
+ax[1, 0].set_title("reconstruction, 40 mm")"""),
 ]
 
 LAB_SESSION = [
@@ -104,7 +114,10 @@ The order a person follows on a new bench (README, "Bringing up a rig"), written
 as the quickstart. It runs here on the simulated rig; on your bench set `RIG` to your rig file
 (a copy of `hardware/rigs/lab-example.toml` with your devices' addresses, checked with
 `speckle-lab devices`). Use `speckle-lab live --rig RIG` for a live view while you align."""),
-    ("code", """import numpy as np
+    ("code", """from pathlib import Path
+
+import numpy as np
+
 import speckle_lab as sl
 
 RIG = "tiny-sim-rig.toml"          # your rig file here
@@ -128,7 +141,8 @@ The mean must grow linearly with the exposure until the sensor clips. The DCC164
 sensor: under red light its red pixels clip long before the grey value reaches 255, so watch the
 saturated share, not the maximum."""),
     ("code", """with sl.open_rig(RIG, roi_px=(48, 48)) as rig:
-    rig.changer.select("600"); rig.stage.move_to_mm(0.0)
+    rig.changer.select("600")
+    rig.stage.move_to_mm(0.0)
     rig.slm.show(np.ones(rig.slm.window_shape, dtype=bool))
     for exposure_us in (250, 500, 1000, 2000, 4000):
         f = rig.camera.capture(exposure_us=exposure_us)
@@ -138,8 +152,7 @@ saturated share, not the maximum."""),
 `sl.plan(..., out=...)` refuses when the disk has no room. A run that stops (Ctrl-C, a device that
 keeps failing, drift while unattended) raises `sl.RunStopped`; the file is valid and
 `resume=True` continues it where it stopped."""),
-    ("code", """from pathlib import Path
-out = Path("runs/lab-session.h5")
+    ("code", """out = Path("runs/lab-session.h5")
 out.parent.mkdir(exist_ok=True)
 out.unlink(missing_ok=True)
 plan = sl.plan(PROTOCOL, RIG, out=out)

@@ -215,3 +215,16 @@ def test_live_with_a_bad_rig_file_is_one_line_and_exit_2(tmp_path, capsys):
     assert run(["live", "--rig", str(bad), "--port", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "rig.toml" in err[0]
+
+
+def test_live_on_another_host_warns_on_stderr_before_serving(tmp_path, monkeypatch, capsys):
+    import console.live_command
+
+    served = []
+    monkeypatch.setattr(console.live_command, "serve", lambda app, sock: served.append(sock.getsockname()))
+    rig = tmp_path / "rig.toml"
+    rig.write_text(tomli_w.dumps(TINY_LIVE_RIG))
+    assert run(["live", "--rig", str(rig), "--host", "127.0.0.2", "--port", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "anyone" in err and "drive the rig" in err
+    assert served and served[0][0] == "127.0.0.2"

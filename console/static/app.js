@@ -218,8 +218,10 @@ function drawStability(points, threshold) {
     const x = n === 1 ? c.width / 2 : 4 + (i / (n - 1)) * (c.width - 8);
     ctx.fillRect(x - 2, y(p.corr) - 2, 4, 4);
   });
+  const least = Math.min(...points.map((p) => p.corr));
   ctx.fillStyle = "#9aa4af";
-  ctx.fillText(`${points[n - 1].corr.toFixed(4)} (min ${lo + 0.02 < 1 ? (lo + 0.02).toFixed(3) : "1"})`, 4, 12);
+  ctx.fillText(`last ${points[n - 1].corr.toFixed(4)}, lowest ${least.toFixed(4)}`
+    + (threshold !== null && threshold !== undefined ? `, threshold ${threshold}` : ""), 4, c.height - 6);
 }
 
 function showError(message) {

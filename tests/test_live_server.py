@@ -228,3 +228,26 @@ def test_live_on_another_host_warns_on_stderr_before_serving(tmp_path, monkeypat
     err = capsys.readouterr().err
     assert "anyone" in err and "drive the rig" in err
     assert served and served[0][0] == "127.0.0.2"
+
+
+def test_a_page_that_disconnects_mid_stream_leaves_the_server_serving_the_next():
+    from types import SimpleNamespace
+
+    view = RunView(total=3)
+
+    def frame(value):
+        return SimpleNamespace(image=np.full((8, 8), value, np.uint8), timestamp_s=0.0, exposure_us=1.0)
+
+    with TestClient(build_app(view)) as client:
+        with client.websocket_connect("/ws") as ws:
+            ws.receive_json()
+            view.on_frame("pair", None, frame(1), "capturing pair 0")
+            next_frame(ws)
+            view.on_frame("pair", None, frame(2), "capturing pair 1")  # then the tab closes, unread
+        view.on_frame("pair", None, frame(3), "capturing pair 2")
+        with client.websocket_connect("/ws") as ws:
+            ws.receive_json()
+            values = [int(next_frame(ws)[1][0, 0])]  # the frame prepared when the first tab left ...
+            while values[-1] != 3 and len(values) < 3:
+                values.append(int(next_frame(ws)[1][0, 0]))  # ... then the newest
+    assert values[-1] == 3

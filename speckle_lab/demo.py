@@ -5,8 +5,12 @@ picks up where the first stopped):
 
 1. **acquire** ``protocols/quick.toml`` on the simulated rig into ``OUT/quick.h5`` (resumed when the
    file is incomplete; reused when complete; an error when it was made from another protocol or rig);
-2. **train** SpT UNet-B (``OUT/spt-unet-b/``) and the CNN UNet baseline (``OUT/unet/``) at a small
-   input size (resumed from ``last.pt`` when stopped early; reused when finished);
+2. **compare** (``reconstruction.compare``, as ``speckle-lab compare``): train SpT UNet-B
+   (``OUT/spt-unet-b/``), the CNN UNet baseline (``OUT/unet/``) and the attention ablation
+   SpT UNet-B without attention (``OUT/spt-unet-b-no-attention/``) under the same budget (the same
+   minutes each, or ``--epochs``) and seed, then score them with bootstrap 95 % intervals and paired
+   differences: ``OUT/compare.md``, ``OUT/compare.json`` (resumed from ``last.pt`` when stopped
+   early; reused when finished);
 3. **evaluate** both ``best.pt`` checkpoints (best test-face SSIM) at the unseen distance (40 mm,
    the protocol's validation blocks) and on the held-out faces: ``OUT/metrics.json`` and
    ``OUT/report.html`` (``reconstruction.evaluate``), plus ``OUT/reconstructions.png``;
@@ -27,18 +31,21 @@ import click
 
 # -- the demo's settings (measured; README "The demo") ----------------------------------------------
 DEMO_IMAGE_SIZE = 64
-# Epochs per model, chosen to fit the 10-minute `make demo` budget on 2 cores: SpT UNet-B costs ~4x the
-# narrowed CNN per epoch (~27 s vs 6 s at 64x64), so the CNN gets more, cheaper epochs.
-DEMO_EPOCHS = {"spt-unet-b": 8, "unet": 16}
+# The same wall-time budget for every model (issue 18: the old fixed epochs gave SpT UNet-B half the CNN's
+# epochs at ~4x the cost per epoch, so neither epochs nor minutes were equal); --epochs E gives each E epochs.
+DEMO_BUDGET_MINUTES = 2.5
 DEMO_BATCH_SIZE = 8
 DEMO_LR = 1e-3
 DEMO_LOSS = "bce+npcc"
 DEMO_EVAL_MAX = 64  # validation pairs scored after each epoch for the curves (all are scored at the end)
-# model name → (output folder, label in the report, build_model overrides)
+# compare label → (build_model name, label in the report, build_model overrides); the folder is the label
+# with ":" as "-". The last is the attention ablation: compared, not drawn in the report's figures.
 DEMO_MODELS = {
     "spt-unet-b": ("spt-unet-b", "SpT UNet-B", {}),
     "unet": ("unet", "CNN UNet", {"base_channels": 24}),
+    "spt-unet-b:no-attention": ("spt-unet-b", "SpT UNet-B, no attention", {"attention": False}),
 }
+REPORTED = ("spt-unet-b", "unet")
 # --fast: a run of seconds for tests and a first look (the reconstructions are not faces yet)
 FAST = {"image_size": 16, "epochs": 1, "batch_size": 8}
 RUN_NAME = "quick.h5"
@@ -55,44 +62,52 @@ EXAMPLE_FACES = 6  # columns of reconstructions.png
               help=f"Model input N (N x N), a multiple of 8 [default: {DEMO_IMAGE_SIZE}; --fast: "
                    f"{FAST['image_size']}].")
 @click.option("--epochs", type=int, default=None,
-              help="Training epochs of each model [default: SpT UNet-B "
-                   f"{DEMO_EPOCHS['spt-unet-b']}, CNN UNet {DEMO_EPOCHS['unet']}; --fast: {FAST['epochs']}].")
+              help=f"Train every model this many epochs [default: {DEMO_BUDGET_MINUTES:g} minutes each; "
+                   f"--fast: {FAST['epochs']}].")
+@click.option("--budget-minutes", type=float, default=None,
+              help=f"Minutes of training per model [default: {DEMO_BUDGET_MINUTES:g}].")
 @click.option("--batch-size", type=int, default=None, help=f"[default: {DEMO_BATCH_SIZE}]")
 @click.option("--lr", type=float, default=DEMO_LR, show_default=True, help="Initial learning rate.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--fast", is_flag=True, help="A much shorter run (tiny input, one epoch): checks the pipeline.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def demo(out_dir: str, protocol_path: str | None, rig_path: str | None, image_size: int | None,
-         epochs: int | None, batch_size: int | None, lr: float, device: str, fast: bool,
-         progress: bool) -> int:
-    """Acquire the quick protocol on the simulated rig, train SpT UNet-B and a CNN UNet, evaluate, report."""
+         epochs: int | None, budget_minutes: float | None, batch_size: int | None, lr: float, device: str,
+         fast: bool, progress: bool) -> int:
+    """Acquire the quick protocol on the simulated rig, compare SpT UNet-B, a CNN UNet and SpT UNet-B without
+    attention under the same budget, evaluate, report."""
     settings = DemoSettings.make(fast=fast, image_size=image_size, epochs=epochs, batch_size=batch_size,
-                                 lr=lr, device=device)
+                                 lr=lr, device=device, budget_minutes=budget_minutes)
     return run_demo(out_dir, settings, protocol_path=protocol_path, rig_path=rig_path, progress=progress)
 
 
 class DemoSettings:
     """The training settings of one demo run (plain attributes; validated in ``make``)."""
 
-    def __init__(self, image_size: int, epochs: dict[str, int], batch_size: int, lr: float, loss: str,
-                 device: str):
+    def __init__(self, image_size: int, epochs: dict[str, int] | None, batch_size: int, lr: float, loss: str,
+                 device: str, budget_minutes: float | None = None):
         self.image_size, self.epochs, self.batch_size = image_size, epochs, batch_size
-        self.lr, self.loss, self.device = lr, loss, device
+        self.lr, self.loss, self.device, self.budget_minutes = lr, loss, device, budget_minutes
 
     @classmethod
     def make(cls, fast: bool = False, image_size: int | None = None, epochs: int | None = None,
-             batch_size: int | None = None, lr: float = DEMO_LR, device: str = "auto") -> DemoSettings:
+             batch_size: int | None = None, lr: float = DEMO_LR, device: str = "auto",
+             budget_minutes: float | None = None) -> DemoSettings:
         from speckle_core.errors import UserError
 
         base = FAST if fast else {"image_size": DEMO_IMAGE_SIZE, "batch_size": DEMO_BATCH_SIZE}
-        if epochs is None:
-            epochs_of = {m: FAST["epochs"] for m in DEMO_MODELS} if fast else dict(DEMO_EPOCHS)
-        else:
-            if epochs < 1:
-                raise UserError(f"--epochs: must be >= 1 (got {epochs})")
-            epochs_of = {m: epochs for m in DEMO_MODELS}
+        if epochs is not None and budget_minutes is not None:
+            raise UserError("demo: give --epochs or --budget-minutes, not both")
+        if epochs is not None and epochs < 1:
+            raise UserError(f"--epochs: must be >= 1 (got {epochs})")
+        if budget_minutes is not None and not budget_minutes > 0:
+            raise UserError(f"--budget-minutes: must be > 0 (got {budget_minutes})")
+        if epochs is None and fast and budget_minutes is None:
+            epochs = FAST["epochs"]
+        epochs_of = None if epochs is None else {m: epochs for m in DEMO_MODELS}
+        minutes = None if epochs_of else (budget_minutes or DEMO_BUDGET_MINUTES)
         s = cls(image_size if image_size is not None else base["image_size"], epochs_of,
-                batch_size if batch_size is not None else base["batch_size"], lr, DEMO_LOSS, device)
+                batch_size if batch_size is not None else base["batch_size"], lr, DEMO_LOSS, device, minutes)
         if s.image_size < 16 or s.image_size % 8:
             raise UserError(f"--image-size: must be a multiple of 8, at least 16 (got {s.image_size})")
         if s.batch_size < 1:
@@ -102,8 +117,9 @@ class DemoSettings:
         return s
 
     def as_dict(self) -> dict:
-        return {"image_size": self.image_size, "epochs": dict(self.epochs), "batch_size": self.batch_size,
-                "lr": self.lr, "loss": self.loss, "device": self.device}
+        return {"image_size": self.image_size, "epochs": dict(self.epochs) if self.epochs else None,
+                "budget_minutes": self.budget_minutes, "batch_size": self.batch_size, "lr": self.lr,
+                "loss": self.loss, "device": self.device}
 
 
 def run_demo(out_dir, settings: DemoSettings, protocol_path=None, rig_path=None, progress: bool = True,
@@ -138,14 +154,13 @@ def _run_demo(out, settings, protocol_path, rig_path, progress, log, t_start, wr
         log(f"demo: acquisition stopped (exit {code}); run the demo again to resume it")
         return code
 
-    checkpoints = {}
-    for name, (folder, label, overrides) in DEMO_MODELS.items():
-        log(f"demo 2/4: train {label} ({name}) at {settings.image_size}x{settings.image_size}, "
-            f"{settings.epochs[name]} epochs -> {out / folder}")
-        t0 = time.perf_counter()
-        checkpoints[label] = train_stage(run, out / folder, name, overrides, settings, progress=progress,
-                                         log=log)
-        timings[f"train_{name}_s"] = time.perf_counter() - t0
+    budget = (f"{settings.budget_minutes:g} min" if settings.epochs is None
+              else f"{next(iter(settings.epochs.values()))} epochs")
+    log(f"demo 2/4: compare {', '.join(DEMO_MODELS)} at {settings.image_size}x{settings.image_size}, "
+        f"{budget} each -> {out}")
+    t0 = time.perf_counter()
+    checkpoints, compared = compare_stage(run, out, settings, progress=progress, log=log)
+    timings["compare_s"] = time.perf_counter() - t0
 
     log("demo 3/4: evaluate at the unseen distance and on held-out faces")
     t0 = time.perf_counter()
@@ -161,8 +176,9 @@ def _run_demo(out, settings, protocol_path, rig_path, progress, log, t_start, wr
     metrics = json.loads(metrics_path.read_text())
     metrics["demo"] = {"protocol": str(protocol), "rig": rig_path or "simulated (hardware/rigs/sim.toml)",
                        "settings": settings.as_dict(),
-                       "models": {label: {"model": name, "overrides": DEMO_MODELS[name][2]}
-                                  for name, (_, label, _o) in DEMO_MODELS.items()},
+                       "models": {label: {"model": name, "overrides": overrides}
+                                  for name, label, overrides in DEMO_MODELS.values()},
+                       "compare": compared["files"],
                        "timings_s": {k: round(v, 2) for k, v in timings.items()},
                        "reference_mean_face": reference,
                        "figure": str(figure)}
@@ -170,6 +186,9 @@ def _run_demo(out, settings, protocol_path, rig_path, progress, log, t_start, wr
 
     log("demo 4/4: results")
     print_table(metrics)
+    log(f"equal-budget comparison ({compared['files']['markdown']}, bootstrap 95 % intervals over faces):")
+    for line in compared["markdown"].split("## What the data support", 1)[-1].strip().splitlines():
+        log(line)
     log(f"wrote {result['files']['report']}, {metrics_path} and {figure} "
         f"(demo took {timings['total_s']:.0f} s)")
     return 0
@@ -215,37 +234,19 @@ def acquire_stage(protocol, run, rig_path, progress: bool, log) -> int:
 
 # -- stage 2: training ------------------------------------------------------------------------------
 
-# train_config keys that must match for a finished or stopped model to be reused or resumed
-_SAME = ("model", "model_args", "image_size", "epochs", "batch_size", "loss", "lr")
+def compare_stage(run, out, settings: DemoSettings, progress: bool, log):
+    """Trains and compares every DEMO_MODELS entry under one budget (``reconstruction.compare``); returns
+    the reported models' best.pt paths (label → path) and the comparison's result."""
+    from reconstruction.compare import CompareSettings, ModelSpec, run_compare
 
-
-def train_stage(run, folder, name: str, overrides: dict, settings: DemoSettings, progress: bool, log):
-    """Trains one model into ``folder`` (resumes or reuses a matching one); returns its best.pt path."""
-    from reconstruction.checkpoint import load_checkpoint
-    from reconstruction.train import TrainConfig, train
-    from speckle_core.errors import UserError
-
-    cfg = TrainConfig(run=str(run), out_dir=str(folder), model=name, model_args=dict(overrides),
-                      image_size=settings.image_size, epochs=settings.epochs[name],
-                      batch_size=settings.batch_size, loss=settings.loss, lr=settings.lr,
-                      device=settings.device, eval_max=DEMO_EVAL_MAX)
-    last, best = folder / "last.pt", folder / "best.pt"
-    resume = False
-    if last.is_file():
-        state = load_checkpoint(last)
-        stored = state["train_config"]
-        wanted = {k: getattr(cfg, k) for k in _SAME}
-        if any(stored.get(k) != v for k, v in wanted.items()):
-            diff = next(k for k, v in wanted.items() if stored.get(k) != v)
-            raise UserError(f"{last}: was trained with other settings ({diff} = {stored.get(diff)!r}, "
-                            f"now {wanted[diff]!r}); delete {folder} or choose another --out")
-        if int(state["epoch"]) >= cfg.epochs and best.is_file():
-            log(f"  {folder} is trained ({state['epoch']} epochs): reusing it")
-            return best
-        resume = True
-        log(f"  resuming {folder} at epoch {state['epoch']}")
-    train(cfg, resume=resume, progress=progress, log=lambda msg: log(f"  {msg}"))
-    return best
+    specs = [ModelSpec(key, name, dict(overrides)) for key, (name, _, overrides) in DEMO_MODELS.items()]
+    cs = CompareSettings(image_size=settings.image_size, batch_size=settings.batch_size, lr=settings.lr,
+                         loss=settings.loss, seeds=(0,), device=settings.device, eval_max=DEMO_EVAL_MAX,
+                         epochs=next(iter(settings.epochs.values())) if settings.epochs else None,
+                         budget_minutes=settings.budget_minutes if not settings.epochs else None)
+    result = run_compare(run, specs, out, cs, progress=progress, log=lambda msg: log(f"  {msg}"))
+    checkpoints = {DEMO_MODELS[s.label][1]: out / s.folder / "best.pt" for s in specs if s.label in REPORTED}
+    return checkpoints, result
 
 
 # -- stage 3: the reconstructions figure -----------------------------------------------------------

@@ -102,7 +102,8 @@ def test_metrics_json_holds_both_models_at_the_unseen_distance_and_on_held_out_f
         # 2 diffusers × the training-split faces less the test face that chooses the checkpoint (1 of 3)
         assert sum(r["n"] for r in validation) == 2 * 2
     demo = metrics["demo"]
-    assert demo["settings"]["image_size"] == 16 and demo["settings"]["epochs"] == {"spt-unet-b": 1, "unet": 1}
+    assert demo["settings"]["image_size"] == 16
+    assert demo["settings"]["epochs"] == {"spt-unet-b": 1, "unet": 1, "spt-unet-b:no-attention": 1}
     assert {"acquire_s", "evaluate_s", "total_s"} <= set(demo["timings_s"])
     assert set(demo["reference_mean_face"]["holdout"]) == METRIC_KEYS
 
@@ -115,7 +116,7 @@ def test_a_second_run_reuses_the_dataset_and_the_trained_models(tiny, demo_run):
                     rig_path=str(tiny / "rig.toml"), progress=False, log=lines.append)
     assert code == 0
     assert any("is complete: reusing it" in line for line in lines)
-    assert sum("reusing it" in line for line in lines) == 3  # the dataset and both models
+    assert sum("reusing it" in line for line in lines) == 4  # the dataset and the three compared models
     assert (out / "spt-unet-b" / "last.pt").stat().st_mtime_ns == before
 
 

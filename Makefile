@@ -21,6 +21,8 @@ test: $(STAMP)
 	bash scripts/install_chromium.sh || echo "warning: chromium could not be installed; browser tests will skip (fail under CI)"
 	$(VENV)/bin/ruff check .
 	PYTHONPATH=. $(VENV)/bin/lint-imports --no-cache
+	bash scripts/install_node.sh || echo "warning: Node.js could not be installed; pyright needs it"
+	$(VENV)/bin/pyright
 	$(PY) -m pytest
 
 lint: $(STAMP)

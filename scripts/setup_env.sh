@@ -14,5 +14,15 @@ if ! "$py" -c "import torch" >/dev/null 2>&1; then
 else
     echo "setup: keeping torch $("$py" -c 'import torch; print(torch.__version__)')"
 fi
+# pylablib-lightweight installs the same `pylablib` package as full pylablib (which pulls PyQt5,
+# pyqtgraph and numba): a venv made before the switch drops the full one first, so the two never
+# overwrite each other's files.
+if "$py" -m pip show --quiet pylablib >/dev/null 2>&1; then
+    echo "setup: replacing pylablib with pylablib-lightweight"
+    "$py" -m pip uninstall --quiet --yes pylablib
+    if "$py" -m pip show --quiet pylablib-lightweight >/dev/null 2>&1; then  # its files went too
+        "$py" -m pip install --quiet --force-reinstall --no-deps pylablib-lightweight
+    fi
+fi
 "$py" -m pip install --quiet -e ".[test]"
 echo "setup: done ($("$py" -c 'import sys; print(sys.version.split()[0])'))"

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,11 +25,15 @@ WEAK_FRACTION = 0.2  # the flat frame's 99th percentile must reach this share of
 MAX_EXPOSURE_US = 1_000_000.0  # longest exposure a calibration will use (1 s)
 
 
+if TYPE_CHECKING:
+    from hardware.rig import Rig
+
+
 @dataclass
 class Bench:
     """An opened rig, set up for a calibration: empty slot in, camera at 0 mm, exposure chosen."""
 
-    rig: object  # hardware.rig.Rig
+    rig: Rig
     rig_path: str
     roi_px: tuple[int, int]
     exposure_us: float
@@ -36,7 +41,8 @@ class Bench:
 
     @property
     def window(self) -> tuple[int, int]:
-        return tuple(self.rig.slm.window_shape)
+        rows, cols = self.rig.slm.window_shape
+        return int(rows), int(cols)
 
     def show(self, gray: np.ndarray, wait_s: float) -> float:
         """Shows ``gray``, waits ``wait_s`` after the flip on the rig's clock; returns the flip time."""
@@ -80,9 +86,8 @@ def open_rig(rig_path: str | None):
 
 def calibration_roi(rig) -> tuple[int, int]:
     """The camera ROI: the SLM window's size, within the sensor (the relays image it 1:1)."""
-    window = rig.slm.window_shape
-    sensor = rig.config.camera.sensor_px
-    return tuple(int(min(w, s)) for w, s in zip(window, sensor, strict=True))
+    (wr, wc), (sr, sc) = rig.slm.window_shape, rig.config.camera.sensor_px
+    return int(min(wr, sr)), int(min(wc, sc))
 
 
 def camera_top(camera) -> float:

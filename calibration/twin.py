@@ -364,6 +364,7 @@ def fit_twin(run: RunData, iterations: int, seed: int, advance=None, realisation
         if it < iterations - 1:
             update(run, measured, simulated, p, (run.dark_mean, run.dark_std), dark_sim)
     p.notes = notes_for(run, measured, p)
+    assert simulated is not None, "at least one round"
     return p, measured, simulated, twin_rig_dict(run, p, seed)
 
 

@@ -6,14 +6,22 @@ FFTs alone, on the same grid and arrays: the forward and inverse FFTs pruned to 
 and columns (what the chain runs), and beside it two full 2-D FFTs (what an unpruned chain would
 need) (docs/simulation.md, "Speed"). Target (issue 16): a frame within 1.5× its FFT floor; the
 ratio is printed beside each row.
-Run: ``.venv/bin/python bench/bench_sim.py``.
+Run: ``.venv/bin/python bench/bench_sim.py``. ``--before REV`` also times, in the same run and on
+the same rig, the optics and sensor of hardware/sim at git revision REV (``git show`` into a temp
+module; e.g. ``--before HEAD`` before committing a speed change), and checks both give the same
+frame bytes. ``--frames N`` (default 40) frames per timing.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import importlib.util
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 N_FRAMES = 40
 REPEATS = 3
+CLOCK = time.perf_counter  # --cpu-time: time.process_time (this process's CPU, all threads)
 
 
 def best_ms(fn, n: int) -> float:
@@ -31,11 +40,39 @@ def best_ms(fn, n: int) -> float:
     fn()
     runs = []
     for _ in range(REPEATS):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         for _ in range(n):
             fn()
-        runs.append((time.perf_counter() - t0) / n * 1e3)
+        runs.append((CLOCK() - t0) / n * 1e3)
     return statistics.median(runs)
+
+
+def best_pair_ms(fn_a, fn_b, n: int) -> tuple[float, float]:
+    """best_ms of two functions timed in alternation (the same load for both), in ms."""
+    fn_a()
+    fn_b()
+    runs_a, runs_b = [], []
+    for _ in range(REPEATS):
+        for fn, runs in ((fn_a, runs_a), (fn_b, runs_b)):
+            t0 = CLOCK()
+            for _ in range(n):
+                fn()
+            runs.append((CLOCK() - t0) / n * 1e3)
+    return statistics.median(runs_a), statistics.median(runs_b)
+
+
+def same_bytes(fn_a, fn_b, digests: list, counter: list, n: int = 4) -> bool:
+    """Whether n frames from fn_a and fn_b (the same patterns and keys) have the same bytes."""
+    out = []
+    counter[1] = True
+    for fn in (fn_a, fn_b):
+        digests.clear()
+        counter[0] = 0
+        for _ in range(n):
+            fn()
+        out.append(list(digests))
+    counter[1] = False
+    return len(out[0]) == n and out[0] == out[1]
 
 
 def fft_floor_ms(shape, nr: int, nc: int, window) -> tuple[float, float]:
@@ -61,6 +98,39 @@ def fft_floor_ms(shape, nr: int, nc: int, window) -> tuple[float, float]:
     return best_ms(pruned, N_FRAMES), best_ms(full, N_FRAMES)
 
 
+def module_at(rev: str, path: str, name: str, tmp: Path):
+    """hardware/sim's module ``path`` as it was at git revision ``rev``, imported as ``name``."""
+    root = Path(__file__).resolve().parents[1]
+    text = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, check=True, capture_output=True,
+                          text=True).stdout
+    file = tmp / f"{name}.py"
+    file.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, file)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def before_parts(rev: str, rig, tmp: Path):
+    """(OpticalModel, Sensor) built from hardware/sim/optics.py and sensor.py at ``rev``."""
+    optics_mod = module_at(rev, "hardware/sim/optics.py", "_before_optics", tmp)
+    sensor_mod = module_at(rev, "hardware/sim/sensor.py", "_before_sensor", tmp)
+    now = rig.camera._bench.optics
+    optics = optics_mod.OpticalModel(now.sim, now.geo, _PhaseTable(now.lut_phase), now.seed)
+    optics.lut_field, optics.lut_phase = now.lut_field, now.lut_phase  # the very same LUT
+    s = rig.camera.sensor
+    sensor = sensor_mod.Sensor(s.spec, s.color_mode, s.sensor_px, s.noise)
+    return optics, sensor
+
+
+class _PhaseTable:
+    """The one attribute of a PhaseLUT that OpticalModel reads (its tables are then replaced)."""
+
+    def __init__(self, phase_rad):
+        self.phase_rad = np.asarray(phase_rad)
+
+
 def cpu_model() -> str:
     """The CPU's model name (as lscpu prints it), or the platform's processor string."""
     try:
@@ -75,40 +145,75 @@ def cpu_model() -> str:
 
 
 def main() -> int:
+    global N_FRAMES, CLOCK
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", metavar="REV", help="also time hardware/sim's optics and sensor at REV")
+    ap.add_argument("--frames", type=int, default=N_FRAMES, help="frames per timing (default 40)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time this process's CPU (all threads) instead of the wall clock: steadier "
+                         "on a shared machine, where waiting for a core dominates wall times")
+    args = ap.parse_args()
+    N_FRAMES = args.frames
+    CLOCK = time.process_time if args.cpu_time else time.perf_counter
     from hardware.rig import build_rig, load_rig
     from hardware.sim.operator import ScriptedOperator
     from hardware.sim.optics import WORKERS
 
     rig = build_rig(load_rig(), ScriptedOperator(interactive=False))
-    optics = rig.camera._bench.optics
+    bench = rig.camera._bench
+    optics, sensor = bench.optics, rig.camera.sensor
+    before = None
+    if args.before:
+        tmp = Path(tempfile.mkdtemp(prefix="bench_sim_before_"))
+        before = before_parts(args.before, rig, tmp)
     window = rig.slm.window_shape
     rng = np.random.default_rng(0)
     patterns = [rig.lut.binary_to_gray(np.kron(rng.integers(0, 2, (25, 25)), np.ones((32, 32), np.uint8)))
                 for _ in range(8)]
     print(f"cpu: {cpu_model()}; cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}; "
-          f"scipy.fft workers={WORKERS}; frame 800×800, window {window}")
+          f"scipy.fft workers={WORKERS}; frame 800×800, window {window}"
+          + (f"; before = hardware/sim at {args.before}" if before else "")
+          + ("; times: process CPU time" if args.cpu_time else "; times: wall clock"))
+    extra = " before ms/frame | before / floor | same bytes |" if before else ""
     print("| diffuser, distance | grid | ms/frame (show + capture) | frames/s | FFT floor: pruned pair ms "
-          "| frame / floor | two full 2-D FFTs ms |")
-    print("|---|---|---|---|---|---|---|")
+          "| frame / floor | two full 2-D FFTs ms |" + extra)
+    print("|---|---|---|---|---|---|---|" + ("---|---|---|" if before else ""))
     for diffuser, distance in (("220", 0.0), ("220", 20.0), ("220", 40.0), ("1500", 40.0)):
         rig.changer.select(diffuser)
         rig.stage.move_to_mm(distance)
         rig.camera.configure((800, 800), 2000.0)
-        counter = [0]
+        counter = [0, False]  # frame number, whether to record each frame's digest
+        digests: list[str] = []
 
-        def frame(diffuser=diffuser, distance=distance, counter=counter):
+        def frame(diffuser=diffuser, distance=distance, counter=counter, digests=digests):
             i = counter[0] = counter[0] + 1
             rig.slm.show_gray(patterns[i % len(patterns)])
             rig.camera._cache = None  # a new pattern each frame: never reuse the last irradiance
-            rig.camera.capture(1000.0, key=("pair", diffuser, distance, i, 0))
+            f = rig.camera.capture(1000.0, key=("pair", diffuser, distance, i % 3, 0))
+            if counter[1]:
+                digests.append(hashlib.sha256(f.image.tobytes()).hexdigest())
 
-        ms = best_ms(frame, N_FRAMES)
+        def frame_before():
+            bench.optics, rig.camera.sensor = before
+            try:
+                frame()
+            finally:
+                bench.optics, rig.camera.sensor = optics, sensor
+
+        if before:  # interleaved, so both see the same load
+            ms, old_ms = best_pair_ms(frame, frame_before, N_FRAMES)
+        else:
+            ms = best_ms(frame, N_FRAMES)
         plan = optics.plan((800, 800))
         pr = optics.pruned(plan, distance)
         floor, full_ms = fft_floor_ms(plan.shape, len(pr.rows), len(pr.cols), window)
         (n0, n1), nr, nc = plan.shape, len(pr.rows), len(pr.cols)
-        print(f"| {diffuser} grit, {distance:g} mm | {n0}×{n1} (iris: {nr}×{nc}) | {ms:.1f} | {1e3 / ms:.0f} "
-              f"| {floor:.1f} | {ms / floor:.2f} | {full_ms:.1f} |")
+        row = (f"| {diffuser} grit, {distance:g} mm | {n0}×{n1} (iris: {nr}×{nc}) | {ms:.1f} "
+               f"| {1e3 / ms:.0f} | {floor:.1f} | {ms / floor:.2f} | {full_ms:.1f} |")
+        if before:
+            same = "yes" if same_bytes(frame, frame_before, digests, counter) else "NO"
+            row += f" {old_ms:.1f} | {old_ms / floor:.2f} | {same} |"
+        print(row)
 
     # where the time goes, for the 40 mm block
     rig.changer.select("220")

@@ -33,6 +33,7 @@ step); ``relay_pupil_corners = true`` applies it anyway (4 full FFTs per frame).
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,6 +130,7 @@ class OpticalModel:
         self._transfer: dict[tuple[Px2, float], np.ndarray] = {}
         self._pruned: dict[tuple, _Pruned] = {}
         self._beam: np.ndarray | None = None
+        self._local = threading.local()  # per-thread work arrays (_work)
         self.window_in_screen = tuple(slice(SCREEN_MARGIN, SCREEN_MARGIN + w) for w in geo.window)
 
     # -- caches -------------------------------------------------------------------------------------
@@ -301,23 +303,42 @@ class OpticalModel:
         reverse and evaluates only the ROI. Equal to ``camera_field`` (test_sim_physics) at about
         the cost of one full 2-D FFT instead of two.
         """
+        return self._roi_field(slm_field, diffuser, distance_mm, roi, drift, grid).copy()
+
+    def _work(self, key: str, shape: Px2) -> np.ndarray:
+        """A complex64 work array kept between frames, one per thread (fresh 6 MB arrays cost
+        page faults comparable to the FFT passes)."""
+        bufs = self._local.__dict__.setdefault("bufs", {})
+        if bufs.get(key) is None or bufs[key].shape != shape:
+            bufs[key] = np.zeros(shape, np.complex64)
+        return bufs[key]
+
+    def _roi_field(self, slm_field: np.ndarray, diffuser: str, distance_mm: float, roi: Px2,
+                   drift: Drift = NO_DRIFT, grid: Px2 | None = None) -> np.ndarray:
+        """``camera_field_roi``'s field as a view into a work array (valid until the next call)."""
         plan = self.plan(roi, grid)
         if plan.relay_mask is not None:
             behind = self.diffuser_field(slm_field, diffuser, plan, drift)
             return self.camera_field(behind, distance_mm, plan)[plan.roi]
         pr = self.pruned(plan, distance_mm)
         screen = self.screen_field(diffuser, drift)
-        g = slm_field * screen[self.window_in_screen]  # the field behind the diffuser, window only
         n0, n1 = plan.shape
-        a = sfft.fft(g, n=n0, axis=0, workers=WORKERS, overwrite_x=True)[pr.rows]
-        b = sfft.fft(a, n=n1, axis=1, workers=WORKERS, overwrite_x=True)[:, pr.cols]
+        w0, w1 = slm_field.shape
+        # the field behind the diffuser (window only), zero-padded to n0 rows in a kept array:
+        # the same input as fft(g, n=n0), without scipy's padded copy, transformed in place
+        g = self._work("g", (n0, w1))
+        np.multiply(slm_field, screen[self.window_in_screen], out=g[:w0])
+        g[w0:] = 0
+        a = np.asarray(sfft.fft(g, axis=0, workers=WORKERS, overwrite_x=True))[pr.rows]
+        b = np.asarray(sfft.fft(a, n=n1, axis=1, workers=WORKERS, overwrite_x=True))[:, pr.cols]
         b *= pr.transfer  # iris × H_z, with the window's offset on the grid as a phase ramp
         x = np.zeros((len(pr.rows), n1), np.complex64)
         x[:, pr.cols] = b
-        y = sfft.ifft(x, axis=1, workers=WORKERS, overwrite_x=True)[:, plan.roi[1]]
-        z = np.zeros((n0, y.shape[1]), np.complex64)
+        y = np.asarray(sfft.ifft(x, axis=1, workers=WORKERS, overwrite_x=True))[:, plan.roi[1]]
+        z = self._work("z", (n0, y.shape[1]))
+        z.fill(0)  # the last frame's inverse FFT ran in place
         z[pr.rows] = y
-        return sfft.ifft(z, axis=0, workers=WORKERS, overwrite_x=True)[plan.roi[0]]
+        return np.asarray(sfft.ifft(z, axis=0, workers=WORKERS, overwrite_x=True))[plan.roi[0]]
 
     def irradiance(self, slm_field: np.ndarray, diffuser: str, distance_mm: float, roi: Px2 | None,
                    drift: Drift = NO_DRIFT, grid_roi: Px2 | None = None,
@@ -328,12 +349,20 @@ class OpticalModel:
         grid shape (default: the rig's one grid for the ROI).
         """
         if roi is not None:
-            field = self.camera_field_roi(slm_field, diffuser, distance_mm, roi, drift, grid)
+            field = self._roi_field(slm_field, diffuser, distance_mm, roi, drift, grid)
         else:
             plan = self.plan(grid_roi or self.geo.window, grid)
             field = self.camera_field(self.diffuser_field(slm_field, diffuser, plan, drift),
                                       distance_mm, plan)
-        return (field.real * field.real + field.imag * field.imag).astype(np.float32, copy=False)
+        # |E|² = re² + im², each step rounded to float32 as before, with one temporary kept
+        out = np.empty(field.shape, np.float32)
+        np.multiply(field.real, field.real, out=out)
+        tmp = self._local.__dict__.get("sq")
+        if tmp is None or tmp.shape != field.shape:
+            tmp = self._local.sq = np.empty(field.shape, np.float32)
+        np.multiply(field.imag, field.imag, out=tmp)
+        out += tmp
+        return out
 
     def light_share(self, diffuser: str, distance_mm: float, roi: Px2,
                     gray: np.ndarray | None = None) -> float:

@@ -17,6 +17,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from speckle_core.runfile import FORMAT
+
 BOTH = ("read", "resume")
 RESUME = ("resume",)
 
@@ -131,7 +133,7 @@ def non_utf8_block_diffuser(path: Path, victim: Path) -> None:
 
 def array_format(path: Path, victim: Path) -> None:
     with h5py.File(path, "r+") as f:
-        f.attrs["format"] = np.array(["speckle-lab/1", "speckle-lab/1"], dtype=h5py.string_dtype())
+        f.attrs["format"] = np.array([FORMAT, FORMAT], dtype=h5py.string_dtype())
 
 
 def non_utf8_format(path: Path, victim: Path) -> None:

@@ -1,7 +1,7 @@
 """NeXus attributes, so general HDF5 viewers (h5web, silx, NeXpy) plot a run file by default.
 
 Written once, when the file is laid out (:func:`speckle_core.runfile.writer.create_run`); nothing in
-the ``speckle-lab/1`` contract changes, and files written before open as they did.
+the run-file contract (``FORMAT``) changes, and files written before open as they did.
 
 What is added (NeXus base classes NXroot, NXentry, NXdata, NXcollection; the default-plot rule is
 NeXus' "Find the plottable data", https://manual.nexusformat.org/datarules.html):

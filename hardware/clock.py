@@ -39,18 +39,26 @@ class RealClock:
 
 
 class SimClock:
-    """Virtual time for the simulated rig: advanced by ``sleep`` and ``advance``, never by the host."""
+    """Virtual time for the simulated rig: advanced by ``sleep`` and ``advance``, never by the host.
+
+    With ``real_waits``, ``sleep`` also waits that long on the host (virtual time advances by exactly
+    the same amount, so frames are unchanged): a run then takes as long as its waits say, as on the
+    bench (``[sim] real_time_waits``; tests that interrupt a run mid-way rely on it).
+    """
 
     simulated = True
 
-    def __init__(self, start_s: float = 0.0):
+    def __init__(self, start_s: float = 0.0, real_waits: bool = False):
         self._now = float(start_s)
+        self.real_waits = bool(real_waits)
 
     def monotonic(self) -> float:
         return self._now
 
     def sleep(self, seconds: float) -> None:
         self.advance(seconds)
+        if self.real_waits and seconds > 0:
+            time.sleep(float(seconds))
 
     def advance(self, seconds: float) -> None:
         s = float(seconds)

@@ -20,7 +20,7 @@ ALSO_COMPARED = ("blocks/exposure_us", "blocks/done", "dark/frame", "dark/done",
 
 TINY_SIM_RIG = {"name": "tiny simulated rig", "slm": {"kind": "sim", "window_px": [32, 32]},
                 "camera": {"kind": "sim"}, "stage": {"kind": "sim"}, "changer": {"kind": "sim"},
-                "sim": {"seed": 0}}
+                "sim": {"seed": 0, "real_time_waits": True}}  # settle_ms paces a run in real time
 
 
 def write_toml(path: Path, doc: dict) -> Path:

@@ -97,6 +97,9 @@ class FaultRates(StrictModel):
 class SimConfig(StrictModel):
     seed: int = Field(default=0, ge=0, description="fixes every diffuser's phase screen and all noise")
     noise: bool = True  # False: noiseless frames (the irradiance, quantised by the ADC only)
+    # True: the rig's waits (settle_ms after each flip) also pass on the host, so a run lasts as long
+    # as on the bench; the frames are the same either way (the virtual clock advances identically)
+    real_time_waits: bool = False
 
     # -- optics (paper, "Optical imaging system"; docs/design.md, "The rig") ------------------------------
     wavelength_nm: float = Field(default=632.8, gt=300, lt=2000)  # HeNe (paper)

@@ -56,7 +56,7 @@ class SimBench:
             lut = PhaseLUT(true_phase_curve(response, self.sim.wavelength_nm, config.slm.stroke_mode))
         self.optics = OpticalModel(self.sim, self.geometry, lut, self.sim.seed)
         window = tuple(config.slm.window_px)
-        self.clock = SimClock(time.monotonic())  # virtual: see the module doc
+        self.clock = SimClock(time.monotonic(), self.sim.real_time_waits)  # virtual: see the module doc
         self.clock_start = self.clock.monotonic()  # bench time 0 (the SLM flicker's phase)
         self.lc = LiquidCrystal(self.optics.lut_phase, response, self.sim.slm_response_ms, window)
         self.gray = np.zeros(window, np.uint8)

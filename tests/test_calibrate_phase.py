@@ -25,7 +25,8 @@ def calibrate(tmp_path, rig, *extra) -> int:
 
 
 @pytest.mark.slow
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=3, deadline=None, derandomize=True,  # the same examples on every CI run
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pi_gray=st.floats(95.0, 235.0), gamma=st.floats(0.8, 2.0), saturation=st.floats(0.0, 1.5),
        seed=st.integers(0, 50))
 def test_the_pi_level_is_recovered_within_two_gray_levels(tmp_path, pi_gray, gamma, saturation, seed):

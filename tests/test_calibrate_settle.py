@@ -33,7 +33,8 @@ def calibrate(tmp_path, rig, *extra) -> int:
 
 
 @pytest.mark.slow
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=3, deadline=None, derandomize=True,  # the same examples on every CI run
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rise=st.floats(2.0, 30.0), fall_ratio=st.floats(1.0, 2.5), share=st.sampled_from([0.0, 0.1, 0.25]),
        factor=st.floats(2.0, 4.0), seed=st.integers(0, 50))
 def test_the_settle_time_is_recovered_within_ten_percent(tmp_path, rise, fall_ratio, share, factor, seed):

@@ -31,7 +31,7 @@ def acquire_and_fit(folder, *extra, **case) -> tuple[int, int]:
 @pytest.mark.xfail(strict=False, reason="known limit (issue 15 stays open): a weakly scattering diffuser's "
                    "correlation length can come out more than 20 % off (seen: 5.0 µm fitted as 3.4, 6.0 as "
                    "7.45) while NA and rms heights stay within their bounds; see docs/calibration.md")
-@settings(max_examples=2, deadline=None, derandomize=True,  # the same examples on every CI run
+@settings(max_examples=1, deadline=None, derandomize=True,  # one fixed draw: ~3 min of CPU each
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(na=st.floats(0.009, 0.015), a_h=st.floats(0.26, 0.36), a_w=st.floats(8.0, 12.0),
        b_h=st.floats(0.20, 0.26), b_w=st.floats(5.0, 9.0), seed=st.integers(0, 100))

@@ -36,7 +36,7 @@ import numpy as np
 from speckle_core.errors import UserError
 from speckle_core.fileio import check_free_space, describe_os_error, is_disk_full
 from speckle_core.h5safety import read_checked
-from speckle_core.runfile import open_run, read_string_array
+from speckle_core.runfile import open_run, read_roles, read_string_array
 
 CACHE_VERSION = 1
 CHUNK_ROWS = 16
@@ -85,11 +85,7 @@ def read_index(path: str | Path) -> PairIndex:
         obj = np.asarray(p["object_index"][()], dtype=np.int64)
         diffuser = read_string_array(p["diffuser"])
         distance = np.asarray(p["distance_mm"][()], dtype=np.float64)
-        if "role" in p:
-            role = read_string_array(p["role"])
-        else:  # the largest distance is the validation distance (the paper: 40 mm)
-            uniq = np.unique(distance)
-            role = np.where(np.isclose(distance, uniq.max()) & (len(uniq) > 1), "validation", "train")
+        role = read_roles(p)
         split = read_string_array(f["objects/split"])
         names = read_string_array(f["objects/name"]) if "objects/name" in f else None
         shape = tuple(p["speckle"].shape[1:3])

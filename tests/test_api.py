@@ -187,3 +187,15 @@ def test_the_run_file_records_the_camera_settings_read_back(tmp_path):
         settings = json.loads(run.file.attrs["camera_settings"])
     assert settings["gamma"] == 1.0 and settings["auto_gain"] is False
     assert settings["color_mode"] == "mono8" and 0 < settings["saturation_level"] <= 255
+
+
+def test_a_run_without_roles_has_its_largest_distance_as_validation_as_in_training(tmp_path):
+    from reconstruction.data import read_index
+
+    path = write_tiny_dataset(tmp_path / "run.h5", n_objects=3, with_role=False, n_not_done=0)
+    with sl.open_run(path) as run:
+        validation = run.select(role="validation")
+        assert set(validation.distance_mm) == {40.0}
+        assert len(validation) == len(run.select(distance_mm=40))
+    index = read_index(path)
+    assert np.array_equal(np.sort(index.rows[index.role == "validation"]), validation.rows)

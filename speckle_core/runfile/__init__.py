@@ -26,6 +26,7 @@ from speckle_core.runfile.reader import (
     dataset,
     open_run,
     read_array,
+    read_roles,
     read_string_array,
     read_strings,
 )
@@ -34,6 +35,6 @@ from speckle_core.runfile.writer import RunWriter, create_run, software_versions
 __all__ = [
     "CREATING_SUFFIX", "DEFAULT_SYNC_INTERVAL_S", "FORMAT", "OBJECT_FIELDS", "PAIR_FIELDS", "RESUME_NEEDS",
     "ROOT_ATTRS", "RUN_CHECKS", "BlockSpec", "RunLayout", "RunWriter", "check_resumable", "check_run",
-    "create_run", "dataset", "open_run", "read_array", "read_string_array", "read_strings",
+    "create_run", "dataset", "open_run", "read_array", "read_roles", "read_string_array", "read_strings",
     "software_versions",
 ]

@@ -185,3 +185,16 @@ def read_strings(ds: h5py.Dataset) -> list[str]:
 def read_string_array(ds: h5py.Dataset) -> np.ndarray:
     """A string dataset as a numpy array of str (for masks and ``np.isin``)."""
     return np.asarray(read_strings(ds), dtype=str)
+
+
+def read_roles(pairs: h5py.Group) -> np.ndarray:
+    """Each row's role: ``/pairs/role`` when the file has it; otherwise (a file from another tool)
+    the largest distance of the run is "validation" and the others "train" (the paper: 0/20 mm
+    train, 40 mm validation)."""
+    if "role" in pairs:
+        return read_string_array(pairs["role"])
+    distance = np.asarray(pairs["distance_mm"][()], dtype=np.float64)
+    uniq = np.unique(distance)
+    if len(uniq) < 2:
+        return np.full(len(distance), "train")
+    return np.where(np.isclose(distance, uniq.max()), "validation", "train")

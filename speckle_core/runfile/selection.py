@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from speckle_core.fileio import check_memory
-from speckle_core.runfile.reader import open_run, read_string_array
+from speckle_core.runfile.reader import open_run, read_roles, read_string_array
 
 
 def _as_list(value) -> list | None:
@@ -74,8 +74,7 @@ class RunData:
         self.object_index_all = np.asarray(p["object_index"][()], dtype=np.int64)
         self.diffuser_all = read_string_array(p["diffuser"])
         self.distance_mm_all = np.asarray(p["distance_mm"][()], dtype=np.float64)
-        self.role_all = (read_string_array(p["role"]) if "role" in p
-                         else np.full(len(self.done), "train", dtype=object).astype(str))
+        self.role_all = read_roles(p)
         self.object_names = read_string_array(file["objects/name"])
         self.object_split = read_string_array(file["objects/split"])
         self._patterns: np.ndarray | None = None

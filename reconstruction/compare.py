@@ -2,7 +2,8 @@
 
 Every model is trained on the same pairs, with the same seeds, options and budget, by the training API
 (``reconstruction.train``), then scored on the same evaluation pairs (``reconstruction.evaluate``).
-The budget is either the same number of epochs (``epochs``) or the same wall time (``budget_minutes``):
+The budget is either the same number of epochs (``epochs``) or the same time (``budget_minutes``, on the
+wall clock or, with ``clock="cpu"``, on the process's CPU time: ``budget_clock``):
 each model's epochs are planned from a short timing of its training steps on the run's own batches so
 that its whole learning-rate schedule fits the minutes, and training also stops when the minutes are
 spent. Wall time on a shared machine varies with the load: ``compare.json`` records each model's
@@ -39,6 +40,23 @@ from speckle_core.errors import UserError
 ABLATIONS = {"no-attention": {"attention": False}}
 ALL_METRICS = ("pcc", "ssim", "jaccard", "psnr")  # compare.json holds all; compare.md PCC and SSIM
 PROBE_STEPS = 4  # timed training steps per model when planning a time budget
+CLOCKS = ("wall", "cpu")
+
+
+def budget_clock(kind: str):
+    """The clock a time budget is counted on, as a function returning seconds.
+
+    ``"wall"``: elapsed time (``time.perf_counter``). ``"cpu"``: this process's CPU time (all its
+    threads) divided by torch's thread count, i.e. the wall time the same work takes when the process
+    has its cores to itself. On a machine shared with other jobs the wall clock gives a model trained
+    while the load is high fewer steps than one trained while it is low; the CPU clock does not.
+    """
+    if kind == "wall":
+        return time.perf_counter
+    import torch
+
+    threads = max(1, torch.get_num_threads())
+    return lambda: time.process_time() / threads
 
 
 @dataclass
@@ -61,6 +79,7 @@ class CompareSettings:
     seeds: tuple = (0,)
     epochs: int | None = None
     budget_minutes: float | None = None
+    clock: str = "wall"  # what --budget-minutes counts: "wall" or "cpu" (see budget_clock)
     device: str = "auto"
     eval_max: int = 64
     n_boot: int = 2000
@@ -94,6 +113,8 @@ def check_settings(s: CompareSettings) -> None:
     if s.budget_minutes is not None and not (isinstance(s.budget_minutes, int | float)
                                              and 0 < s.budget_minutes < math.inf):
         raise UserError(f"--budget-minutes: must be a positive number (got {s.budget_minutes!r})")
+    if s.clock not in CLOCKS:
+        raise UserError(f"--clock: must be one of {', '.join(CLOCKS)} (got {s.clock!r})")
     if not s.seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in s.seeds):
         raise UserError(f"--seeds: must be non-negative integers (got {s.seeds!r})")
     if not isinstance(s.n_boot, int) or s.n_boot < 100:
@@ -112,9 +133,9 @@ def _train_config(run, folder: Path, spec: ModelSpec, s: CompareSettings, seed: 
     return cfg
 
 
-def seconds_per_epoch(cfg, steps: int = PROBE_STEPS) -> float:
-    """Estimated wall seconds of one epoch of ``cfg``: ``steps`` timed training steps on the run's own
-    batches (after one warm-up step), times the batches per epoch, plus the per-epoch scoring of the
+def seconds_per_epoch(cfg, steps: int = PROBE_STEPS, clock=time.perf_counter) -> float:
+    """Estimated seconds (on ``clock``) of one epoch of ``cfg``: ``steps`` timed training steps on the
+    run's own batches (after one warm-up step), times the batches per epoch, plus the per-epoch scoring of the
     test and validation subsets (forward only, counted as a third of a step per batch)."""
     import torch
 
@@ -136,7 +157,7 @@ def seconds_per_epoch(cfg, steps: int = PROBE_STEPS) -> float:
     for i in range(steps + 1):
         x, y = cache.batch(np.sort(rng.choice(sets["train"], size=min(cfg.batch_size, len(sets["train"])),
                                               replace=False)))
-        t0 = time.perf_counter()
+        t0 = clock()
         x, y = to_device(x, device), to_device(y, device)
         with autocast(device):
             logits = model.forward_logits(x)
@@ -146,7 +167,7 @@ def seconds_per_epoch(cfg, steps: int = PROBE_STEPS) -> float:
         opt.step()
         float(loss.detach())  # waits for the device
         if i:
-            times.append(time.perf_counter() - t0)
+            times.append(clock() - t0)
     step_s = float(np.median(times))
     n_batches = math.ceil(len(sets["train"]) / cfg.batch_size)
     n_eval = sum(math.ceil(len(sets[k]) / max(8, cfg.batch_size)) for k in ("test", "validation"))
@@ -170,10 +191,10 @@ def plan_epochs(run, out: Path, spec: ModelSpec, s: CompareSettings, seed: int, 
         return s.epochs, math.nan
     cfg = _train_config(run, model_folder(out, spec, s, seed), spec, s, seed, 1)
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    per_epoch = seconds_per_epoch(cfg)
+    per_epoch = seconds_per_epoch(cfg, clock=budget_clock(s.clock))
     epochs = max(1, int(s.budget_minutes * 60 // per_epoch))
-    log(f"compare: {spec.label} (seed {seed}): ~{per_epoch:.1f} s/epoch here, so {epochs} epoch(s) in "
-        f"{s.budget_minutes:g} min")
+    log(f"compare: {spec.label} (seed {seed}): ~{per_epoch:.1f} s/epoch ({s.clock} clock) here, so {epochs} "
+        f"epoch(s) in {s.budget_minutes:g} min")
     return epochs, per_epoch
 
 
@@ -193,30 +214,30 @@ def train_one(run, out: Path, spec: ModelSpec, s: CompareSettings, seed: int, pr
         _write_plan(folder, {"label": spec.label, "epochs": epochs, "est_s_per_epoch": est, "trained_s": 0.0,
                              "settings": _settings_key(s)})
         done = _stored_plan(folder)
-    elif done["settings"] != _settings_key(s):
+    elif (stored := {"clock": "wall", **done["settings"]}) != _settings_key(s):  # no clock: older, wall
         now = _settings_key(s)
-        key = next(k for k in now if done["settings"].get(k) != now[k])
+        key = next(k for k in now if stored.get(k) != now[k])
         raise UserError(f"{folder}: was trained with other compare options ({key} = "
-                        f"{done['settings'].get(key)!r}, now {now[key]!r}); delete it or choose another "
-                        "--out")
+                        f"{stored.get(key)!r}, now {now[key]!r}); delete it or choose another --out")
     state = load_checkpoint(last) if last.is_file() else None
     if state is not None and (int(state["epoch"]) >= done["epochs"] or done.get("budget_spent")):
         log(f"compare: {folder} is trained ({state['epoch']} epochs): reusing it")
         return done
     cfg = _train_config(run, folder, spec, s, seed, done["epochs"])
     budget = None if s.budget_minutes is None else s.budget_minutes * 60 - done["trained_s"]
-    t0 = time.perf_counter()
+    clock = budget_clock(s.clock)
+    t0 = clock()
 
     def over_budget(record) -> bool:
-        return budget is not None and time.perf_counter() - t0 > budget
+        return budget is not None and clock() - t0 > budget
 
     log(f"compare: training {spec.label} (seed {seed}) for {done['epochs']} epoch(s) into {folder}")
     try:
         train(cfg, resume=state is not None, progress=progress, log=lambda m: log(f"  {m}"),
               stop_when=over_budget)
     finally:
-        done["trained_s"] += time.perf_counter() - t0
-        done["budget_spent"] = bool(budget is not None and time.perf_counter() - t0 > budget)
+        done["trained_s"] += clock() - t0
+        done["budget_spent"] = bool(budget is not None and clock() - t0 > budget)
         _write_plan(folder, done)
     return done
 

@@ -27,6 +27,9 @@ def _seeds(text: str) -> tuple[int, ...]:
 @click.option("--epochs", type=int, default=None, help="Train every model for this many epochs.")
 @click.option("--budget-minutes", type=float, default=None,
               help="Or: give every model (and seed) this many minutes of training on this machine.")
+@click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+              help="What --budget-minutes counts: elapsed time, or this process's CPU time per thread "
+                   "(fair on a machine shared with other jobs).")
 @click.option("--seeds", default="0", show_default=True, help="Seeds, comma-separated; every model trains "
                                                                "once per seed and metrics are averaged.")
 @click.option("--image-size", default=64, show_default=True, type=int)
@@ -39,7 +42,8 @@ def _seeds(text: str) -> tuple[int, ...]:
               help="Bootstrap replicates per interval.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def compare(run: str, models: str, out_dir: str, epochs: int | None, budget_minutes: float | None, seeds: str,
+def compare(run: str, models: str, out_dir: str, epochs: int | None, budget_minutes: float | None, clock: str,
+            seeds: str,
             image_size: int, batch_size: int, lr: float, loss: str, eval_max: int, n_boot: int, device: str,
             quiet: bool) -> None:
     """Train models on RUN.h5 under the same budget and seeds, then compare them with 95 % intervals."""
@@ -48,7 +52,7 @@ def compare(run: str, models: str, out_dir: str, epochs: int | None, budget_minu
     specs = parse_models(models)
     settings = CompareSettings(image_size=image_size, batch_size=batch_size, lr=lr, loss=loss,
                                seeds=_seeds(seeds), epochs=epochs, budget_minutes=budget_minutes,
-                               device=device, eval_max=eval_max, n_boot=n_boot)
+                               clock=clock, device=device, eval_max=eval_max, n_boot=n_boot)
     result = run_compare(run, specs, out_dir, settings, progress=not quiet, log=click.echo)
     click.echo(result["markdown"].rstrip())
     click.echo(f"wrote {result['files']['markdown']} and {result['files']['json']}")

@@ -29,10 +29,14 @@ def _ci(c: dict, fmt: str = ".3f") -> str:
     return f"{_num(c['mean'], fmt)} [{_num(c['lo'], fmt)}, {_num(c['hi'], fmt)}]"
 
 
+_CLOCK_NAMES = {"wall": "wall-time", "cpu": "CPU-time (the process's CPU seconds per thread)"}
+
+
 def _budget(result: dict) -> str:
     s = result["settings"]
     what = (f"the same {s['epochs']} epochs" if s.get("epochs") is not None
-            else f"the same wall-time budget of {s['budget_minutes']:g} min per model and seed")
+            else f"the same {_CLOCK_NAMES[s.get('clock', 'wall')]} budget of {s['budget_minutes']:g} min per "
+                 "model and seed")
     return (f"Each model trained with {what}, seeds {', '.join(map(str, s['seeds']))}, "
             f"{s['image_size']}×{s['image_size']}, batch {s['batch_size']}, learning rate {s['lr']:g} "
             f"(÷10 at 50 % and 75 % of its epochs), loss {s['loss']}; scored on `best.pt`.")

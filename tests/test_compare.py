@@ -112,3 +112,35 @@ def test_cli_time_budget_plans_epochs_from_timed_steps(tmp_path):
     data = json.loads((tmp_path / "out" / "compare.json").read_text())
     for plans in data["training"].values():
         assert plans[0]["epochs"] >= 1 and np.isfinite(plans[0]["est_s_per_epoch"])
+
+
+def test_cpu_budget_clock_does_not_count_time_the_process_waits():
+    import time
+
+    from reconstruction.compare import budget_clock
+
+    cpu, wall = budget_clock("cpu"), budget_clock("wall")
+    c0, w0 = cpu(), wall()
+    time.sleep(0.2)  # another job holding the cores looks like this to the process: no CPU time
+    assert wall() - w0 >= 0.2
+    assert cpu() - c0 < 0.05
+
+
+def test_an_unknown_budget_clock_is_refused():
+    with pytest.raises(UserError, match="--clock"):
+        check_settings(CompareSettings(budget_minutes=1.0, clock="gpu"))
+
+
+def test_a_compare_folder_from_before_the_clock_option_counts_as_wall_clock(compared, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(compared["out"], out)
+    for plan_file in out.glob("*/compare-plan.json"):
+        plan = json.loads(plan_file.read_text())
+        del plan["settings"]["clock"]
+        plan_file.write_text(json.dumps(plan))
+    logs = []
+    run_compare(compared["run"], parse_models(MODELS), out, compared["settings"], progress=False,
+                log=logs.append)
+    assert any("reusing it" in line for line in logs)

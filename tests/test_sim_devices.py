@@ -270,27 +270,3 @@ def test_scripted_operator_can_abort():
     op = ScriptedOperator([ABORT])
     with pytest.raises(DeviceError, match="operator"):
         op.request("Move the camera to 20 mm")
-
-
-def test_the_sensor_noise_is_standard_normal():
-    from hardware.sim.sensor import standard_normal
-
-    n = standard_normal(np.random.Generator(np.random.SFC64(0)), (400, 400)).astype(np.float64)
-    assert abs(n.mean()) < 0.01 and n.std() == pytest.approx(1.0, abs=0.01)
-    assert np.mean(np.abs(n) > 2) == pytest.approx(0.0455, abs=0.003)  # the Gaussian's 2σ tails
-
-
-@pytest.mark.parametrize("mean_e", [4.0, 100.0])  # exact Poisson below 10 e⁻, Gaussian above
-def test_sensor_noise_variance_is_shot_plus_read_noise(mean_e):
-    from hardware.sim.config import SensorSpec
-    from hardware.sim.sensor import Sensor
-
-    # full well 959 e⁻ over 1023 − 64 codes: 1 e⁻ per 10-bit count, 4 e⁻ per 8-bit step; the black
-    # level of 64 counts keeps the noise clear of the ADC's zero
-    # raw8: each pixel's own code, before the demosaic mixes neighbours
-    sensor = Sensor(SensorSpec(full_well_e=959.0, read_noise_e=8.0, black_level_adu=64), "raw8",
-                    (1024, 1280), noise=True)
-    lam = np.full((300, 300), mean_e, np.float32)
-    image, _ = sensor.read_out(lam, np.random.Generator(np.random.SFC64(1)))
-    out = image.astype(np.float64) * 4.0
-    assert out.var() == pytest.approx(lam[0, 0] + 64.0 + 16.0 / 12.0, rel=0.1)

@@ -3,9 +3,10 @@
 They implement the Protocols of hardware/interfaces.py. The camera computes each frame from what
 the bench holds now: the SLM's pattern, the diffuser in the beam, the camera distance.
 
-Determinism (docs/design.md, "Determinism"): a frame's noise comes from a generator seeded by
-hashing (rig seed, diffuser, distance, frame key, sub-frame index), never from a running generator,
-so the same key gives the same bytes in any process, in any order. ``capture(key=None)`` uses
+Determinism (docs/design.md, "Determinism"): a frame's noise is drawn pixel by pixel from a 64-bit
+key, a hash of (rig seed, diffuser, distance, frame key, sub-frame index), and the pixel's index
+(counter-based, hardware/sim/kernels.py), never from a running generator, so the same key gives
+the same bytes in any process, in any order, with any number of threads. ``capture(key=None)`` uses
 ("auto", n), n the count of key-less captures since the camera was built. Two optional effects make
 frames depend on history, by design: drift (the diffuser sliding, the beam tilting; on the capture
 count) and SLM settling (on the time since the flip). That time is the bench's virtual clock
@@ -27,6 +28,7 @@ from hardware.errors import DeviceError, DeviceTimeout
 from hardware.interfaces import Frame
 from hardware.lut import PhaseLUT
 from hardware.sim.diffuser import seed_sequence
+from hardware.sim.kernels import frame_key
 from hardware.sim.optics import Drift, Geometry, OpticalModel
 from hardware.sim.sensor import Sensor
 from hardware.sim.slm_response import LiquidCrystal, true_phase_curve
@@ -82,10 +84,13 @@ class SimBench:
         return not self.lc.settled(now_s)
 
     def slm_field(self, now_s: float) -> np.ndarray:
-        """The field leaving the SLM window at ``now_s`` on the bench clock."""
+        """The field leaving the SLM window at ``now_s`` on the bench clock; an ideal, settled SLM
+        gives its gray levels instead, which the optics look up in the LUT as they use them."""
         if self.settling(now_s):
             # hardware/sim/slm_response.py: each pixel relaxes from its phase at the flip
             return self.optics.slm_field_from_phase(self.lc.phase(now_s), now_s - self.clock_start)
+        if not self.optics.slm_faults:
+            return self.gray
         return self.optics.slm_field(self.gray, now_s - self.clock_start)
 
     def drift(self) -> Drift:
@@ -205,12 +210,13 @@ class SimCamera:
         start = b.clock.monotonic()
         irr = None if dark else self._irradiance(start + 0.5e-6 * self.exposure_us)
         b.clock.advance(1e-6 * self.exposure_us * int(average))
-        lam = self.sensor.mean_electrons(irr, self.exposure_us, self.roi)
         identity = (b.sim.seed, b.diffuser, _plain(float(b.distance_mm)), key)
         frames, clipped = [], 0.0
         for i in range(int(average)):
-            rng = np.random.Generator(np.random.SFC64(seed_sequence("frame", identity, i)))
-            image, red_clipped = self.sensor.read_out(lam, rng if b.sim.noise else None, self.roi)
+            # the sub-frame's noise key: a hash of its identity (hardware/sim/kernels.py)
+            noise_key = frame_key(seed_sequence("frame", identity, i).generate_state(2))
+            image, red_clipped = self.sensor.expose(irr, self.exposure_us, self.roi,
+                                                    noise_key if b.sim.noise else None)
             frames.append(image)
             clipped = max(clipped, red_clipped)  # averaging must not hide clipping
         if len(frames) == 1:

@@ -40,6 +40,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from hardware.lut import PhaseLUT
+from hardware.sim import kernels
 from hardware.sim.config import SimConfig
 from hardware.sim.diffuser import phase_screen
 from hardware.sim.geometry import Geometry, Px2, iris_amplitude
@@ -238,6 +239,13 @@ class OpticalModel:
             return np.take(self.lut_field, gray)
         return self.slm_field_from_phase(np.take(self.lut_phase, gray), t_s)
 
+    def as_field(self, source: np.ndarray) -> np.ndarray:
+        """The SLM field of ``source``: a field as it is, gray levels (uint8) through the LUT.
+
+        The chain's entry points take either: an ideal SLM's gray levels let the fast path fuse
+        the LUT lookup with the screen product (``kernels.window_field``), the same values."""
+        return np.take(self.lut_field, source) if source.dtype == np.uint8 else source
+
     def slm_field_from_phase(self, phase: np.ndarray, t_s: float = 0.0) -> np.ndarray:
         """The field leaving the SLM for a phase pattern at bench time ``t_s`` (config.py: the
         faults' models): flicker, fringing, then unmodulated light and the beam profile."""
@@ -269,6 +277,7 @@ class OpticalModel:
     def diffuser_field(self, slm_field: np.ndarray, diffuser: str, plan: _GridPlan,
                        drift: Drift = NO_DRIFT) -> np.ndarray:
         """Steps 1–3 on the grid: the field just behind the diffuser (complex64, a new array)."""
+        slm_field = self.as_field(slm_field)
         buf = np.zeros(plan.shape, np.complex64)
         screen = self.screen_field(diffuser, drift)
         if plan.relay_mask is None:  # no light outside the window: multiply the window only
@@ -327,7 +336,10 @@ class OpticalModel:
         # the field behind the diffuser (window only), zero-padded to n0 rows in a kept array:
         # the same input as fft(g, n=n0), without scipy's padded copy, transformed in place
         g = self._work("g", (n0, w1))
-        np.multiply(slm_field, screen[self.window_in_screen], out=g[:w0])
+        if slm_field.dtype == np.uint8:  # gray levels: the LUT lookup fused with the screen product
+            kernels.window_field(self.lut_field, slm_field, screen[self.window_in_screen], g[:w0])
+        else:
+            np.multiply(slm_field, screen[self.window_in_screen], out=g[:w0])
         g[w0:] = 0
         a = np.asarray(sfft.fft(g, axis=0, workers=WORKERS, overwrite_x=True))[pr.rows]
         b = np.asarray(sfft.fft(a, n=n1, axis=1, workers=WORKERS, overwrite_x=True))[:, pr.cols]
@@ -354,15 +366,7 @@ class OpticalModel:
             plan = self.plan(grid_roi or self.geo.window, grid)
             field = self.camera_field(self.diffuser_field(slm_field, diffuser, plan, drift),
                                       distance_mm, plan)
-        # |E|² = re² + im², each step rounded to float32 as before, with one temporary kept
-        out = np.empty(field.shape, np.float32)
-        np.multiply(field.real, field.real, out=out)
-        tmp = self._local.__dict__.get("sq")
-        if tmp is None or tmp.shape != field.shape:
-            tmp = self._local.sq = np.empty(field.shape, np.float32)
-        np.multiply(field.imag, field.imag, out=tmp)
-        out += tmp
-        return out
+        return kernels.intensity(field)  # |E|² = re·re + im·im in float32, one compiled pass
 
     def light_share(self, diffuser: str, distance_mm: float, roi: Px2,
                     gray: np.ndarray | None = None) -> float:

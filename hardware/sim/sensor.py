@@ -11,92 +11,66 @@ mono8     = the driver's grey image: bilinear demosaic of the codes → Y = wR·
             (``grey_weights_rgb``) → gamma → 8 bits. Under 633 nm light, Y reaches only about
             0.37 of full scale when the red channel clips (``Sensor.saturation_code``).
 
-The white-balance gains act as the uc480's hardware colour gains, before the ADC. Shot noise is
-drawn exactly (Poisson) where the mean is below ``POISSON_EXACT_BELOW`` electrons and as a
-Gaussian of the same mean and variance above it: the normal approximation's error there is far
-below one 8-bit step, and a full Poisson draw of an 800×800 frame costs about 30 ms. The Gaussian
-draws come by inverse CDF from 16-bit uniform integers through a 65536-entry quantile table:
-exact to 1e-5 in variance, tails cut at ±4.3σ (about 10 pixels of an 800×800 frame would fall
-beyond), and 1.4 ms per frame instead of 5 for numpy's float32 ziggurat.
+The white-balance gains act as the uc480's hardware colour gains, before the ADC. The chain runs
+in two compiled passes (hardware/sim/kernels.py): expected electrons, noise and the ADC per pixel,
+then the demosaic, grey formula, gamma and 8 bits. Shot noise is exact Poisson (by inversion)
+where the mean is below ``POISSON_EXACT_BELOW`` electrons; above it, a normal of the same mean and
+variance as shot plus read noise, skew-corrected to their third cumulant (docs/simulation.md,
+"The sensor's noise" gives the cut's justification and the test that checks it). The noise is
+counter-based: pixel i of a frame hashes (frame key, i), so a frame's bytes depend on its key
+alone, never on a running generator or the thread count.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import ndtri
 
+from hardware.sim import kernels
 from hardware.sim.config import SensorSpec
 
-POISSON_EXACT_BELOW = 10.0  # electrons; one 8-bit output step is full_well/255 ≈ 23.5 e⁻
+# Where shot noise is drawn exactly (docs/simulation.md, "The sensor's noise"). Above λ = 10 e⁻ the
+# skew-corrected normal of Poisson(λ) + N(0, σr²) is within sampling noise of the exact law (a
+# Kolmogorov distance under 0.001 in 10⁶ draws, tests/test_sim_noise.py) whatever the read noise.
+# Below it, it is too when the read noise is at least READ_NOISE_MASKS_E: N(0, σr²) smooths away
+# the integer steps of the electron count (their Fourier component is damped by exp(−2π²σr²)),
+# so a sensor that noisy (the default 8 e⁻) never needs the slower exact draws.
+POISSON_EXACT_BELOW = 10.0
+READ_NOISE_MASKS_E = 2.0
 COLOR_MODES = ("mono8", "raw8")
-_NORMAL_QUANTILES = ndtri((np.arange(65536) + 0.5) / 65536).astype(np.float32)
 
 
-def standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normal float32 samples by inverse CDF of 16-bit uniforms (see the module doc)."""
-    return np.take(_NORMAL_QUANTILES, rng.integers(0, 65536, shape, dtype=np.uint16))
+def grey_stencil(red_at: tuple[int, int], weights: tuple[float, float, float]) -> np.ndarray:
+    """(2, 2, 4) float32: at array parity (row, col), the weights (a, b, c, d) of the centre, the
+    row pair, the column pair and the 4 diagonals in Y: the bilinear demosaic and the grey
+    formula folded into one stencil per colour site (red sites at parity ``red_at``).
 
-
-_WEIGHT_MAPS: dict[tuple, np.ndarray] = {}
-
-
-def _weight_maps(shape: tuple[int, int], red_at: tuple[int, int],
-                 weights: tuple[float, float, float]) -> np.ndarray:
-    """Per-pixel weights (4, rows, cols) of the centre, the row pair, the column pair and the 4
-    diagonals in Y: bilinear demosaic and grey conversion folded into one stencil per site."""
-    key = (shape, red_at, weights)
-    if key not in _WEIGHT_MAPS:
-        wr, wg, wb = weights
-        # (centre, left+right, up+down, diagonals) at R, Gr (green in a red row), Gb, B sites
-        site = {"R": (wr, wg / 4, wg / 4, wb / 4), "Gr": (wg, wr / 2, wb / 2, 0.0),
-                "Gb": (wg, wb / 2, wr / 2, 0.0), "B": (wb, wg / 4, wg / 4, wr / 4)}
-        maps = np.empty((4, *shape), np.float32)
-        r0, c0 = red_at
-        for name, (dr, dc) in (("R", (0, 0)), ("Gr", (0, 1)), ("Gb", (1, 0)), ("B", (1, 1))):
-            for k in range(4):
-                maps[k, (r0 + dr) % 2::2, (c0 + dc) % 2::2] = site[name][k]
-        if len(_WEIGHT_MAPS) > 16:
-            _WEIGHT_MAPS.clear()
-        _WEIGHT_MAPS[key] = maps
-    return _WEIGHT_MAPS[key]
-
-
-def demosaic_grey(codes: np.ndarray, red_at: tuple[int, int], weights: tuple[float, float, float],
-                  buffers: dict | None = None) -> np.ndarray:
-    """Bilinear demosaic of an RGGB mosaic, then Y = wR·R + wG·G + wB·B (float32, same shape).
-
-    ``red_at`` = (row, col) parity of the red sites in this array. Bilinear interpolation: at a
-    red (blue) site green is the mean of the 4 edge neighbours and blue (red) of the 4 diagonal
-    ones; at a green site red and blue are the means of the 2 neighbours along the row or column
-    that holds them. The borders are mirrored (which keeps the colour pattern). Both steps are
-    linear, so Y = a·centre + b·(left + right) + c·(up + down) + d·(diagonals), with weights
-    a..d per colour site (``_weight_maps``): about a dozen contiguous passes over the frame.
-    ``buffers`` (a dict kept by the caller) holds the work arrays between calls: fresh 2.5 MB
-    arrays cost more in page faults than the arithmetic. The result is one of them when given.
+    Bilinear interpolation: at a red (blue) site green is the mean of the 4 edge neighbours and
+    blue (red) of the 4 diagonal ones; at a green site red and blue are the means of the 2
+    neighbours along the row or column that holds them.
     """
+    wr, wg, wb = weights
+    # (centre, left+right, up+down, diagonals) at R, Gr (green in a red row), Gb, B sites
+    site = {"R": (wr, wg / 4, wg / 4, wb / 4), "Gr": (wg, wr / 2, wb / 2, 0.0),
+            "Gb": (wg, wb / 2, wr / 2, 0.0), "B": (wb, wg / 4, wg / 4, wr / 4)}
+    out = np.empty((2, 2, 4), np.float32)
+    for name, (dr, dc) in (("R", (0, 0)), ("Gr", (0, 1)), ("Gb", (1, 0)), ("B", (1, 1))):
+        out[(red_at[0] + dr) % 2, (red_at[1] + dc) % 2] = site[name]
+    return out
+
+
+def demosaic_grey(codes: np.ndarray, red_at: tuple[int, int],
+                  weights: tuple[float, float, float]) -> np.ndarray:
+    """Y = wR·R + wG·G + wB·B of the bilinear demosaic of an RGGB mosaic (float32, same shape;
+    borders mirrored, which keeps the colour pattern): numpy, for tests and figures."""
+    a, b, c, d = np.moveaxis(grey_stencil(red_at, weights), 2, 0)
     rows, cols = codes.shape
-    a, b, c, d = _weight_maps(codes.shape, tuple(red_at), tuple(weights))
-    buf = {} if buffers is None else buffers
-    if buf.get("shape") != codes.shape:
-        buf.clear()
-        buf.update(shape=codes.shape, p=np.empty((rows + 2, cols + 2), np.float32),
-                   v=np.empty((rows, cols + 2), np.float32), w=np.empty(codes.shape, np.float32),
-                   y=np.empty(codes.shape, np.float32))
-    p, vfull, work, y = buf["p"], buf["v"], buf["w"], buf["y"]
-    p[1:-1, 1:-1] = codes  # mirror padding by one pixel (numpy's "reflect")
-    p[0, 1:-1], p[-1, 1:-1] = codes[1], codes[-2]
-    p[:, 0], p[:, -1] = p[:, 2], p[:, -3]
-    np.add(p[:-2], p[2:], out=vfull)  # up + down, one column wider on each side
-    np.multiply(codes, a, out=y)
-    np.add(p[1:-1, :-2], p[1:-1, 2:], out=work)  # left + right
-    work *= b
-    y += work
-    np.multiply(vfull[:, 1:-1], c, out=work)
-    y += work
-    np.add(vfull[:, :-2], vfull[:, 2:], out=work)  # the 4 diagonals
-    work *= d
-    y += work
-    return y
+    tile = (-(-rows // 2), -(-cols // 2))
+    a, b, c, d = (np.tile(m, tile)[:rows, :cols] for m in (a, b, c, d))
+    p = np.pad(codes.astype(np.float32), 1, mode="reflect")
+    lr = p[1:-1, :-2] + p[1:-1, 2:]
+    ud = p[:-2, 1:-1] + p[2:, 1:-1]
+    diag = (p[:-2, :-2] + p[:-2, 2:]) + (p[2:, :-2] + p[2:, 2:])
+    return a * codes + b * lr + c * ud + d * diag
 
 
 class Sensor:
@@ -109,7 +83,6 @@ class Sensor:
         self.adc_max = (1 << spec.adc_bits) - 1
         self.gain_e_per_adu = spec.full_well_e / (self.adc_max - spec.black_level_adu)
         self._gains: dict[tuple[int, int], np.ndarray] = {}
-        self._buffers: dict = {}  # demosaic work arrays, reused frame to frame
 
     def red_at(self, roi: tuple[int, int]) -> tuple[int, int]:
         """(row, col) parity of the red sites in a centred ROI (RGGB from the sensor's corner)."""
@@ -170,41 +143,55 @@ class Sensor:
         y *= np.float32(255.999)
         return y.astype(np.uint8)
 
-    def read_out(self, lam: np.ndarray, rng: np.random.Generator | None,
+    @property
+    def exact_below(self) -> float:
+        """Mean electrons below which shot noise is drawn exactly (0: never; see the constants)."""
+        return POISSON_EXACT_BELOW if self.spec.read_noise_e < READ_NOISE_MASKS_E else 0.0
+
+    def site_scale(self, red_at: tuple[int, int], exposure_us: float) -> np.ndarray:
+        """(2, 2) float32: electrons per unit irradiance at each array parity (row, col), red sites
+        at ``red_at``: flux × exposure × filter transmittance × white-balance gain."""
+        t = np.array(self.spec.bayer_rgb_at_633nm) * np.array(self.spec.white_balance_rgb)
+        t = t * (self.spec.flux_e_per_us * exposure_us)
+        out = np.empty((2, 2), np.float32)
+        pr, pc = red_at
+        out[pr, pc], out[pr, 1 - pc], out[1 - pr, pc], out[1 - pr, 1 - pc] = t[0], t[1], t[1], t[2]
+        return out
+
+    def expose(self, irradiance: np.ndarray | None, exposure_us: float, roi: tuple[int, int],
+               key: int | None) -> tuple[np.ndarray, float]:
+        """One frame from the noiseless irradiance over ``roi`` (None: the laser blocked), with the
+        noise of the 64-bit ``key`` (None: noiseless): (8-bit output, share of red pixels clipped)."""
+        dark = self.spec.dark_current_e_per_s * exposure_us * 1e-6
+        scale = self.site_scale(self.red_at(roi), exposure_us)
+        return self._read(irradiance, scale, dark, key, roi)
+
+    def read_out(self, lam: np.ndarray, key: int | None = None,
                  roi: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
-        """One frame: (8-bit output, share of red pixels clipped), with noise when ``rng`` is given.
+        """One frame for the expected electrons ``lam`` (as ``expose``); ``roi`` (default: ``lam``'s
+        shape) places it on the sensor's colour pattern."""
+        roi = (int(lam.shape[0]), int(lam.shape[1])) if roi is None else roi
+        return self._read(lam, np.ones((2, 2), np.float32), 0.0, key, roi)
 
-        ``roi`` (default: ``lam``'s shape) places the ROI on the sensor's colour pattern.
-        """
+    def _read(self, source: np.ndarray | None, scale: np.ndarray, dark: float, key: int | None,
+              roi: tuple[int, int]) -> tuple[np.ndarray, float]:
         spec = self.spec
-        roi = tuple(lam.shape) if roi is None else roi
-        electrons = self._electrons(lam, rng)
-        electrons *= np.float32(1.0 / self.gain_e_per_adu)
-        electrons += np.float32(spec.black_level_adu)
-        pr, pc = self.red_at(roi)
-        red = electrons[pr::2, pc::2]
-        red_clipped = float(np.count_nonzero(red >= self.adc_max - 0.5)) / max(red.size, 1)
-        np.clip(electrons, 0.0, np.float32(self.adc_max), out=electrons)
-        np.rint(electrons, out=electrons)  # the ADC's codes
+        red_at = self.red_at(roi)
+        shape = (int(roi[0]), int(roi[1]))
+        lit = source is not None
+        irr = np.ascontiguousarray(source, np.float32) if lit else np.zeros((1, 1), np.float32)
+        codes = np.empty(shape, np.float32)
+        noise = self.noise and key is not None
+        clipped = kernels.sensor_codes(
+            irr, lit, scale, dark, noise, spec.read_noise_e, self.exact_below,
+            0 if key is None else int(key), 1.0 / self.gain_e_per_adu, spec.black_level_adu,
+            self.adc_max, red_at, codes)
+        red_sites = len(range(red_at[0], shape[0], 2)) * len(range(red_at[1], shape[1], 2))
+        red_clipped = clipped / max(red_sites, 1)
         if self.color_mode == "raw8":  # the top 8 bits of each code
-            electrons *= np.float32(1.0 / (1 << (spec.adc_bits - 8)))
-            return electrons.astype(np.uint8), red_clipped
-        y = demosaic_grey(electrons, (pr, pc), spec.grey_weights_rgb, self._buffers)
-        return self._to_8bit(y), red_clipped
-
-    def _electrons(self, lam: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        """Electrons per pixel: ``lam`` with shot and read noise (float32, a new array)."""
-        if rng is None or not self.noise:
-            return lam.copy()
-        spec = self.spec
-        n = standard_normal(rng, lam.shape)
-        electrons = lam + np.float32(spec.read_noise_e**2)
-        np.sqrt(electrons, out=electrons)
-        electrons *= n
-        electrons += lam
-        low = np.flatnonzero(lam < POISSON_EXACT_BELOW)
-        if low.size:
-            flat_n = n.ravel()
-            shot = rng.poisson(lam.ravel()[low]).astype(np.float32)
-            electrons.ravel()[low] = shot + np.float32(spec.read_noise_e) * flat_n[low]
-        return electrons
+            codes *= np.float32(1.0 / (1 << (spec.adc_bits - 8)))
+            return codes.astype(np.uint8), red_clipped
+        image = np.empty(shape, np.uint8)
+        kernels.grey8(codes, grey_stencil(red_at, spec.grey_weights_rgb), 1.0 / self.adc_max,
+                      spec.gamma, image)
+        return image, red_clipped

@@ -105,18 +105,7 @@ def auto_expose(probe: Callable[[float, int], tuple[float, list[np.ndarray]]], s
             hi = min(hi, applied)
             if lo is not None and hi <= lo.exposure_us * (1 + tol):
                 return ExposureResult(lo.exposure_us, lo.saturated_fraction, lo.statistic, it, True)
-        if stat >= max_value:
-            aim = applied / 4  # the level is hidden by saturation: step down fast
-        elif stat <= 0:
-            aim = applied * 4
-        else:
-            aim = applied * min(max(target / stat, 0.1), 10.0)
-            if sat <= s.max_saturated_fraction:
-                # Linear response: the exposure at which the saturation limit would just be met.
-                # A black level makes this an underestimate, so it is approached from below.
-                level = saturation_level(images, s.max_saturated_fraction)
-                if level > 0:
-                    aim = min(aim, applied * max_value / level * (1 - tol / 2))
+        aim = _aim(last, images, target, max_value, s, tol)
         low = lo.exposure_us if lo is not None else 0.0
         if not low < aim < hi:
             aim = math.sqrt(max(low, applied / 16) * hi) if math.isfinite(hi) else aim
@@ -128,6 +117,25 @@ def auto_expose(probe: Callable[[float, int], tuple[float, list[np.ndarray]]], s
         return lo
     assert last is not None  # max_iterations >= 1: at least one probe ran
     return last
+
+
+def _aim(probe: ExposureResult, images: list[np.ndarray], target: float, max_value: int,
+         s: AutoExposureConfig, tol: float) -> float:
+    """The next exposure to try, before the bracket: linearly at the target, but no further than
+    where the saturation limit would just be met."""
+    applied, stat = probe.exposure_us, probe.statistic
+    if stat >= max_value:
+        return applied / 4  # the level is hidden by saturation: step down fast
+    if stat <= 0:
+        return applied * 4
+    aim = applied * min(max(target / stat, 0.1), 10.0)
+    if probe.saturated_fraction <= s.max_saturated_fraction:
+        # Linear response: the exposure at which the saturation limit would just be met.
+        # A black level makes this an underestimate, so it is approached from below.
+        level = saturation_level(images, s.max_saturated_fraction)
+        if level > 0:
+            aim = min(aim, applied * max_value / level * (1 - tol / 2))
+    return aim
 
 
 def mean_dark(frames: list[np.ndarray]) -> np.ndarray:

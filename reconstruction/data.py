@@ -37,6 +37,7 @@ from speckle_core.errors import UserError
 from speckle_core.fileio import check_free_space, describe_os_error, is_disk_full
 from speckle_core.h5safety import read_checked
 from speckle_core.runfile import open_run, read_roles, read_string_array
+from speckle_core.runfile.selection import PairColumns, pair_mask
 
 CACHE_VERSION = 1
 CHUNK_ROWS = 16
@@ -60,19 +61,12 @@ class PairIndex:
     object_name: np.ndarray | None = None  # (N,) str, from /objects/name when the file has it
 
     def select(self, roles=None, diffusers=None, distances_mm=None, faces=None, objects=None) -> np.ndarray:
-        """Positions (into this index) of the rows matching every given filter."""
-        keep = np.ones(len(self.rows), dtype=bool)
-        if roles is not None:
-            keep &= np.isin(self.role, list(roles))
-        if diffusers is not None:
-            keep &= np.isin(self.diffuser, [str(d) for d in diffusers])
-        if distances_mm is not None:
-            keep &= np.isclose(self.distance_mm[:, None], np.asarray(distances_mm, float)[None]).any(axis=1)
-        if faces is not None:
-            keep &= np.isin(self.face_split, list(faces))
-        if objects is not None:
-            keep &= np.isin(self.object_index, np.asarray(list(objects), dtype=int))
-        return np.flatnonzero(keep)
+        """Positions (into this index) of the rows matching every given filter (None: any; one value
+        or several), by the run file's one rule, ``speckle_core.runfile.selection.pair_mask``."""
+        columns = PairColumns(role=self.role, diffuser=self.diffuser, distance_mm=self.distance_mm,
+                              split=self.face_split, object_index=self.object_index)
+        return np.flatnonzero(pair_mask(columns, role=roles, diffuser=diffusers, distance_mm=distances_mm,
+                                        split=faces, object_index=objects))
 
 
 def read_index(path: str | Path) -> PairIndex:

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,9 +235,39 @@ def fault_trials(table: Table, work: Path) -> None:
 # -- disk full ------------------------------------------------------------------------------------------
 
 
-def disk_trials(table: Table, work: Path) -> None:
+def enospc_after(kind: str, k: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(inject, undo): inject makes the (k+1)-th frame write ("frame write") or fsync ("fsync")
+    and every later one fail with ENOSPC; undo restores h5py's and os's originals."""
     import h5py
 
+    original_set, original_fsync, calls = h5py.Dataset.__setitem__, os.fsync, [0]
+
+    def setitem(ds, key, value):
+        if ds.name == "/pairs/speckle":
+            calls[0] += 1
+            if calls[0] > k:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original_set(ds, key, value)
+
+    def fsync(fd):
+        calls[0] += 1
+        if calls[0] > k:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original_fsync(fd)
+
+    def inject() -> None:
+        if kind == "fsync":
+            os.fsync = fsync
+        else:
+            h5py.Dataset.__setitem__ = setitem
+
+    def undo() -> None:
+        h5py.Dataset.__setitem__, os.fsync = original_set, original_fsync
+
+    return inject, undo
+
+
+def disk_trials(table: Table, work: Path) -> None:
     import tests._run_files as R
     import tests.test_disk_full as D
 
@@ -264,30 +295,7 @@ def disk_trials(table: Table, work: Path) -> None:
         example = ""
         for k in points:
             out = work / f"{kind.replace(' ', '-')}-{k}.h5"
-            original_set, original_fsync, calls = h5py.Dataset.__setitem__, os.fsync, [0]
-
-            def setitem(ds, key, value, k=k, calls=calls, original=original_set):
-                if ds.name == "/pairs/speckle":
-                    calls[0] += 1
-                    if calls[0] > k:
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                return original(ds, key, value)
-
-            def fsync(fd, k=k, calls=calls, original=original_fsync):
-                calls[0] += 1
-                if calls[0] > k:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                return original(fd)
-
-            def inject(kind=kind, setitem=setitem, fsync=fsync):
-                if kind == "fsync":
-                    os.fsync = fsync
-                else:
-                    h5py.Dataset.__setitem__ = setitem
-
-            def undo(original_set=original_set, original_fsync=original_fsync):
-                h5py.Dataset.__setitem__, os.fsync = original_set, original_fsync
-
+            inject, undo = enospc_after(kind, k)
             try:
                 ok, is_clear, example = trial(kind, out, inject, undo)
                 good += ok

@@ -7,6 +7,9 @@ The reader of the run file for people (notebooks, scripts); commands read it thr
 >>> with RunData.open("run.h5") as run:                                  # doctest: +SKIP
 ...     sel = run.select(role="validation", diffuser="600", distance_mm=40)
 ...     frames, objects = sel.frames(), sel.objects()                    # (K, H, W), (K, h, w)
+
+The filtering itself, :func:`pair_mask` over :class:`PairColumns`, is the one rule for picking pairs:
+``RunData.select`` here and training's ``reconstruction.data.PairIndex.select`` both use it.
 """
 
 from __future__ import annotations
@@ -21,13 +24,44 @@ import numpy as np
 from speckle_core.fileio import check_memory
 from speckle_core.runfile.reader import open_run, read_roles, read_string_array
 
+DISTANCE_MATCH_MM = 1e-3  # a wanted distance matches a row's within 1 µm (well below any stage step)
+
 
 def _as_list(value) -> list | None:
+    """None (no filter), a single value, or any iterable of values, as a list."""
     if value is None:
         return None
     if isinstance(value, str | int | float | np.number):
         return [value]
     return list(value)
+
+
+@dataclass(frozen=True)
+class PairColumns:
+    """Per-row columns of some ``/pairs`` rows (equal lengths), as :func:`pair_mask` filters them."""
+
+    role: np.ndarray  # str: "train" | "validation"
+    diffuser: np.ndarray  # str: the diffuser's name
+    distance_mm: np.ndarray  # float
+    split: np.ndarray  # str: the split ("train" | "holdout") of the pair's object
+    object_index: np.ndarray  # int: row in /objects
+
+
+def pair_mask(columns: PairColumns, *, role=None, diffuser=None, distance_mm=None, split=None,
+              object_index=None) -> np.ndarray:
+    """Boolean mask of the rows matching every filter given; each filter is None (any), one value
+    or an iterable of values. Names compare as strings (diffuser 600 matches "600"); distances
+    match to :data:`DISTANCE_MATCH_MM`."""
+    keep = np.ones(len(columns.role), dtype=bool)
+    for column, wanted in ((columns.role, role), (columns.diffuser, diffuser), (columns.split, split)):
+        if (values := _as_list(wanted)) is not None:
+            keep &= np.isin(column, [str(v) for v in values])
+    if (zs := _as_list(distance_mm)) is not None:
+        z = np.asarray(zs, dtype=np.float64)
+        keep &= (np.abs(columns.distance_mm[:, None] - z[None]) < DISTANCE_MATCH_MM).any(axis=1)
+    if (objects := _as_list(object_index)) is not None:
+        keep &= np.isin(columns.object_index, np.asarray(objects, dtype=np.int64))
+    return keep
 
 
 @dataclass
@@ -118,16 +152,13 @@ class RunData:
                done_only: bool = True) -> Selection:
         """The rows matching every filter given (None: any). ``split`` is the object's split
         ("train" or "holdout"); ``distance_mm`` matches to 1 µm. Only captured rows by default."""
-        keep = self.done.copy() if done_only else np.ones(len(self.done), dtype=bool)
-        if (roles := _as_list(role)) is not None:
-            keep &= np.isin(self.role_all, [str(r) for r in roles])
-        if (names := _as_list(diffuser)) is not None:
-            keep &= np.isin(self.diffuser_all, [str(d) for d in names])
-        if (zs := _as_list(distance_mm)) is not None:
-            z = np.asarray(zs, dtype=float)
-            keep &= (np.abs(self.distance_mm_all[:, None] - z[None]) < 1e-3).any(axis=1)
-        if (splits := _as_list(split)) is not None:
-            keep &= np.isin(self.object_split[self.object_index_all], [str(s) for s in splits])
+        objects = self.object_index_all
+        columns = PairColumns(role=self.role_all, diffuser=self.diffuser_all,
+                              distance_mm=self.distance_mm_all, split=self.object_split[objects],
+                              object_index=objects)
+        keep = pair_mask(columns, role=role, diffuser=diffuser, distance_mm=distance_mm, split=split)
+        if done_only:
+            keep &= self.done
         rows = np.flatnonzero(keep)
         return Selection(self, rows, self.object_index_all[rows], self.diffuser_all[rows],
                          self.distance_mm_all[rows], self.role_all[rows])

@@ -20,6 +20,12 @@ person ``A``; any other name is a person of its own (so every embedded face and 
   out (or, when even the smallest person has more than N images, that person), with a warning; or
 - ``faces.holdout_match = REGEX``: the selected images whose name matches (``re.search``) are
   held out. A person with images on both sides of that rule is refused, naming the person.
+
+Variants (``faces.variants``, ``speckle_core.variants``; :func:`with_variants`): after binarising,
+each selected face is followed by its mirrored / shifted copies, new objects named ``NAME~mirror``,
+``NAME~shift+0+64``. A variant takes its face's split, and ``person_of`` maps it to its face's
+person, so a held-out person's variants are all held out and no split puts a face and its variant on
+two sides.
 """
 
 from __future__ import annotations
@@ -148,3 +154,25 @@ def load_faces(source: FaceSource, count: int, holdout: int, seed: int,
     chosen.sort(key=lambda t: t[0])
     return LoadedFaces([n for n, _ in chosen], [im for _, im in chosen], [split[n] for n, _ in chosen],
                        skipped)
+
+
+def with_variants(patterns: np.ndarray, names: list[str], splits: list[str],
+                  variants: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    """The objects with each one's variants right after it (face order kept; see the module docstring):
+    (patterns (N·(1+V), H, W), names, splits). No variants: the inputs unchanged."""
+    from speckle_core.variants import apply_variant, parse_variant, variant_name
+
+    if not variants:
+        return patterns, names, splits
+    steps = [parse_variant(v) for v in variants]
+    out = np.empty((len(names) * (1 + len(steps)), *patterns.shape[1:]), dtype=patterns.dtype)
+    out_names: list[str] = []
+    out_splits: list[str] = []
+    for i, (name, split) in enumerate(zip(names, splits, strict=True)):
+        k = len(out_names)
+        out[k] = patterns[i]
+        for j, st in enumerate(steps, start=1):
+            out[k + j] = apply_variant(patterns[i], st)
+        out_names += [name] + [variant_name(name, st) for st in steps]
+        out_splits += [split] * (1 + len(steps))
+    return out, out_names, out_splits

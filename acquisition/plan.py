@@ -290,7 +290,7 @@ def make_plan(protocol_file: ProtocolFile | str | Path, rig_file: RigFile | str 
     order = _order_blocks(cfg, distance_major=manual_stage and not manual_changer)
     for bi, (diffuser, dist, role, repeats, table) in enumerate(order):
         first = len(rows)
-        for obj in range(cfg.faces.count):
+        for obj in range(cfg.faces.objects_total):  # each face and its variants (faces.variants)
             for rep in range(repeats):
                 rows.append(PlanRow(len(rows), bi, role, diffuser, dist, obj, rep))
         blocks.append(PlanBlock(bi, diffuser, dist, role, first, len(rows) - first, repeats, table))
@@ -398,7 +398,7 @@ def _estimate(cfg, rig, n_pairs: int, blocks, moves, n_refs: int, t: Timings, se
     h, w = cfg.faces.target_px
     disk = {
         "frames": n_pairs * frame_bytes,
-        "objects": cfg.faces.count * h * w,
+        "objects": cfg.faces.objects_total * h * w,
         "references and darks": (n_refs + len(blocks)) * frame_bytes + h * w,
         "tables": n_pairs * 64 + 1_000_000,  # per-pair columns, names, attributes, HDF5 overhead
     }
@@ -412,11 +412,12 @@ def build_objects(plan: RunPlan):
     """Reads and binarises the faces: (patterns uint8 (N, H, W) 0/1, names, splits, skipped).
 
     ``skipped`` lists "name: reason" for every image that could not be read or binarised; each was
-    replaced by the next candidate of the selection, so N = faces.count.
+    replaced by the next candidate of the selection, so N = faces.count × (1 + len(faces.variants)):
+    each face followed by its variants (``acquisition.faces.with_variants``).
     """
     import numpy as np
 
-    from acquisition.faces import load_faces, open_source
+    from acquisition.faces import load_faces, open_source, with_variants
 
     cfg = plan.config.faces
     source = _BinarisingSource(open_source(cfg.source, plan.protocol.folder, str(plan.protocol.path)), cfg)
@@ -426,7 +427,8 @@ def build_objects(plan: RunPlan):
     patterns = np.empty((len(faces.images), h, w), dtype=np.uint8)
     for i, obj in enumerate(faces.images):
         patterns[i] = obj
-    return patterns, faces.names, faces.splits, faces.skipped
+    patterns, names, splits = with_variants(patterns, faces.names, faces.splits, cfg.variants)
+    return patterns, names, splits, faces.skipped
 
 
 def faces_sheet(plan: RunPlan, path: str | Path, n: int = 12) -> Path:

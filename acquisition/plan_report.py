@@ -54,6 +54,9 @@ def _faces_line(plan: RunPlan) -> str:
     held = (f"holdout: names matching {f.holdout_match!r}" if f.holdout_match is not None
             else f"{f.count - f.holdout} train, {f.holdout} holdout (whole persons)")
     how = f"seed {f.seed}; binarised {f.binarise.method} at {f.target_px[0]}x{f.target_px[1]}"
+    if f.variants:
+        how += (f"; each with {len(f.variants)} variant(s) ({', '.join(f.variants)}): "
+                f"{f.objects_total} objects")
     if plan.faces_missing:
         return (f"{f.kind}: {f.count} MISSING ({plan.faces_missing}); the estimate below assumes "
                 f"{f.count} {f.kind} ({held}; {how})")

@@ -15,7 +15,7 @@ Sections:
 - ``[dark]``: dark frames per block; ``[stability]``: the drift monitor's reference pattern;
   ``[retry]``: what to do when a device times out.
 
-Pair count = faces.count × Σ over blocks (len(distances_mm) × repeats).
+Pair count = faces.count × (1 + len(faces.variants)) × Σ over blocks (len(distances_mm) × repeats).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from speckle_core.config import StrictModel
+from speckle_core.variants import MAX_VARIANTS, max_shift, parse_variant, variant_label
 
 
 def _invalid(message: str) -> PydanticCustomError:
@@ -98,6 +99,13 @@ class FacesConfig(StrictModel):
     interpolation: Literal["bilinear", "nearest"] = Field(
         default="bilinear", description="resizing the gray face to target_px, before thresholding")
     binarise: BinariseConfig = Field(default_factory=BinariseConfig, description="the threshold")
+    variants: list[str] = Field(
+        default_factory=list, max_length=MAX_VARIANTS,
+        description="new objects made from each selected face, e.g. [\"mirror\", \"shift:0,64\", "
+                    "\"mirror shift:64,0\"]: steps 'mirror' (left-right) and 'shift:DY,DX' (object pixels, "
+                    "uncovered band 0), applied in order; each face yields itself plus one object per "
+                    "variant, named NAME~mirror~shift+64+0, held out with its face "
+                    "(speckle_core.variants)")
 
     @field_validator("source")
     @classmethod
@@ -117,6 +125,20 @@ class FacesConfig(StrictModel):
             re.compile(v)
         except re.error as e:
             raise _invalid(f"not a regular expression ({e})") from None
+        return v
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, v: list[str]) -> list[str]:
+        seen: dict[str, str] = {}
+        for spec in v:
+            try:
+                label = variant_label(parse_variant(spec))
+            except ValueError as e:
+                raise _invalid(str(e)) from None
+            if label in seen:
+                raise _invalid(f"{spec!r} makes the same object as {seen[label]!r}")
+            seen[label] = spec
         return v
 
     @field_validator("crop_px")
@@ -141,6 +163,12 @@ class FacesConfig(StrictModel):
         if self.holdout_match is not None and self.holdout:
             raise _invalid("faces.holdout and faces.holdout_match both set: hold out a number of images "
                            "at random (holdout) or those whose name matches (holdout_match), not both")
+        rows, cols = self.target_px
+        for spec in self.variants:
+            dy, dx = max_shift(parse_variant(spec))
+            if dy >= rows or dx >= cols:
+                raise _invalid(f"faces.variants: {spec!r} shifts the object by more than target_px "
+                               f"({rows}x{cols}): nothing of it would remain")
         if self.holdout >= self.count:
             raise _invalid(f"faces.holdout ({self.holdout}) must be less than faces.count ({self.count}): "
                              "some faces must remain for training")
@@ -149,6 +177,16 @@ class FacesConfig(StrictModel):
     @property
     def embedded(self) -> bool:
         return self.source == "embedded"
+
+    @property
+    def objects_per_face(self) -> int:
+        """The face itself plus one object per variant."""
+        return 1 + len(self.variants)
+
+    @property
+    def objects_total(self) -> int:
+        """Objects the run captures: ``count`` faces × ``objects_per_face``."""
+        return self.count * self.objects_per_face
 
 
 class SlmConfig(StrictModel):
@@ -343,12 +381,12 @@ class ProtocolConfig(StrictModel):
     def _pair_count(self) -> ProtocolConfig:
         if self.pairs_total > MAX_PAIRS:
             raise _invalid(f"{self.pairs_total} pairs is more than {MAX_PAIRS}; "
-                             "reduce faces.count, distances or repeats")
+                             "reduce faces.count, faces.variants, distances or repeats")
         return self
 
     @property
     def pairs_total(self) -> int:
-        return self.faces.count * sum(len(b.distances_mm) * b.repeats for b in self.blocks)
+        return self.faces.objects_total * sum(len(b.distances_mm) * b.repeats for b in self.blocks)
 
     def source_path(self, protocol_dir: Path) -> Path | None:
         """The faces' folder or archive (relative paths are from the protocol file), or None if embedded."""

@@ -48,18 +48,18 @@ def best_ms(fn, n: int) -> float:
     return statistics.median(runs)
 
 
-def best_pair_ms(fn_a, fn_b, n: int) -> tuple[float, float]:
-    """best_ms of two functions timed in alternation (the same load for both), in ms."""
-    fn_a()
-    fn_b()
-    runs_a, runs_b = [], []
+def interleaved_ms(fns, n: int) -> list[float]:
+    """best_ms of each function, timed in alternation (the same load for all), in ms."""
+    for fn in fns:
+        fn()
+    runs: list[list[float]] = [[] for _ in fns]
     for _ in range(REPEATS):
-        for fn, runs in ((fn_a, runs_a), (fn_b, runs_b)):
+        for fn, out in zip(fns, runs, strict=True):
             t0 = CLOCK()
             for _ in range(n):
                 fn()
-            runs.append((CLOCK() - t0) / n * 1e3)
-    return statistics.median(runs_a), statistics.median(runs_b)
+            out.append((CLOCK() - t0) / n * 1e3)
+    return [statistics.median(r) for r in runs]
 
 
 def same_irradiance(optics_a, optics_b, gray, diffuser: str, distance: float) -> bool:
@@ -69,8 +69,8 @@ def same_irradiance(optics_a, optics_b, gray, diffuser: str, distance: float) ->
     return a.tobytes() == b.tobytes()
 
 
-def fft_floor_ms(shape, nr: int, nc: int, window) -> tuple[float, float]:
-    """(the pruned FFT calls of OpticalModel.camera_field_roi, two full 2-D FFTs), in ms."""
+def fft_floor_fns(shape, nr: int, window):
+    """(the pruned FFT calls of OpticalModel.camera_field_roi, two full 2-D FFTs) as functions."""
     from hardware.sim.optics import WORKERS
 
     (n0, n1) = shape
@@ -89,7 +89,7 @@ def fft_floor_ms(shape, nr: int, nc: int, window) -> tuple[float, float]:
     def full():
         sfft.ifft2(sfft.fft2(buf, workers=WORKERS), workers=WORKERS)
 
-    return best_ms(pruned, N_FRAMES), best_ms(full, N_FRAMES)
+    return pruned, full
 
 
 def module_at(rev: str, path: str, name: str, tmp: Path):
@@ -202,13 +202,14 @@ def main() -> int:
             t0 = time.perf_counter()
             frame()
             first_ms = (time.perf_counter() - t0) * 1e3
-        if before:  # interleaved, so both see the same load
-            ms, old_ms = best_pair_ms(frame, frame_before, N_FRAMES)
-        else:
-            ms = best_ms(frame, N_FRAMES)
         plan = optics.plan((800, 800))
         pr = optics.pruned(plan, distance)
-        floor, full_ms = fft_floor_ms(plan.shape, len(pr.rows), len(pr.cols), window)
+        pruned, full = fft_floor_fns(plan.shape, len(pr.rows), window)
+        # interleaved, so the frame, its floor (and the old frame) see the same load
+        if before:
+            ms, floor, full_ms, old_ms = interleaved_ms((frame, pruned, full, frame_before), N_FRAMES)
+        else:
+            ms, floor, full_ms = interleaved_ms((frame, pruned, full), N_FRAMES)
         (n0, n1), nr, nc = plan.shape, len(pr.rows), len(pr.cols)
         row = (f"| {diffuser} grit, {distance:g} mm | {n0}×{n1} (iris: {nr}×{nc}) | {ms:.1f} "
                f"| {1e3 / ms:.0f} | {floor:.1f} | {ms / floor:.2f} | {full_ms:.1f} |")

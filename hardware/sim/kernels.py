@@ -78,6 +78,17 @@ def _poisson(lam, u, inv_k):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True, inline="always")
+def _normal_electrons(lam, read_noise, h, table, tail):  # pragma: no cover - compiled
+    """λ electrons (float32) with shot and read noise as one skew-corrected normal (see below)."""
+    z = _normal(h, table, tail)
+    v = lam + read_noise * read_noise
+    iv = np.float32(1.0) / v
+    b = lam * iv * np.float32(1.0 / 6.0)
+    a2 = b * b * iv
+    return lam + (np.float32(math.sqrt(v)) * z + b * (z * z - np.float32(1.0))) * (np.float32(1.0) - a2)
+
+
+@njit(nogil=True, cache=True, inline="always")
 def _electrons(lam, read_noise, exact_below, key, index, table, tail, inv_k):  # pragma: no cover
     """One pixel's electrons (float32) for a mean of λ electrons (float32), shot and read noise.
 
@@ -88,24 +99,21 @@ def _electrons(lam, read_noise, exact_below, key, index, table, tail, inv_k):  #
     variance and the skewness of Poisson(λ) + N(0, σr²). Float32 arithmetic on this path.
     """
     h = _splitmix64(key, index)
-    z = _normal(h, table, tail)
     if lam < exact_below:
         u = (np.float64(h & _LOW32) + 0.5) * (1.0 / 4294967296.0)
-        return np.float32(_poisson(np.float64(lam), u, inv_k) + np.float64(read_noise) * np.float64(z))
-    v = lam + read_noise * read_noise
-    iv = np.float32(1.0) / v
-    b = lam * iv * np.float32(1.0 / 6.0)
-    a2 = b * b * iv
-    return lam + (np.float32(math.sqrt(v)) * z + b * (z * z - np.float32(1.0))) * (np.float32(1.0) - a2)
+        z = np.float64(_normal(h, table, tail))
+        return np.float32(_poisson(np.float64(lam), u, inv_k) + np.float64(read_noise) * z)
+    return _normal_electrons(lam, read_noise, h, table, tail)
 
 
-@njit(nogil=True, cache=True)
-def _sensor_band(irr, lit, site_scale, dark, noise, read_noise, exact_below, key, to_adu, black,
-                 adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1):  # pragma: no cover
+@njit(nogil=True, cache=True, inline="always")
+def _codes_rows(irr, lit, site_scale, dark, noise, exact, read_noise, exact_below, key, to_adu, black,
+                adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1):  # pragma: no cover
     """Rows r0..r1 of the ADC codes (float32, into ``codes``); returns how many red sites clipped.
 
     λ = irradiance × site_scale[row parity, col parity] + dark (electrons); with ``noise``, the
-    electrons of ``_electrons``; codes = clip(rint(electrons × to_adu + black), 0, adc_max).
+    electrons of ``_electrons`` (``exact``: with its exact Poisson branch); codes =
+    clip(rint(electrons × to_adu + black), 0, adc_max).
     """
     cols = codes.shape[1]
     clipped = 0
@@ -116,7 +124,10 @@ def _sensor_band(irr, lit, site_scale, dark, noise, read_noise, exact_below, key
         for c in range(cols):
             lam = (s1 if c & 1 else s0) * irr[r, c] + dark if lit else dark
             if noise:
-                lam = _electrons(lam, read_noise, exact_below, key, r * cols + c, table, tail, inv_k)
+                if exact:
+                    lam = _electrons(lam, read_noise, exact_below, key, r * cols + c, table, tail, inv_k)
+                else:
+                    lam = _normal_electrons(lam, read_noise, _splitmix64(key, r * cols + c), table, tail)
             codes[r, c] = lam * to_adu + black
         if pr == red_r:  # the red sites that reached the top code
             for c in range(red_c, cols, 2):
@@ -124,6 +135,22 @@ def _sensor_band(irr, lit, site_scale, dark, noise, read_noise, exact_below, key
         for c in range(cols):
             codes[r, c] = min(max(np.rint(codes[r, c]), np.float32(0.0)), adc_max)
     return clipped
+
+
+@njit(nogil=True, cache=True)
+def _sensor_band(irr, lit, site_scale, dark, noise, read_noise, exact_below, key, to_adu, black,
+                 adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1):  # pragma: no cover
+    """``_codes_rows`` without the exact Poisson branch (``exact_below`` ≤ 0: the normal path only)."""
+    return _codes_rows(irr, lit, site_scale, dark, noise, False, read_noise, exact_below, key, to_adu,
+                       black, adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1)
+
+
+@njit(nogil=True, cache=True)
+def _sensor_band_exact(irr, lit, site_scale, dark, noise, read_noise, exact_below, key, to_adu, black,
+                       adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1):  # pragma: no cover
+    """``_codes_rows`` with the exact Poisson branch below ``exact_below``."""
+    return _codes_rows(irr, lit, site_scale, dark, noise, True, read_noise, exact_below, key, to_adu,
+                       black, adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1)
 
 
 @njit(nogil=True, cache=True)
@@ -248,7 +275,8 @@ def sensor_codes(irr: np.ndarray, lit: bool, site_scale: np.ndarray, dark: float
                  adc_max: int, red_at: tuple[int, int], codes: np.ndarray) -> int:
     """Fill ``codes`` (float32, the ROI) with the ADC codes; returns how many red sites clipped."""
     f32 = np.float32
-    counts = run_bands(_sensor_band, codes.shape[0], codes.shape[1], irr, bool(lit),
+    band = _sensor_band_exact if exact_below > 0 else _sensor_band
+    counts = run_bands(band, codes.shape[0], codes.shape[1], irr, bool(lit),
                        np.ascontiguousarray(site_scale, f32), f32(dark), bool(noise), f32(read_noise),
                        f32(exact_below), np.uint64(key), f32(to_adu), f32(black), f32(adc_max),
                        int(red_at[0]), int(red_at[1]), NORMAL_TABLE, NORMAL_TAIL, _INV_K, codes)

@@ -11,7 +11,6 @@ from scipy.optimize import brentq
 from scipy.special import j1
 
 from hardware.sim.diffuser import scatter_angle_rad
-from hardware.sim.optics import _GridPlan
 from tests._sim_helpers import blocks, irradiance, pearson, small_rig
 
 pytestmark = pytest.mark.timeout(60)
@@ -29,7 +28,7 @@ def test_propagation_conserves_energy_over_the_full_field():
     # and the phase-only SLM and diffuser absorb nothing
     slm, cam, stage, changer = small_rig(window=64, imaging_na=0.03, relay_pupil_mm=200.0)
     optics = cam._bench.optics
-    plan = _GridPlan(optics.geo, (160, 160), (64, 64))
+    plan = optics.plan((64, 64), shape=(160, 160))
     assert plan.relay_mask is None
     behind = optics.diffuser_field(optics.slm_field(blocks(64, 1) * np.uint8(128)), "1500", plan)
     e_in = float(np.sum(np.abs(behind.astype(np.complex128)) ** 2))

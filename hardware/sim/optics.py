@@ -75,7 +75,7 @@ def centred(outer: Px2, inner: Px2) -> tuple[slice, slice]:
     return tuple(slice(o // 2 - i // 2, o // 2 - i // 2 + i) for o, i in zip(outer, inner, strict=True))
 
 
-class _GridPlan:
+class GridPlan:
     """Everything per grid shape: window and ROI slices, the relay pupil mask, frequencies."""
 
     def __init__(self, geo: Geometry, shape: Px2, roi: Px2):
@@ -96,14 +96,14 @@ class _GridPlan:
         self.relay_mask = relay.astype(np.float32) if wanted else None
 
 
-class _Pruned:
+class PrunedPlan:
     """The rows and columns of the spectrum the iris touches, and the transfer function on them.
 
     The window sits at offset (r0, c0) on the grid but the pruned FFT transforms it from (0, 0):
     the shift theorem puts the offset back as the phase ramp exp(−2πi(k·r0/N0 + l·c0/N1)).
     """
 
-    def __init__(self, plan: _GridPlan, transfer: np.ndarray):
+    def __init__(self, plan: GridPlan, transfer: np.ndarray):
         nonzero = transfer != 0
         self.rows = np.flatnonzero(nonzero.any(axis=1))
         self.cols = np.flatnonzero(nonzero.any(axis=0))
@@ -125,23 +125,23 @@ class OpticalModel:
         self.sim, self.geo, self.seed = sim, geo, seed
         self.lut_field = np.exp(1j * lut.phase_rad).astype(np.complex64)
         self.lut_phase = np.asarray(lut.phase_rad, dtype=np.float32)
-        self._plans: dict[tuple[Px2, Px2], _GridPlan] = {}
+        self._plans: dict[tuple[Px2, Px2], GridPlan] = {}
         self._screens: dict[tuple[str, bool], np.ndarray] = {}
         self._screen_fields: dict[str, np.ndarray] = {}
         self._transfer: dict[tuple[Px2, float], np.ndarray] = {}
-        self._pruned: dict[tuple, _Pruned] = {}
+        self._pruned: dict[tuple, PrunedPlan] = {}
         self._beam: np.ndarray | None = None
         self._local = threading.local()  # per-thread work arrays (_work)
         self.window_in_screen = tuple(slice(SCREEN_MARGIN, SCREEN_MARGIN + w) for w in geo.window)
 
     # -- caches -------------------------------------------------------------------------------------
-    def plan(self, roi: Px2, shape: Px2 | None = None) -> _GridPlan:
+    def plan(self, roi: Px2, shape: Px2 | None = None) -> GridPlan:
         """The grid plan for ``roi``: on the rig's one grid (``Geometry.grid_shape``) unless
         ``shape`` names another (the convergence tests compare grids)."""
         roi = tuple(int(r) for r in roi)
         shape = self.geo.grid_shape(roi) if shape is None else tuple(int(n) for n in shape)
         if (shape, roi) not in self._plans:
-            self._plans[(shape, roi)] = _GridPlan(self.geo, shape, roi)
+            self._plans[(shape, roi)] = GridPlan(self.geo, shape, roi)
         return self._plans[(shape, roi)]
 
     def screen_phase(self, diffuser: str) -> np.ndarray:
@@ -212,7 +212,7 @@ class OpticalModel:
         moved += line + (last - first) * np.float32(frac / (n - 1))
         return moved[:, SLIDE_PAD:SLIDE_PAD + width]
 
-    def transfer(self, plan: _GridPlan, distance_mm: float) -> np.ndarray:
+    def transfer(self, plan: GridPlan, distance_mm: float) -> np.ndarray:
         """Iris × angular-spectrum propagator on the grid's spectrum (complex64)."""
         key = (plan.shape, round(float(distance_mm), 9))
         if key not in self._transfer:
@@ -274,7 +274,7 @@ class OpticalModel:
                           * np.exp(-((cols * p) ** 2) / w_um**2)[None, :]).astype(np.float32)
         return self._beam
 
-    def diffuser_field(self, slm_field: np.ndarray, diffuser: str, plan: _GridPlan,
+    def diffuser_field(self, slm_field: np.ndarray, diffuser: str, plan: GridPlan,
                        drift: Drift = NO_DRIFT) -> np.ndarray:
         """Steps 1–3 on the grid: the field just behind the diffuser (complex64, a new array)."""
         slm_field = self.as_field(slm_field)
@@ -290,16 +290,16 @@ class OpticalModel:
         buf[plan.canvas] *= screen[plan.canvas_crop]  # step 3 (clear glass beyond the canvas)
         return buf
 
-    def camera_field(self, diffuser_field: np.ndarray, distance_mm: float, plan: _GridPlan) -> np.ndarray:
+    def camera_field(self, diffuser_field: np.ndarray, distance_mm: float, plan: GridPlan) -> np.ndarray:
         """Step 4: lens to z = 0, iris, propagation by z, folded into FFT 3 and 4 (full grid)."""
         spec = sfft.fft2(diffuser_field, workers=WORKERS, overwrite_x=True)
         spec *= self.transfer(plan, distance_mm)
         return sfft.ifft2(spec, workers=WORKERS, overwrite_x=True)
 
-    def pruned(self, plan: _GridPlan, distance_mm: float) -> _Pruned:
+    def pruned(self, plan: GridPlan, distance_mm: float) -> PrunedPlan:
         key = (plan.shape, tuple((r.start, r.stop) for r in plan.roi), round(float(distance_mm), 9))
         if key not in self._pruned:
-            self._pruned[key] = _Pruned(plan, self.transfer(plan, distance_mm))
+            self._pruned[key] = PrunedPlan(plan, self.transfer(plan, distance_mm))
         return self._pruned[key]
 
     def camera_field_roi(self, slm_field: np.ndarray, diffuser: str, distance_mm: float, roi: Px2,

@@ -112,3 +112,14 @@ def test_draws_are_uncorrelated_between_keys_and_between_neighbouring_pixels():
     assert abs(np.corrcoef(a, b)[0, 1]) < 0.01
     assert abs(np.corrcoef(a[:-1], a[1:])[0, 1]) < 0.01
     assert abs(np.corrcoef(a[:-800], a[800:])[0, 1]) < 0.01  # the pixel below, in an 800-wide frame
+
+
+def test_two_python_threads_reading_out_at_once_get_the_bytes_of_one_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    sensor = Sensor(SensorSpec(), "mono8", (1024, 1280), noise=True)
+    irr = np.random.default_rng(1).exponential(0.002, (512, 512)).astype(np.float32)
+    alone = [sensor.expose(irr, 2000.0, (512, 512), key=k)[0] for k in range(6)]
+    with ThreadPoolExecutor(2) as pool:  # as the live console's capture thread beside the engine
+        together = list(pool.map(lambda k: sensor.expose(irr, 2000.0, (512, 512), key=k)[0], range(6)))
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))

@@ -26,6 +26,7 @@ computed on the full-depth frame).
 from __future__ import annotations
 
 import io
+import math
 import struct
 from dataclasses import dataclass
 
@@ -61,6 +62,28 @@ def to_gray8(image: np.ndarray, max_value: int) -> tuple[np.ndarray, int]:
         raise ValueError(f"expected an integer frame, got {image.dtype}")
     shift = max(int(max_value).bit_length() - 8, 0)
     return np.ascontiguousarray((np.clip(image, 0, max_value) >> shift).astype(np.uint8)), shift
+
+
+def bin_down(image: np.ndarray, max_px: int | None) -> np.ndarray:
+    """``image`` binned by the smallest whole factor k that brings both sides to at most ``max_px``:
+    each output pixel is the rounded mean of a k×k block (rows and columns past the last whole block
+    are dropped). The image itself when it already fits (or ``max_px`` is None)."""
+    image = np.asarray(image)
+    if not max_px or max(image.shape) <= max_px:
+        return image
+    k = math.ceil(max(image.shape) / max_px)
+    h, w = (image.shape[0] // k) * k, (image.shape[1] // k) * k
+    exact = image.dtype.kind == "u" and image.dtype.itemsize <= 2  # sums fit in uint32
+    acc = image[0:h:k, 0:w:k].astype(np.uint32 if exact else np.float64)
+    for i in range(k):
+        for j in range(k):
+            if i or j:
+                acc += image[i:h:k, j:w:k]
+    if not exact:
+        return (acc / (k * k)).astype(image.dtype)
+    acc += (k * k) // 2
+    acc //= k * k
+    return acc.astype(image.dtype)
 
 
 def encode_image(image: np.ndarray, *, seq: int, time_s: float, max_value: int = 255,

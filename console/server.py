@@ -18,138 +18,26 @@ import contextlib
 import errno
 import json
 import logging
-import math
 import os
 import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from console.commands import SERVER_COMMANDS, parse_command
-from console.encoding import SLM_MAGIC, encode_image
-from console.source import CommandError, FrameItem, Source
-from console.stats import frame_stats
+from console.commands import ENCODINGS, SERVER_COMMANDS, parse_command
+from console.pump import MAX_IN_FLIGHT, Pump
+from console.source import CommandError, Source
 from speckle_core.errors import UserError
 
 log = logging.getLogger("speckle_lab.console")
 
 STATIC = Path(__file__).resolve().parent / "static"
-MAX_IN_FLIGHT = 2  # frames sent to a page but not yet drawn
 # A frame not acknowledged after this is taken as lost (a page whose script failed). Long: a page
 # that is merely slow (a loaded machine, a slow link) must not be sent frames faster than it draws.
 ACK_TIMEOUT_S = 10.0
-SLM_THUMB_PX = 256  # the SLM pattern is sent at most this size (a binary face reads well at it)
 COMMAND_TIMEOUT_S = 60.0
-
-
-@dataclass
-class Prepared:
-    """One frame ready to send: encodings made on demand, statistics once."""
-
-    seq: int
-    item: FrameItem
-    stats: dict
-    encoded: dict[str, bytes] = field(default_factory=dict)
-
-    def message(self, encoding: str) -> bytes:
-        msg = self.encoded.get(encoding)
-        if msg is None:
-            it = self.item
-            msg = encode_image(it.image, seq=self.seq, time_s=it.time_s, max_value=it.max_value,
-                               encoding=encoding, exposure_us=it.exposure_us)
-            self.encoded[encoding] = msg
-        return msg
-
-
-def prepare(seq: int, item: FrameItem) -> Prepared:
-    stats = frame_stats(item.image, item.max_value, item.black_level, item.saturation_level).to_json()
-    stats.update(type="stats", seq=seq, time_s=item.time_s, exposure_us=item.exposure_us,
-                 shape=list(item.image.shape), info=item.info)
-    p = Prepared(seq, item, stats)
-    p.message("raw")
-    return p
-
-
-def slm_thumbnail(gray: np.ndarray, version: int) -> bytes:
-    step = max(1, math.ceil(max(gray.shape) / SLM_THUMB_PX))
-    return encode_image(gray[::step, ::step], seq=version, time_s=time.time(), magic=SLM_MAGIC)
-
-
-class Pump:
-    """Turns the source's newest frame, SLM pattern and status into messages, for every page.
-
-    A frame is taken from the source only when some page has room for it (fewer than
-    ``MAX_IN_FLIGHT`` frames not yet drawn), so frames are made, prepared and sent at the pace of
-    the fastest page, and a live camera captures no frame that nobody would see."""
-
-    def __init__(self, source: Source, max_fps: float | None):
-        self.source = source
-        self.min_interval_s = 1.0 / max_fps if max_fps else 0.0
-        self.frame: Prepared | None = None
-        self.slm: tuple[int, bytes] | None = None
-        self.status: tuple[int, str] | None = None
-        self.pages: set[Page] = set()
-        self.changed = asyncio.Condition()
-        self.frames_prepared = 0
-        self._seq = 0
-        self._status_seen = self._slm_seen = -1
-
-    @property
-    def clients(self) -> int:
-        return len(self.pages)
-
-    def room(self) -> bool:
-        """Whether a page has room for a new frame and has been sent the current one (a frame
-        prepared but not yet sent is not replaced: that would capture frames nobody sees)."""
-        current = self.frame.seq if self.frame is not None else -1
-        return any(page.room() and page.sent_frame >= current for page in self.pages)
-
-    async def run(self) -> None:
-        while True:
-            got = await self._next_frame()
-            changed = got is not None
-            if got is not None:
-                self.frame = await asyncio.to_thread(prepare, *got)
-                self.frames_prepared += 1
-            changed |= self._new_status()
-            changed |= await self._new_slm()
-            if changed:
-                async with self.changed:
-                    self.changed.notify_all()
-            if got is not None and self.min_interval_s:
-                await asyncio.sleep(self.min_interval_s)
-
-    async def _next_frame(self):
-        """The newest frame when a page has room for it, else None after a short wait."""
-        if not self.room():
-            async with self.changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.changed.wait_for(self.room), 0.1)
-            return None
-        got = await asyncio.to_thread(self.source.frames.wait_newer, self._seq, 0.1)
-        if got is not None:
-            self._seq = got[0]
-        return got
-
-    def _new_status(self) -> bool:
-        v = self.source.status_version()
-        if v == self._status_seen:
-            return False
-        self._status_seen = v
-        self.status = (v, json.dumps({"type": "status", **self.source.status()}, default=str))
-        return True
-
-    async def _new_slm(self) -> bool:
-        slm_seq, gray = self.source.slm.latest()
-        if slm_seq == self._slm_seen or gray is None or not self.pages:
-            return False
-        self._slm_seen = slm_seq
-        self.slm = (slm_seq, await asyncio.to_thread(slm_thumbnail, gray, slm_seq))
-        return True
+STOP_WAIT_S = 2.0  # a page's tasks get this long to end once its socket closed
 
 
 class Page:
@@ -157,9 +45,11 @@ class Page:
 
     def __init__(self, ws, pump: Pump, source: Source):
         self.ws, self.pump, self.source = ws, pump, source
-        self.encoding = "raw"
+        self.encoding = "jpeg"  # what the page asks for first (static/index.html), until it says
         self.in_flight: dict[int, float] = {}  # seq → time sent
         self.sent_frame = self.sent_status = self.sent_slm = -1
+        self.sent_points = 0  # points of the stability series sent
+        self.closed = False
         self.send_lock = asyncio.Lock()
         self.latency_ms: float | None = None
 
@@ -181,11 +71,12 @@ class Page:
         frame_due = p.frame is not None and p.frame.seq > self.sent_frame and room
         return (frame_due
                 or (p.status is not None and p.status[0] != self.sent_status)
-                or (p.slm is not None and p.slm[0] != self.sent_slm))
+                or (p.slm is not None and p.slm[0] != self.sent_slm)
+                or p.stability_total > self.sent_points)
 
     async def sender(self) -> None:
         p = self.pump
-        while True:
+        while not self.closed:
             async with p.changed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(p.changed.wait_for(self._due), 0.5)
@@ -201,6 +92,8 @@ class Page:
             self.sent_slm = p.slm[0]
             async with self.send_lock:
                 await self.ws.send_bytes(p.slm[1])
+        if p.stability_total > self.sent_points:
+            await self._send_points()
         frame = p.frame
         if frame is not None and frame.seq > self.sent_frame and len(self.in_flight) < MAX_IN_FLIGHT:
             self.sent_frame = frame.seq
@@ -210,7 +103,15 @@ class Page:
             self.in_flight[frame.seq] = time.monotonic()
             async with self.send_lock:
                 await self.ws.send_bytes(msg)
-                await self.ws.send_text(json.dumps(frame.stats))
+                await self.ws.send_text(frame.stats_text)
+
+    async def _send_points(self) -> None:
+        """The stability points this page has not been sent yet (the series only grows: a page
+        gets each point once, not the whole series with every status)."""
+        start, points = self.source.stability_since(self.sent_points)  # type: ignore[attr-defined]
+        self.sent_points = start + len(points)
+        if points:
+            await self.send_json({"type": "stability", "start": start, "points": points})
 
     async def receiver(self) -> None:
         while True:
@@ -249,8 +150,12 @@ class Page:
             self.pump.changed.notify_all()
 
 
-def build_app(source: Source, max_fps: float | None = None, title: str = "speckle-lab console"):
-    """The ASGI app serving ``source`` (a live rig or a run being acquired)."""
+def build_app(source: Source, max_fps: float | None = None, title: str = "speckle-lab console",
+              display_px: int | None = None, paced: bool = False):
+    """The ASGI app serving ``source`` (a live rig or a run being acquired). ``max_fps``: frames
+    sent at most this often; ``display_px``: frames binned down to at most this many pixels a side
+    for display; ``paced``: frames, status and pattern go out together once per ``1 / max_fps``
+    seconds (a run being watched: ``console.pump``)."""
     from starlette.applications import Starlette
     from starlette.responses import FileResponse, JSONResponse
     from starlette.routing import Mount, Route, WebSocketRoute
@@ -261,15 +166,13 @@ def build_app(source: Source, max_fps: float | None = None, title: str = "speckl
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        pump = Pump(source, max_fps)
+        pump = Pump(source, max_fps, display_px=display_px, paced=paced)
         state["pump"] = pump
         task = asyncio.create_task(pump.run())
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await pump.stop(task)
 
     async def index(request):
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
@@ -281,7 +184,9 @@ def build_app(source: Source, max_fps: float | None = None, title: str = "speckl
         await ws.accept()
         pump: Pump = state["pump"]
         page = Page(ws, pump, source)
-        pump.pages.add(page)
+        if ws.query_params.get("encoding") in ENCODINGS:  # /ws?encoding=raw: from the first frame on
+            page.encoding = ws.query_params["encoding"]
+        pump.add(page)
         source.clients_changed(pump.clients)
         tasks = []
         try:
@@ -291,12 +196,12 @@ def build_app(source: Source, max_fps: float | None = None, title: str = "speckl
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass
         finally:
+            page.closed = True
             for t in tasks:
                 t.cancel()
-            for t in tasks:
-                with contextlib.suppress(BaseException):
-                    await t
-            pump.pages.discard(page)
+            if tasks:
+                await asyncio.wait(tasks, timeout=STOP_WAIT_S)
+            pump.discard(page)
             source.clients_changed(pump.clients)
 
     routes = [Route("/", index), Route("/status", status), WebSocketRoute("/ws", websocket),

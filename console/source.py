@@ -18,7 +18,7 @@ class FrameItem:
     """A frame as handed to the view: never copied, never modified after it is put in the slot."""
 
     image: np.ndarray
-    max_value: int
+    max_value: int | None  # full scale; None: found from the frame by the server (console.pump)
     time_s: float  # host unix time at the end of the capture
     exposure_us: float
     black_level: float = 0.0

@@ -26,9 +26,15 @@ log = logging.getLogger("speckle_lab.console")
 
 LOG_LINES = 60
 RATE_WINDOW = 50  # pairs/s over the last this many pairs
-VIEW_MAX_FPS = 5.0  # enough to glance at a run; each frame shown costs statistics and a JPEG
-VIEW_NICE = 10  # the view's threads yield the CPU to the run's (bench/bench_acquire.py)
-LINGER_S = 1.0  # after the run, pages still connected get this long to receive the final status
+STABILITY_POINTS = 5000  # the reference correlations kept for the plot (a page gets each once)
+# What a glance at a night run needs, and no more: every ms of CPU the view spends, in this process
+# or in the browser's, is taken from a CPU-bound run (bench/bench_acquire.py --only-view). The page
+# is updated once per 1/VIEW_MAX_FPS s (frame, statistics, status, pattern and plot together) with
+# the frame binned to at most VIEW_DISPLAY_PX a side (the page scales it up).
+VIEW_MAX_FPS = 2.0
+VIEW_DISPLAY_PX = 400
+VIEW_NICE = 10  # the view's threads yield the CPU to the run's
+LINGER_S = 1.0 / VIEW_MAX_FPS + 0.5  # after the run, pages still connected get the final status
 
 
 def guarded(fn):
@@ -75,7 +81,8 @@ class RunView:
         self.failed: set[str] = set()
         self.version = 0
         self.log: deque[str] = deque(maxlen=LOG_LINES)
-        self.stability: deque[dict] = deque(maxlen=5000)
+        self.stability: deque[tuple[int, int, str, float, float]] = deque(maxlen=STABILITY_POINTS)
+        self.stability_total = 0  # references seen (the deque keeps the last STABILITY_POINTS)
         self.threshold = threshold
         self.title = title
         self.clients = 0
@@ -89,10 +96,12 @@ class RunView:
     @guarded
     def on_frame(self, kind: str, gray: np.ndarray | None, frame, what: str = "") -> None:
         """A frame the engine captured (pair, reference, exposure probe) and the SLM pattern shown."""
-        image = frame.image
-        top = 255 if image.dtype == np.uint8 else (1 << max(int(image.max()).bit_length(), 8)) - 1
-        item = FrameItem(image, top, frame.timestamp_s, frame.exposure_us, 0.0, None,
-                         {"kind": kind, "what": what})
+        # references only: the full scale of a deeper frame is found by the server, not here
+        info = {"kind": kind, "what": what}
+        sat = getattr(frame, "saturated_fraction", None)  # the camera's own (a colour sensor's red)
+        if sat is not None:
+            info["camera_saturated"] = sat
+        item = FrameItem(frame.image, None, frame.timestamp_s, frame.exposure_us, 0.0, None, info)
         self.frames.put(item)
         if gray is not None:
             self.slm.put(gray)
@@ -113,8 +122,9 @@ class RunView:
 
     @guarded
     def on_reference(self, index: int, label: str, correlation: float) -> None:
-        self.stability.append({"index": index, "block": label, "corr": float(correlation),
-                               "t": self._clock() - self._t0})
+        n = self.stability_total
+        self.stability.append((n, index, label, float(correlation), self._clock() - self._t0))
+        self.stability_total = n + 1
         self.version += 1
 
     @guarded
@@ -132,7 +142,14 @@ class RunView:
 
     def status(self) -> dict:
         return {"mode": "view", "rig": self.title, "run": dict(self.run), "log": list(self.log),
-                "stability": list(self.stability), "threshold": self.threshold}
+                "references": self.stability_total, "threshold": self.threshold}
+
+    def stability_since(self, n: int) -> tuple[int, list[list[float]]]:
+        """(first, points) of the stability series from its ``n``-th point on, each ``[number,
+        correlation]`` (numbered from 0 over the run; the oldest past STABILITY_POINTS are gone,
+        so ``first`` may be above ``n``)."""
+        points = [[p[0], round(p[3], 6)] for p in list(self.stability) if p[0] >= n]
+        return (points[0][0] if points else max(n, self.stability_total)), points
 
     def command(self, message: dict) -> dict:
         raise CommandError("read-only: this page watches an acquisition run; nothing can be changed")
@@ -155,7 +172,7 @@ def start_view(view: RunView, sock, title: str = "speckle-lab run"):
     thread = None
     try:
         try:
-            app = build_app(view, max_fps=VIEW_MAX_FPS, title=title)
+            app = build_app(view, max_fps=VIEW_MAX_FPS, title=title, display_px=VIEW_DISPLAY_PX, paced=True)
             thread = ServerThread(app, sock, nice=VIEW_NICE).start()
             print(f"speckle-lab: watching the run at {url_of(sock)}", file=sys.stderr, flush=True)
         except Exception as e:  # noqa: BLE001 - the run goes on without its view

@@ -33,9 +33,11 @@ def rig():
 
 
 @contextlib.contextmanager
-def page(session):
-    """(test client, websocket) connected to a server of ``session``, past the hello."""
-    with TestClient(build_app(session)) as client, client.websocket_connect("/ws") as ws:
+def page(session, encoding="raw"):
+    """(test client, websocket) connected to a server of ``session``, past the hello; frames come
+    in ``encoding`` (None: the server's default)."""
+    url = "/ws" if encoding is None else f"/ws?encoding={encoding}"
+    with TestClient(build_app(session)) as client, client.websocket_connect(url) as ws:
         hello = ws.receive_json()
         assert hello["type"] == "hello"
         yield client, ws
@@ -85,6 +87,12 @@ def test_frames_sent_are_the_camera_frames_pixel_for_pixel(live):
         head, image = next_frame(ws)
         assert np.array_equal(image, live.frame(head.seq).image)
         assert (head.height, head.width) == (48, 64)
+
+
+def test_a_page_that_names_no_encoding_is_sent_jpeg_frames(live):
+    with page(live, encoding=None) as (_, ws):
+        head, image = next_frame(ws)
+    assert head.encoding == "jpeg" and image.shape == (48, 64)
 
 
 def test_an_exposure_command_reaches_the_simulated_camera(live, rig):
@@ -239,13 +247,13 @@ def test_a_page_that_disconnects_mid_stream_leaves_the_server_serving_the_next()
         return SimpleNamespace(image=np.full((8, 8), value, np.uint8), timestamp_s=0.0, exposure_us=1.0)
 
     with TestClient(build_app(view)) as client:
-        with client.websocket_connect("/ws") as ws:
+        with client.websocket_connect("/ws?encoding=raw") as ws:
             ws.receive_json()
             view.on_frame("pair", None, frame(1), "capturing pair 0")
             next_frame(ws)
             view.on_frame("pair", None, frame(2), "capturing pair 1")  # then the tab closes, unread
         view.on_frame("pair", None, frame(3), "capturing pair 2")
-        with client.websocket_connect("/ws") as ws:
+        with client.websocket_connect("/ws?encoding=raw") as ws:
             ws.receive_json()
             values = [int(next_frame(ws)[1][0, 0])]  # the frame prepared when the first tab left ...
             while values[-1] != 3 and len(values) < 3:

@@ -51,11 +51,14 @@ def test_progress_gives_the_rate_and_eta():
     assert view.status()["run"]["block"] == "diffuser 600 at 0 mm"
 
 
-def test_references_are_kept_for_the_stability_plot():
+def test_references_are_kept_for_the_stability_plot_and_given_from_a_point_on():
     view = RunView(threshold=0.9)
     view.on_reference(0, "b", 1.0)
     view.on_reference(1, "b", 0.97)
-    assert [p["corr"] for p in view.status()["stability"]] == [1.0, 0.97]
+    assert view.stability_since(0) == (0, [[0, 1.0], [1, 0.97]])
+    assert view.stability_since(1) == (1, [[1, 0.97]])
+    assert view.stability_since(2) == (2, [])
+    assert view.status()["references"] == 2
 
 
 def test_a_frame_goes_to_the_one_slot_buffer_with_the_pattern_shown():

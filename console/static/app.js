@@ -21,6 +21,12 @@ const drawTimes = [];
 
 function nowMs() { return performance.timeOrigin + performance.now(); }
 
+// Text is replaced only when it changes: each replacement costs the browser a style and layout pass.
+function setText(id, text) {
+  const el = $(id);
+  if (el.textContent !== text) el.textContent = text;
+}
+
 function header(buf) {
   const dv = new DataView(buf);
   const magic = String.fromCharCode(dv.getUint8(0), dv.getUint8(1), dv.getUint8(2), dv.getUint8(3));
@@ -86,11 +92,10 @@ async function onFrame(buf) {
   drawTimes.push(t);
   while (drawTimes.length && t - drawTimes[0] > 2000) drawTimes.shift();
   speckle.fps = drawTimes.length > 1 ? (drawTimes.length - 1) / ((t - drawTimes[0]) / 1000) : 0;
-  $("frame-count").textContent = speckle.framesDrawn;
-  $("frame-seq").textContent = h.seq;
-  $("fps").textContent = speckle.fps.toFixed(1);
-  $("latency").textContent = latency.toFixed(0);
-  $("shape").textContent = `${h.height}×${h.width}`;
+  setText("frame-count", String(speckle.framesDrawn));
+  setText("frame-seq", String(h.seq));
+  setText("fps", speckle.fps.toFixed(1));
+  setText("latency", latency.toFixed(0));
 }
 
 const slmCanvas = $("slm"), slmCtx = slmCanvas.getContext("2d");
@@ -118,17 +123,20 @@ function onStats(s) {
 
 function showStats(s) {
   statsShownAt = performance.now();
-  $("st-exposure").textContent = fmt(s.exposure_us, 0) + " µs";
-  $("st-max").textContent = s.max;
-  $("st-mean").textContent = fmt(s.mean, 1);
-  $("st-saturated").textContent = fmt(100 * s.saturated_fraction, 3) + " %";
-  $("st-contrast").textContent = fmt(s.contrast, 3);
-  $("st-grain").textContent = fmt(s.grain_px, 1) + " px";
-  $("st-sharpness").textContent = fmt(s.sharpness, 3);
-  $("st-black").textContent = fmt(s.black_level, 1);
+  setText("st-exposure", fmt(s.exposure_us, 0) + " µs");
+  setText("st-max", String(s.max));
+  setText("st-mean", fmt(s.mean, 1));
+  setText("st-saturated", fmt(100 * s.saturated_fraction, 3) + " %");
+  setText("st-contrast", fmt(s.contrast, 3));
+  setText("st-grain", fmt(s.grain_px, 1) + " px");
+  setText("st-sharpness", fmt(s.sharpness, 3));
+  setText("st-black", fmt(s.black_level, 1));
   const info = s.info || {};
-  $("frame-kind").textContent = info.what || info.kind || "";
-  if (speckle.readonly) $("slm-text").textContent = info.what ? `shown for: ${info.what}` : "";
+  setText("frame-kind", info.what || info.kind || "");
+  if (speckle.readonly) setText("slm-text", info.what ? `shown for: ${info.what}` : "");
+  const shown = s.shown && (s.shown[0] !== s.shape[0] || s.shown[1] !== s.shape[1])
+    ? ` (shown binned to ${s.shown[0]}×${s.shown[1]})` : "";
+  setText("shape", `${s.shape[0]}×${s.shape[1]}${shown}`);
   drawHistogram(s.histogram);
 }
 
@@ -153,7 +161,7 @@ function setIfIdle(id, value) {
 
 function onStatus(st) {
   speckle.status = st;
-  $("rig-name").textContent = st.rig ? `rig: ${st.rig}` : "";
+  setText("rig-name", st.rig ? `rig: ${st.rig}` : "");
   if (st.mode === "view") return onRunStatus(st);
   const cam = st.camera;
   const camErr = $("camera-error");
@@ -186,27 +194,49 @@ function fmtSeconds(s) {
 
 function onRunStatus(st) {
   const r = st.run;
-  $("run-progress").max = Math.max(r.total, 1);
-  $("run-progress").value = r.done;
-  $("run-text").textContent = `${r.done} / ${r.total} pairs` + (r.finished ? ` — ${r.message}` : "");
-  $("run-block").textContent = r.block || "–";
-  $("run-rate").textContent = fmt(r.rate, 1);
-  $("run-eta").textContent = r.finished ? "done" : fmtSeconds(r.eta_s);
-  $("run-exposure").textContent = r.exposure_us ? fmt(r.exposure_us, 0) + " µs" : "–";
-  $("run-elapsed").textContent = fmtSeconds(r.elapsed_s);
-  const logEl = $("log");
-  const atBottom = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 4;
-  logEl.textContent = st.log.join("\n");
-  if (atBottom) logEl.scrollTop = logEl.scrollHeight;
-  drawStability(st.stability, st.threshold);
+  const bar = $("run-progress"), total = Math.max(r.total, 1);
+  if (bar.max !== total) bar.max = total;
+  if (bar.value !== r.done) bar.value = r.done;
+  setText("run-text", `${r.done} / ${r.total} pairs` + (r.finished ? ` — ${r.message}` : ""));
+  setText("run-block", r.block || "–");
+  setText("run-rate", fmt(r.rate, 1));
+  setText("run-eta", r.finished ? "done" : fmtSeconds(r.eta_s));
+  setText("run-exposure", r.exposure_us ? fmt(r.exposure_us, 0) + " µs" : "–");
+  setText("run-elapsed", fmtSeconds(r.elapsed_s));
+  const logEl = $("log"), text = st.log.join("\n");
+  if (logEl.textContent !== text) {
+    const atBottom = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 4;
+    logEl.textContent = text;
+    if (atBottom) logEl.scrollTop = logEl.scrollHeight;
+  }
+  if (stability.threshold !== st.threshold) {
+    stability.threshold = st.threshold;
+    drawStability();
+  }
   document.body.classList.toggle("finished", !!r.finished);
 }
 
-function drawStability(points, threshold) {
+// The run's reference correlations: the server sends each point once ([number, correlation]).
+const STABILITY_POINTS = 5000;
+const stability = {points: [], threshold: null};
+speckle.stability = stability;
+function onStabilityPoints(m) {
+  const pts = stability.points;
+  for (const p of m.points) {
+    if (!pts.length || p[0] > pts[pts.length - 1][0]) pts.push(p);
+  }
+  if (pts.length > STABILITY_POINTS) pts.splice(0, pts.length - STABILITY_POINTS);
+  drawStability();
+}
+
+function drawStability() {
+  const points = stability.points.map((p) => ({corr: p[1]})), threshold = stability.threshold;
   const c = $("stability"), ctx = c.getContext("2d");
   ctx.clearRect(0, 0, c.width, c.height);
   if (!points.length) return;
-  const lo = Math.min(threshold ?? 1, ...points.map((p) => p.corr)) - 0.02, hi = 1.0;
+  let least = Infinity;
+  for (const p of points) least = Math.min(least, p.corr);
+  const lo = Math.min(threshold ?? 1, least) - 0.02, hi = 1.0;
   const y = (v) => c.height - 4 - ((v - lo) / (hi - lo)) * (c.height - 8);
   if (threshold !== null && threshold !== undefined) {
     ctx.strokeStyle = "#e0533d"; ctx.beginPath();
@@ -218,7 +248,6 @@ function drawStability(points, threshold) {
     const x = n === 1 ? c.width / 2 : 4 + (i / (n - 1)) * (c.width - 8);
     ctx.fillRect(x - 2, y(p.corr) - 2, 4, 4);
   });
-  const least = Math.min(...points.map((p) => p.corr));
   ctx.fillStyle = "#9aa4af";
   ctx.fillText(`last ${points[n - 1].corr.toFixed(4)}, lowest ${least.toFixed(4)}`
     + (threshold !== null && threshold !== undefined ? `, threshold ${threshold}` : ""), 4, c.height - 6);
@@ -239,6 +268,7 @@ function onMessage(ev) {
   const m = JSON.parse(ev.data);
   if (m.type === "stats") onStats(m);
   else if (m.type === "status") onStatus(m);
+  else if (m.type === "stability") onStabilityPoints(m);
   else if (m.type === "error") showError(m.message);
   else if (m.type === "ok") {
     $("error").classList.add("hidden");
@@ -262,13 +292,12 @@ window.speckleSend = send;
 
 function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  ws = new WebSocket(`${proto}://${location.host}/ws`);
+  ws = new WebSocket(`${proto}://${location.host}/ws?encoding=${$("encoding").value}`);
   ws.binaryType = "arraybuffer";
   ws.onopen = () => {
     speckle.open = true;
     document.body.className = document.body.className.replace(/\b(connecting|closed)\b/g, "") + " open";
     $("conn").textContent = "connected";
-    send({cmd: "encoding", encoding: $("encoding").value});  // before any frame is drawn
   };
   ws.onmessage = onMessage;
   ws.onclose = () => {

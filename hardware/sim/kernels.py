@@ -1,11 +1,13 @@
-"""Compiled per-pixel kernels of the simulated rig (numba), and the row bands they run on.
+"""The simulated rig's per-pixel work: the random numbers, and where each kernel runs.
 
-Every kernel is ``@njit(nogil=True, cache=True)`` without ``fastmath``: no reassociation and no
-fused multiply-add, so a pixel's value depends only on its inputs, whatever the thread count. The
-work is split into row bands run by a small thread pool of this module (``run_bands``), not by
-numba's ``parallel=True``: its default threading layer aborts the process when two Python threads
-launch kernels at once (the live console captures in a thread), and a pool re-made after ``fork``
-keeps forked test workers and acquisition children safe.
+The kernels exist twice with the same arithmetic: compiled by numba (hardware/sim/compiled.py)
+and in numpy (hardware/sim/reference.py); tests/test_sim_kernels.py checks they give the same
+bytes. Frames of at least ``COMPILED_FROM_PIXELS`` run compiled, split into row bands on a small
+thread pool of this module (``run_bands``), not numba's ``parallel=True``: its default threading
+layer aborts the process when two Python threads launch kernels at once (the live console
+captures in a thread), and a pool re-made after ``fork`` keeps forked children safe. Smaller
+frames run in numpy: numba is imported only when a large frame needs it, since importing it and
+readying its compiler costs about a second of CPU per process (docs/simulation.md, "Speed").
 
 Random numbers are counter-based: pixel i of a frame draws ``splitmix64(key + (i + 1)·φ64)``, a
 hash of the frame's 64-bit key (derived from the pair's identity, hardware/sim/devices.py) and the
@@ -20,211 +22,32 @@ cut at ±4.3σ) and a uniform from the low 32 bits, independent of the normal's 
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit
 from scipy.special import ndtri
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
-_S16, _S32, _S48 = np.uint64(16), np.uint64(32), np.uint64(48)
-_LOW16, _LOW32 = np.uint64(0xFFFF), np.uint64(0xFFFFFFFF)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX2 = np.uint64(0x94D049BB133111EB)
+S30, S27, S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+S32, S48 = np.uint64(32), np.uint64(48)
+LOW16, LOW32 = np.uint64(0xFFFF), np.uint64(0xFFFFFFFF)
 
 # Normal quantiles at the midpoints of 65536 equal-probability bins; the outermost bin on each
 # side is split again into 65536 (TAIL: the lower one; the upper one is its mirror image).
 NORMAL_TABLE = ndtri((np.arange(65536) + 0.5) / 65536.0).astype(np.float32)
 NORMAL_TAIL = ndtri((np.arange(65536) + 0.5) / 65536.0**2).astype(np.float32)
 MAX_POISSON_TERMS = 200  # the inversion below stops here (only reached for λ ≫ its cut)
-_INV_K = np.array([0.0] + [1.0 / k for k in range(1, MAX_POISSON_TERMS + 1)])
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _splitmix64(key, index):  # pragma: no cover - compiled
-    z = key + (np.uint64(index) + np.uint64(1)) * _GOLDEN
-    z = (z ^ (z >> _S30)) * _MIX1
-    z = (z ^ (z >> _S27)) * _MIX2
-    return z ^ (z >> _S31)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _normal(h, table, tail):  # pragma: no cover - compiled
-    """A standard normal from the top 32 bits of ``h`` (see the module doc)."""
-    i = np.int64(h >> _S48)
-    if i == 0:
-        return tail[np.int64((h >> _S32) & _LOW16)]
-    if i == 65535:
-        return -tail[np.int64((h >> _S32) & _LOW16)]
-    return table[i]
-
-
-@njit(nogil=True, cache=True)
-def _poisson(lam, u, inv_k):  # pragma: no cover - compiled
-    """Poisson(λ) by inversion of its CDF at the uniform ``u`` (exact up to float64 rounding)."""
-    p = math.exp(-lam)
-    cdf = p
-    k = 0
-    while u > cdf and k < MAX_POISSON_TERMS:
-        k += 1
-        p *= lam * inv_k[k]
-        cdf += p
-    return k
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _normal_electrons(lam, read_noise, h, table, tail):  # pragma: no cover - compiled
-    """λ electrons (float32) with shot and read noise as one skew-corrected normal (see below)."""
-    z = _normal(h, table, tail)
-    v = lam + read_noise * read_noise
-    iv = np.float32(1.0) / v
-    b = lam * iv * np.float32(1.0 / 6.0)
-    a2 = b * b * iv
-    return lam + (np.float32(math.sqrt(v)) * z + b * (z * z - np.float32(1.0))) * (np.float32(1.0) - a2)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _electrons(lam, read_noise, exact_below, key, index, table, tail, inv_k):  # pragma: no cover
-    """One pixel's electrons (float32) for a mean of λ electrons (float32), shot and read noise.
-
-    Exact Poisson by inversion where λ < ``exact_below``, plus Normal(0, σr²). Above it, one
-    normal of the summed variance v = λ + σr², skew-corrected to the sum's third cumulant λ
-    (Cornish–Fisher to first order: √v·z + b(z² − 1) with b = λ/(6v), i.e. skewness 6b/√v; its
-    variance v(1 + 2a²), a = b/√v, is brought back to v by the factor 1 − a²): the mean, the
-    variance and the skewness of Poisson(λ) + N(0, σr²). Float32 arithmetic on this path.
-    """
-    h = _splitmix64(key, index)
-    if lam < exact_below:
-        u = (np.float64(h & _LOW32) + 0.5) * (1.0 / 4294967296.0)
-        z = np.float64(_normal(h, table, tail))
-        return np.float32(_poisson(np.float64(lam), u, inv_k) + np.float64(read_noise) * z)
-    return _normal_electrons(lam, read_noise, h, table, tail)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _codes_rows(irr, lit, site_scale, dark, noise, exact, read_noise, exact_below, key, to_adu, black,
-                adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1):  # pragma: no cover
-    """Rows r0..r1 of the ADC codes (float32, into ``codes``); returns how many red sites clipped.
-
-    λ = irradiance × site_scale[row parity, col parity] + dark (electrons); with ``noise``, the
-    electrons of ``_electrons`` (``exact``: with its exact Poisson branch); codes =
-    clip(rint(electrons × to_adu + black), 0, adc_max).
-    """
-    cols = codes.shape[1]
-    clipped = 0
-    top = adc_max - np.float32(0.5)
-    for r in range(r0, r1):
-        pr = r & 1
-        s0, s1 = site_scale[pr, 0], site_scale[pr, 1]
-        for c in range(cols):
-            lam = (s1 if c & 1 else s0) * irr[r, c] + dark if lit else dark
-            if noise:
-                if exact:
-                    lam = _electrons(lam, read_noise, exact_below, key, r * cols + c, table, tail, inv_k)
-                else:
-                    lam = _normal_electrons(lam, read_noise, _splitmix64(key, r * cols + c), table, tail)
-            codes[r, c] = lam * to_adu + black
-        if pr == red_r:  # the red sites that reached the top code
-            for c in range(red_c, cols, 2):
-                clipped += codes[r, c] >= top
-        for c in range(cols):
-            codes[r, c] = min(max(np.rint(codes[r, c]), np.float32(0.0)), adc_max)
-    return clipped
-
-
-@njit(nogil=True, cache=True)
-def _sensor_band(irr, lit, site_scale, dark, noise, read_noise, exact_below, key, to_adu, black,
-                 adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1):  # pragma: no cover
-    """``_codes_rows`` without the exact Poisson branch (``exact_below`` ≤ 0: the normal path only)."""
-    return _codes_rows(irr, lit, site_scale, dark, noise, False, read_noise, exact_below, key, to_adu,
-                       black, adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1)
-
-
-@njit(nogil=True, cache=True)
-def _sensor_band_exact(irr, lit, site_scale, dark, noise, read_noise, exact_below, key, to_adu, black,
-                       adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1):  # pragma: no cover
-    """``_codes_rows`` with the exact Poisson branch below ``exact_below``."""
-    return _codes_rows(irr, lit, site_scale, dark, noise, True, read_noise, exact_below, key, to_adu,
-                       black, adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1)
-
-
-@njit(nogil=True, cache=True)
-def _electrons_flat(lam, read_noise, exact_below, key, table, tail, inv_k):  # pragma: no cover
-    """``_electrons`` for each λ of a 1-D array, pixel index = array index (the sampler's tests)."""
-    out = np.empty(lam.shape[0], np.float32)
-    for i in range(lam.shape[0]):
-        out[i] = _electrons(lam[i], read_noise, exact_below, key, i, table, tail, inv_k)
-    return out
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _mirror(i, n):  # pragma: no cover - compiled
-    """numpy's "reflect" padding by one sample: −1 → 1, n → n − 2 (a 1-long axis stays at 0)."""
-    if i < 0:
-        return min(1, n - 1)
-    if i >= n:
-        return max(n - 2, 0)
-    return i
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _grey(codes, weights, scale, r, c, up, dn, lf, rt):  # pragma: no cover - compiled
-    """Y/full scale at (r, c), clipped to 0..1: the stencil of ``_grey_band``."""
-    pr, pc = r & 1, c & 1
-    y = weights[pr, pc, 0] * codes[r, c]
-    y += weights[pr, pc, 1] * (codes[r, lf] + codes[r, rt])
-    y += weights[pr, pc, 2] * (codes[up, c] + codes[dn, c])
-    y += weights[pr, pc, 3] * ((codes[up, lf] + codes[up, rt]) + (codes[dn, lf] + codes[dn, rt]))
-    return min(max(y * scale, np.float32(0.0)), np.float32(1.0))
-
-
-@njit(nogil=True, cache=True)
-def _grey_band(codes, weights, scale, gamma, out, r0, r1):  # pragma: no cover - compiled
-    """Rows r0..r1 of the 8-bit grey image: bilinear demosaic and Y = wR·R + wG·G + wB·B folded
-    into one stencil per colour site, Y = a·centre + b·(left + right) + c·(up + down) + d·(the 4
-    diagonals), ``weights[row parity, col parity] = (a, b, c, d)``; then Y/full scale, clipped to
-    0..1, to the power 1/γ (when γ ≠ 1), × 255.999, truncated to uint8. Borders are mirrored."""
-    rows, cols = codes.shape
-    inv_gamma = np.float32(1.0 / gamma)
-    top = np.float32(255.999)
-    for r in range(r0, r1):
-        up, dn = _mirror(r - 1, rows), _mirror(r + 1, rows)
-        for c in (0, cols - 1):  # the mirrored edge columns
-            y = _grey(codes, weights, scale, r, c, up, dn, _mirror(c - 1, cols), _mirror(c + 1, cols))
-            out[r, c] = np.uint8((y ** inv_gamma if gamma != 1.0 else y) * top)
-        if gamma == 1.0:  # the common case, without a branch in the loop
-            for c in range(1, cols - 1):
-                out[r, c] = np.uint8(_grey(codes, weights, scale, r, c, up, dn, c - 1, c + 1) * top)
-        else:
-            for c in range(1, cols - 1):
-                y = _grey(codes, weights, scale, r, c, up, dn, c - 1, c + 1)
-                out[r, c] = np.uint8(y ** inv_gamma * top)
-
-
-@njit(nogil=True, cache=True)
-def _window_field_band(lut, gray, screen, out, r0, r1):  # pragma: no cover - compiled
-    """out = LUT[gray] × screen over rows r0..r1 (complex64): the SLM field behind the diffuser."""
-    for r in range(r0, r1):
-        for c in range(gray.shape[1]):
-            out[r, c] = lut[gray[r, c]] * screen[r, c]
-
-
-@njit(nogil=True, cache=True)
-def _intensity_band(field, out, r0, r1):  # pragma: no cover - compiled
-    """out = re² + im² over rows r0..r1 (float32)."""
-    for r in range(r0, r1):
-        for c in range(field.shape[1]):
-            v = field[r, c]
-            out[r, c] = v.real * v.real + v.imag * v.imag
+INV_K = np.array([0.0] + [1.0 / k for k in range(1, MAX_POISSON_TERMS + 1)])
 
 
 # -- row bands on a thread pool -----------------------------------------------------------------------
 MIN_BAND_PIXELS = 65536  # a band's worth of work below which one thread does the whole frame
+COMPILED_FROM_PIXELS = 65536  # frames this large run compiled (numba), smaller ones in numpy
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, threads, pool)
 _pool_lock = threading.Lock()
 _threads = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
@@ -257,16 +80,40 @@ def run_bands(kernel: Callable[..., object], rows: int, cols: int, *args: object
 
 
 # -- the public entry points ----------------------------------------------------------------------------
+def set_compiled_from(pixels: int) -> int:
+    """Set the frame size from which the compiled kernels run (tests compare both); the old value."""
+    global COMPILED_FROM_PIXELS
+    old, COMPILED_FROM_PIXELS = COMPILED_FROM_PIXELS, int(pixels)
+    return old
+
+
+def _compiled(shape: tuple[int, ...]):
+    """hardware.sim.compiled when a frame of ``shape`` runs compiled, else None (numpy)."""
+    if int(np.prod(shape)) < COMPILED_FROM_PIXELS:
+        return None
+    from hardware.sim import compiled  # imports numba: only when a frame needs it
+
+    return compiled
+
+
 def window_field(lut: np.ndarray, gray: np.ndarray, screen: np.ndarray, out: np.ndarray) -> None:
     """``out[...] = lut[gray] * screen`` (complex64; ``out`` and ``screen`` may be views)."""
-    run_bands(_window_field_band, gray.shape[0], gray.shape[1], lut, gray, screen, out)
+    jit = _compiled(gray.shape)
+    if jit is None:
+        reference.window_field(lut, gray, screen, out)
+    else:
+        run_bands(jit.window_field_band, gray.shape[0], gray.shape[1], lut, gray, screen, out)
 
 
 def intensity(field: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """|field|² (float32) as re·re + im·im, the same bytes as numpy's two products and a sum."""
+    """|field|² (float32) as re·re + im·im."""
     if out is None:
         out = np.empty(field.shape, np.float32)
-    run_bands(_intensity_band, field.shape[0], field.shape[1], field, out)
+    jit = _compiled(field.shape)
+    if jit is None:
+        reference.intensity(field, out)
+    else:
+        run_bands(jit.intensity_band, field.shape[0], field.shape[1], field, out)
     return out
 
 
@@ -275,26 +122,75 @@ def sensor_codes(irr: np.ndarray, lit: bool, site_scale: np.ndarray, dark: float
                  adc_max: int, red_at: tuple[int, int], codes: np.ndarray) -> int:
     """Fill ``codes`` (float32, the ROI) with the ADC codes; returns how many red sites clipped."""
     f32 = np.float32
-    band = _sensor_band_exact if exact_below > 0 else _sensor_band
-    counts = run_bands(band, codes.shape[0], codes.shape[1], irr, bool(lit),
-                       np.ascontiguousarray(site_scale, f32), f32(dark), bool(noise), f32(read_noise),
-                       f32(exact_below), np.uint64(key), f32(to_adu), f32(black), f32(adc_max),
-                       int(red_at[0]), int(red_at[1]), NORMAL_TABLE, NORMAL_TAIL, _INV_K, codes)
-    return int(sum(counts))
+    args = (irr, bool(lit), np.ascontiguousarray(site_scale, f32), f32(dark), bool(noise), f32(read_noise),
+            f32(exact_below), np.uint64(key), f32(to_adu), f32(black), f32(adc_max), int(red_at[0]),
+            int(red_at[1]), NORMAL_TABLE, NORMAL_TAIL, INV_K, codes)
+    jit = _compiled(codes.shape)
+    if jit is None:
+        return reference.sensor_codes(*args)
+    band = jit.sensor_band_exact if exact_below > 0 else jit.sensor_band
+    return int(sum(run_bands(band, codes.shape[0], codes.shape[1], *args)))
 
 
 def grey8(codes: np.ndarray, stencil: np.ndarray, scale: float, gamma: float, out: np.ndarray) -> None:
-    """The 8-bit grey image of the codes into ``out`` (uint8): ``_grey_band`` over every row."""
-    run_bands(_grey_band, codes.shape[0], codes.shape[1], codes, stencil, np.float32(scale),
-              np.float32(gamma), out)
+    """The 8-bit grey image of the codes into ``out`` (uint8): bilinear demosaic + grey formula as
+    one stencil per colour site, scale, clip, gamma, 8 bits (compiled.grey_band)."""
+    args = (codes, stencil, np.float32(scale), np.float32(gamma), out)
+    jit = _compiled(codes.shape)
+    if jit is None:
+        reference.grey8(*args)
+    else:
+        run_bands(jit.grey_band, codes.shape[0], codes.shape[1], *args)
 
 
-def electrons(lam: np.ndarray, read_noise: float, exact_below: float, key: int) -> np.ndarray:
+def electrons(lam: np.ndarray, read_noise: float, exact_below: float, key: int,
+              compiled: bool = True) -> np.ndarray:
     """The sensor's noisy electrons for a 1-D array of means (float32), as a frame draws them."""
-    return _electrons_flat(np.ascontiguousarray(lam, np.float32), np.float32(read_noise),
-                           np.float32(exact_below), np.uint64(key), NORMAL_TABLE, NORMAL_TAIL, _INV_K)
+    args = (np.ascontiguousarray(lam, np.float32), np.float32(read_noise), np.float32(exact_below),
+            np.uint64(key))
+    if not compiled:
+        index = np.arange(args[0].shape[0], dtype=np.uint64)
+        return reference.electrons(*args, index, NORMAL_TABLE, NORMAL_TAIL, INV_K)
+    from hardware.sim import compiled as jit
+
+    return jit.electrons_flat(*args, NORMAL_TABLE, NORMAL_TAIL, INV_K)
 
 
 def frame_key(seed_words: np.ndarray) -> np.uint64:
     """The 64-bit key of a frame's noise from a SeedSequence's state (two uint32 words)."""
     return np.uint64(int(seed_words[0]) | (int(seed_words[1]) << 32))
+
+
+def compile_all() -> None:
+    """Compile (or load from numba's cache) every kernel for the argument types the rig uses.
+
+    The first call of a kernel in a fresh checkout compiles it (seconds) and writes numba's cache
+    next to this file; later processes load it. ``make test`` calls this once before the suite, so
+    that no timed test pays the compilation.
+    """
+    from hardware.sim.config import SensorSpec
+    from hardware.sim.sensor import Sensor
+
+    old = set_compiled_from(0)
+    try:
+        _compile_all(SensorSpec, Sensor)
+    finally:
+        set_compiled_from(old)
+
+
+def _compile_all(spec_type, sensor_type) -> None:
+    screen = np.ones((6, 6), np.complex64)
+    field = np.empty((4, 4), np.complex64)
+    window_field(np.ones(256, np.complex64), np.zeros((4, 4), np.uint8), screen[1:5, 1:5], field)
+    intensity(field)
+    intensity(screen[1:5, 1:5])  # a 2-D slice of the full-grid field (relay pupil on)
+    irr = np.ones((4, 4), np.float32)
+    for read_noise in (8.0, 0.0):  # the normal path, then the exact Poisson branch
+        for mode in ("mono8", "raw8"):
+            sensor = sensor_type(spec_type(read_noise_e=read_noise), mode, (8, 8), True)
+            sensor.expose(irr, 100.0, (4, 4), 1)
+            sensor.expose(None, 100.0, (4, 4), None)
+    electrons(np.ones(4, np.float32), 8.0, 10.0, 1)
+
+
+from hardware.sim import reference  # noqa: E402  (it imports this module's constants)

@@ -23,6 +23,7 @@ test: $(STAMP)
 	PYTHONPATH=. $(VENV)/bin/lint-imports --no-cache
 	bash scripts/install_node.sh || echo "warning: Node.js could not be installed; pyright needs it"
 	$(VENV)/bin/pyright
+	$(PY) -c "from hardware.sim.kernels import compile_all; compile_all()"  # numba's cache, once
 	$(PY) -m pytest
 
 lint: $(STAMP)

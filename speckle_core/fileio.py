@@ -426,27 +426,30 @@ def other_openers(path: str | Path, limit: int = 5) -> list[str]:
     for pid in pids:
         if pid == me:
             continue
-        if _holds(pid, target):
+        if descriptors_on(target, pid):
             found.append(f"PID {pid} {_process_name(pid)}".strip())
             if len(found) >= limit:
                 break
     return found
 
 
-def _holds(pid: int, target: os.stat_result) -> bool:
+def descriptors_on(target: os.stat_result, pid: int | str = "self") -> list[int]:
+    """The file descriptors process ``pid`` (default: this one) holds open on the file ``target``
+    (an ``os.stat`` result), from Linux's /proc; none where /proc cannot be read."""
     folder = f"/proc/{pid}/fd"
     try:
         fds = os.listdir(folder)
     except OSError:
-        return False
+        return []
+    found = []
     for fd in fds:
         try:
             st = os.stat(f"{folder}/{fd}")
         except OSError:
             continue
         if st.st_ino == target.st_ino and st.st_dev == target.st_dev:
-            return True
-    return False
+            found.append(int(fd))
+    return found
 
 
 def _process_name(pid: int) -> str:

@@ -30,6 +30,7 @@ import numpy as np
 from h5py import h5d, h5z
 
 from speckle_core.errors import UserError
+from speckle_core.fileio import descriptors_on
 from speckle_core.text import one_line
 
 MAX_LINKS = 10_000  # a run file has ~50 links; a crafted one with millions is refused, not walked
@@ -167,21 +168,11 @@ def mentions_enospc(e: BaseException | str) -> bool:
 
 def _fds_open_on(path: Path) -> list[int]:
     """This process's descriptors open on ``path`` (Linux /proc; elsewhere none are found)."""
-    folder = "/proc/self/fd"
     try:
         target = os.stat(path)
-        fds = os.listdir(folder)
     except OSError:
         return []
-    found = []
-    for name in fds:
-        try:
-            st = os.stat(f"{folder}/{name}")
-        except OSError:
-            continue
-        if st.st_ino == target.st_ino and st.st_dev == target.st_dev:
-            found.append(int(name))
-    return found
+    return descriptors_on(target)
 
 
 def _neutralise(path: Path) -> None:

@@ -60,7 +60,7 @@ def phase_screen(shape: tuple[int, int], dx_um: float, spec: DiffuserSpec, wavel
     fy = sfft.fftfreq(big[0], d=dx_um)[:, None]
     fx = sfft.rfftfreq(big[1], d=dx_um)[None, :]
     filt = np.exp(-0.5 * (math.pi * spec.corr_length_um) ** 2 * (fy**2 + fx**2))
-    field = sfft.irfft2(sfft.rfft2(white) * filt, s=big)
+    field = np.asarray(sfft.irfft2(np.asarray(sfft.rfft2(white)) * filt, s=big))  # scipy.fft's stubs: tuple
     field = field[margin:margin + shape[0], margin:margin + shape[1]]
     field /= field.std()
     return field * phase_rms_rad(spec, wavelength_um, glass_index)

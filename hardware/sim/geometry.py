@@ -110,8 +110,11 @@ class Geometry:
         (test_sim_physics: the same frame on grids N and 1.5N).
         """
         spread = int(math.ceil(self.spread_px(self.max_distance_mm))) + self.guard_px()
-        return tuple(sfft.next_fast_len(max(r, w, (r + w + 1) // 2 + spread))
-                     for r, w in zip(roi, self.window, strict=True))
+
+        def side(r: int, w: int) -> int:
+            return int(sfft.next_fast_len(max(r, w, (r + w + 1) // 2 + spread)))
+
+        return side(roi[0], self.window[0]), side(roi[1], self.window[1])
 
 
 def iris_amplitude(nu_per_um: np.ndarray, cutoff_per_um: float, edge: float) -> np.ndarray:

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +201,52 @@ def test_the_run_view_is_read_only():
     with page(view) as (_, ws):
         ws.send_text(json.dumps({"cmd": "exposure", "exposure_us": 100}))
         assert "read-only" in next_json(ws, "error")["message"]
+
+
+def run_frame(rows, cols, value=7):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(image=np.full((rows, cols), value, np.uint8), timestamp_s=0.0, exposure_us=1.0,
+                           saturated_fraction=0.25)
+
+
+def test_the_run_view_sends_frames_binned_to_its_display_size_with_full_frame_statistics():
+    view = RunView(total=3)
+    view.on_frame("pair", None, run_frame(32, 48), "capturing pair 1")
+    with TestClient(build_app(view, max_fps=50, display_px=16, paced=True)) as client, \
+            client.websocket_connect("/ws?encoding=raw") as ws:
+        ws.receive_json()
+        head, image = next_frame(ws)
+        stats = next_json(ws, "stats")
+    assert image.shape == (10, 16) and (image == 7).all()  # binned 3x3
+    assert stats["shape"] == [32, 48] and stats["shown"] == [10, 16]
+    assert stats["saturated_fraction"] == 0.25  # the camera's own count (a colour sensor's red)
+
+
+def test_the_run_view_sends_each_stability_point_once():
+    view = RunView(total=3, threshold=0.9)
+    view.on_reference(0, "b", 0.99)
+    with TestClient(build_app(view, max_fps=50, paced=True)) as client, client.websocket_connect("/ws") as ws:
+        ws.receive_json()
+        first = next_json(ws, "stability")
+        view.on_reference(1, "b", 0.95)
+        view.on_reference(2, "b", 0.93)
+        second = next_json(ws, "stability")
+    assert first == {"type": "stability", "start": 0, "points": [[0, 0.99]]}
+    assert second["start"] == 1 and second["points"] == [[1, 0.95], [2, 0.93]]
+
+
+def test_with_no_page_connected_the_server_prepares_nothing(monkeypatch):
+    view = RunView(total=3)
+    asked = []
+    monkeypatch.setattr(view, "status", lambda: asked.append(1) or {})
+    with TestClient(build_app(view, max_fps=50, paced=True)) as client:
+        for i in range(5):
+            view.on_progress(i, 5, "b")
+            view.on_frame("pair", None, run_frame(8, 8), "")
+        assert client.get("/static/app.js").status_code == 200
+        time.sleep(0.3)  # 15 ticks' worth: none of them may run while no page is there
+    assert asked == []
 
 
 def test_a_host_other_than_localhost_warns_that_anyone_there_can_drive_the_rig():

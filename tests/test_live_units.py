@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from console.commands import parse_command
-from console.encoding import HEADER, decode_header, decode_image, encode_image, to_gray8
+from console.encoding import HEADER, bin_down, decode_header, decode_image, encode_image, to_gray8
 from console.slot import LatestSlot
 from console.snapshot import save_snapshot
 from console.source import CommandError, FrameItem
@@ -47,6 +47,25 @@ def test_ten_bit_frames_are_sent_as_their_top_eight_bits():
 def test_unknown_encoding_is_refused():
     with pytest.raises(ValueError, match="unknown encoding"):
         encode_image(np.zeros((2, 2), np.uint8), seq=1, time_s=0, encoding="webp")
+
+
+def test_a_frame_wider_than_the_limit_is_binned_to_the_rounded_block_means():
+    img = np.arange(6 * 9, dtype=np.uint8).reshape(6, 9)
+    small = bin_down(img, 4)  # k = 3: 6x9 -> 2x3
+    expected = np.rint(img.reshape(2, 3, 3, 3).mean(axis=(1, 3)) + 1e-9).astype(np.uint8)
+    assert small.dtype == np.uint8 and np.array_equal(small, expected)
+
+
+def test_binning_drops_the_rows_past_the_last_whole_block_and_keeps_sixteen_bits():
+    img = np.full((5, 4), 4000, np.uint16)
+    img[4] = 0  # the fifth row is past the last 2x2 block
+    small = bin_down(img, 3)  # k = 2
+    assert small.dtype == np.uint16 and small.shape == (2, 2) and (small == 4000).all()
+
+
+def test_a_frame_that_fits_is_not_binned_or_copied():
+    img = np.zeros((8, 8), np.uint8)
+    assert bin_down(img, 8) is img and bin_down(img, None) is img
 
 
 # -- the one-slot buffer ---------------------------------------------------------------------------

@@ -112,7 +112,10 @@ class Geometry:
         spread = int(math.ceil(self.spread_px(self.max_distance_mm))) + self.guard_px()
 
         def side(r: int, w: int) -> int:
-            return int(sfft.next_fast_len(max(r, w, (r + w + 1) // 2 + spread)))
+            n = sfft.next_fast_len(max(r, w, (r + w + 1) // 2 + spread))
+            if n is None:  # scipy's stub allows it; a positive target always has a fast length
+                raise ValueError(f"no FFT length for ROI side {r} and window side {w}")
+            return n
 
         return side(roi[0], self.window[0]), side(roi[1], self.window[1])
 

@@ -17,3 +17,10 @@ def one_line(e: BaseException | str | None, limit: int | None = None, *, with_ty
         name = type(e).__name__
         text = (f"{name}: {text}" if with_type else text) if text else name
     return text if limit is None else text[:limit]
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (a vendor library's multi-line report), or its
+    type's name when the message is empty."""
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]

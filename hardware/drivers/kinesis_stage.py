@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from hardware.errors import DeviceError, DeviceNotFound, DeviceTimeout, DriverMissing
 from speckle_core.errors import UserError
+from speckle_core.text import first_line
 
 FTDI_MISSING = (
     "the FTDI D2XX driver that pylablib needs to open a Kinesis device by serial number is missing "
@@ -77,7 +78,7 @@ class KinesisStage:
                 raise DriverMissing("stage", FTDI_MISSING) from None
             raise DeviceError("stage", f"opening KDC101 {conn} failed: {e}") from None
         except vendor.ThorlabsError as e:
-            raise DeviceNotFound("stage", f"no KDC101 at {conn!r} ({_first_line(e)}); Kinesis devices "
+            raise DeviceNotFound("stage", f"no KDC101 at {conn!r} ({first_line(e)}); Kinesis devices "
                                           f"found: {_list_devices(vendor)}; is it powered and plugged "
                                           "in, and closed in Kinesis?") from None
         stage = cls(motor, stage_cfg.zero_mm, stage_cfg.travel_mm, stage_cfg.tolerance_um,
@@ -169,12 +170,7 @@ class KinesisStage:
             raise DeviceTimeout(self.device, f"{what}: not done within {self.move_timeout_s:g} s "
                                              "(stage.move_timeout_s); motion stopped") from None
         except self._error as e:
-            raise DeviceError(self.device, f"{what} failed: {_first_line(e)}") from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
+            raise DeviceError(self.device, f"{what} failed: {first_line(e)}") from None
 
 
 def _list_devices(vendor) -> str:
@@ -185,5 +181,5 @@ def _list_devices(vendor) -> str:
             warnings.simplefilter("ignore")
             found = vendor.list_kinesis_devices()
     except Exception as e:  # noqa: BLE001 - only for the message
-        return f"(listing failed: {_first_line(e)})"
+        return f"(listing failed: {first_line(e)})"
     return ", ".join(str(d[0] if isinstance(d, tuple) else d) for d in found) or "none"

@@ -35,6 +35,7 @@ from typing import Any
 
 from hardware.errors import DeviceError, DeviceNotFound, DeviceTimeout, DriverMissing
 from speckle_core.errors import UserError
+from speckle_core.text import first_line
 
 # APT solenoid messages (Thorlabs APT Communications Protocol)
 SOL_SET_OPERATINGMODE = 0x04C0
@@ -49,11 +50,6 @@ def load_vendor():
     from pylablib.devices import Thorlabs
 
     return Thorlabs
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
 
 
 class _VendorErrors:
@@ -73,7 +69,7 @@ class _VendorErrors:
             raise DeviceTimeout(self.device, f"{what}: no answer within {self.timeout_s:g} s "
                                              "(shutter.timeout_s); is it powered?") from None
         except self._error as e:
-            raise DeviceError(self.device, f"{what} failed: {_first_line(e)}") from None
+            raise DeviceError(self.device, f"{what} failed: {first_line(e)}") from None
 
 
 def _open_kinesis(vendor, opener: Callable[[str], Any], serial: str | None, model: str) -> Any:
@@ -89,7 +85,7 @@ def _open_kinesis(vendor, opener: Callable[[str], Any], serial: str | None, mode
             raise DriverMissing("shutter", FTDI_MISSING.replace("stage.serial", "shutter.serial")) from None
         raise DeviceError("shutter", f"opening {model} {serial} failed: {e}") from None
     except vendor.ThorlabsError as e:
-        raise DeviceNotFound("shutter", f"no {model} at {serial!r} ({_first_line(e)}); is it powered, "
+        raise DeviceNotFound("shutter", f"no {model} at {serial!r} ({first_line(e)}); is it powered, "
                                         "plugged in, and closed in Kinesis?") from None
 
 

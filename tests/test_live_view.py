@@ -130,6 +130,18 @@ def test_acquire_view_on_a_port_in_use_is_one_line_and_exit_2_before_anything_ru
     assert not out.exists()
 
 
+def test_acquire_view_with_a_bad_rig_file_is_one_line_and_exit_2_before_the_view_starts(reference, tmp_path,
+                                                                                        capsys):
+    protocol, _, _ = reference
+    bad = tmp_path / "rig.toml"
+    bad.write_text('[camera]\nkind = "webcam"\n')
+    out = tmp_path / "never.h5"
+    assert run([*acquire_argv(protocol, bad, out), "--view", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rig.toml" in err[0] and "watching" not in err[0]
+    assert not out.exists()
+
+
 def test_the_frame_pump_failing_leaves_the_run_byte_identical(reference, tmp_path,
                                                                             monkeypatch):
     protocol, rig, whole = reference

@@ -322,3 +322,22 @@ def test_no_attention_ablation_trains_every_parameter():
 def test_config_without_attention_key_rebuilds_with_attention():
     old = {k: v for k, v in _small("spt-unet-b").config.items() if k != "attention"}
     assert model_from_config(old).config["attention"] is True
+
+
+@pytest.mark.parametrize("head_dim", [3, 4, 8])
+def test_cpu_attention_padded_to_wider_heads_gives_the_same_values_and_gradients(head_dim):
+    import torch.nn.functional as F
+
+    from reconstruction.models.attention import CPU_SDPA_MIN_DIM, sdpa
+
+    assert head_dim < CPU_SDPA_MIN_DIM  # so sdpa pads (issue 18 speed-up)
+    torch.manual_seed(0)
+    qkv = [torch.randn(2, 1, 50, head_dim, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    out = sdpa(*qkv)
+    grads = torch.autograd.grad(out.square().sum(), qkv)
+    ref = F.scaled_dot_product_attention(*qkv)
+    ref_grads = torch.autograd.grad(ref.square().sum(), qkv)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r)

@@ -19,6 +19,8 @@ so the skip maps, which otherwise enter only as cross-attention queries, still r
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,12 +49,42 @@ class MultiHeadAttention2d(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         b, _, h, w = q.shape
-        # eq. 1 with the scale 1/sqrt(head_dim) (SDPA's default); see the module docstring.
-        out = F.scaled_dot_product_attention(self._tokens(self.w_q(q)), self._tokens(self.w_k(k)),
-                                             self._tokens(self.w_v(v)))
+        # eq. 1 with the scale 1/sqrt(head_dim); see the module docstring.
+        out = sdpa(self._tokens(self.w_q(q)), self._tokens(self.w_k(k)), self._tokens(self.w_v(v)))
         # back to (B, C, H, W); a view (channels_last) when SDPA returns its (B, T, heads, D) layout
         out = out.transpose(1, 2).reshape(b, h, w, self.heads * self.head_dim).permute(0, 3, 1, 2)
         return self.w_o(out)
+
+
+CPU_SDPA_MIN_DIM = 16  # head widths below this are zero-padded to it on a CPU (see sdpa)
+_PAD = {"on": True}
+
+
+@contextlib.contextmanager
+def exact_heads():
+    """Within it, sdpa never pads (MAC counting on a real CPU counts the model's own head widths)."""
+    before = _PAD["on"]
+    _PAD["on"] = False
+    try:
+        yield
+    finally:
+        _PAD["on"] = before
+
+
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(QKᵀ/√d) V over (B, heads, T, d) with d = the true head width, by torch's fused SDPA.
+
+    On a CPU a head narrower than ``CPU_SDPA_MIN_DIM`` is zero-padded to it first: torch's CPU flash
+    attention backward runs 4-9× slower at d = 4 or 8 than at d = 16 (its vectorised paths want
+    wider heads; measured in bench/RESULTS.md, issue 18), and the level-1 heads of both SpT models
+    are 8 and 4 wide. The result is exactly the same: zero columns add nothing to QKᵀ, the padded
+    output columns are zero and dropped, the scale stays 1/√d, and their gradients are discarded."""
+    d = q.shape[-1]
+    if q.device.type != "cpu" or d >= CPU_SDPA_MIN_DIM or not _PAD["on"]:
+        return F.scaled_dot_product_attention(q, k, v)
+    pad = (0, CPU_SDPA_MIN_DIM - d)
+    out = F.scaled_dot_product_attention(F.pad(q, pad), F.pad(k, pad), F.pad(v, pad), scale=d ** -0.5)
+    return out[..., :d]
 
 
 class FeedForward2d(nn.Sequential):

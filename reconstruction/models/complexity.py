@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from reconstruction.models.attention import exact_heads
+
 aten = torch.ops.aten
 
 
@@ -31,8 +33,8 @@ def count_macs(model: nn.Module, image_size: int | None = None, batch: int = 1, 
     was_training = model.training
     model.eval()
     try:
-        with FlopCounterMode(display=False, custom_mapping=CUSTOM_FLOPS) as counter:
-            model(x)
+        with FlopCounterMode(display=False, custom_mapping=CUSTOM_FLOPS) as counter, exact_heads():
+            model(x)  # the model's own head widths, not the CPU's zero-padded ones (attention.sdpa)
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2 // batch

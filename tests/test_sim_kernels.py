@@ -75,3 +75,23 @@ def test_small_frames_run_in_numpy_without_importing_numba():
             "print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _frame_bytes(queue):
+    sensor = Sensor(SensorSpec(), "mono8", (1024, 1280), noise=True)
+    irr = np.random.default_rng(4).exponential(0.003, (512, 512)).astype(np.float32)
+    queue.put(sensor.expose(irr, 2000.0, (512, 512), key=5)[0].tobytes())
+
+
+def test_a_forked_child_computes_the_same_frame_on_its_own_thread_pool():
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    _frame_bytes(queue)  # the parent's pool and kernels are up before the fork
+    here = queue.get(timeout=60)
+    child = ctx.Process(target=_frame_bytes, args=(queue,))
+    child.start()
+    there = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0 and there == here

@@ -1,13 +1,16 @@
 """The console's ASGI server (starlette): the page, its static files and one websocket per page.
 
-One *pump* task per server takes the newest frame from the source's one-slot buffer, computes its
-statistics and encodes it once (in a worker thread), then every page's sender sends it. Flow
+One *pump* task per server (``console.pump``) takes the newest frame from the source's one-slot
+buffer, computes its statistics and encodes it once (in a worker thread), then every page's sender
+sends it; a run being watched is *paced* (one batch of updates per tick). Flow
 control is per page: a page acknowledges each frame once drawn, and at most ``MAX_IN_FLIGHT`` frames
 may be unacknowledged, so a slow page (a slow link, a background tab) gets fewer, fresher frames
 instead of a growing queue: the latency stays bounded. Frames nobody is watching are never encoded.
 
-Messages to the page: binary images (``console.encoding``), then JSON text: ``hello`` (on connect),
-``stats`` (after each frame), ``status`` (when it changes), ``ok`` / ``error`` (answers to commands).
+Messages to the page: binary images (``console.encoding``; JPEG unless the page asks otherwise,
+``/ws?encoding=raw`` or an ``encoding`` command), then JSON text: ``hello`` (on connect), ``stats``
+(after each frame), ``status`` (when it changes), ``stability`` (a run's new reference
+correlations, each sent once), ``ok`` / ``error`` (answers to commands).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ ENCODINGS = ("raw", "jpeg")
 
 @dataclass(frozen=True)
 class Field:
-    kind: type  # int, float or str
+    kind: type  # int, float, str or bool
     lo: float | None = None
     hi: float | None = None
     required: bool = True
@@ -43,12 +43,17 @@ COMMANDS: dict[str, dict[str, Field]] = {
     # handled by the server itself, per page:
     "encoding": {"encoding": Field(str, choices=ENCODINGS)},
     "ack": {"seq": Field(int, 0, 2**32 - 1), "latency_ms": Field(float, -1e9, 1e9, required=False)},
+    "visible": {"visible": Field(bool)},  # a hidden tab is sent no frames until it is shown again
 }
-SERVER_COMMANDS = ("encoding", "ack")
+SERVER_COMMANDS = ("encoding", "ack", "visible")
 
 
 def _value(cmd: str, name: str, spec: Field, v: object) -> object:
     where = f"{cmd}: {name}"
+    if spec.kind is bool:
+        if not isinstance(v, bool):
+            raise CommandError(f"{where} must be true or false (got {json.dumps(v)})")
+        return v
     if spec.kind is str:
         if not isinstance(v, str):
             raise CommandError(f"{where} must be a string (got {json.dumps(v)})")

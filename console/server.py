@@ -53,6 +53,7 @@ class Page:
         self.sent_frame = self.sent_status = self.sent_slm = -1
         self.sent_points = 0  # points of the stability series sent
         self.closed = False
+        self.visible = True  # a hidden tab (the page says so) is sent status, never frames
         self.send_lock = asyncio.Lock()
         self.latency_ms: float | None = None
 
@@ -62,7 +63,9 @@ class Page:
 
     def room(self) -> bool:
         """Whether this page may be sent another frame (frames unacknowledged for ACK_TIMEOUT_S
-        are taken as lost)."""
+        are taken as lost). Never while the page is hidden."""
+        if not self.visible:
+            return False
         now = time.monotonic()
         if any(now - t >= ACK_TIMEOUT_S for t in self.in_flight.values()):
             self.in_flight = {s: t for s, t in self.in_flight.items() if now - t < ACK_TIMEOUT_S}
@@ -98,7 +101,7 @@ class Page:
         if p.stability_total > self.sent_points:
             await self._send_points()
         frame = p.frame
-        if frame is not None and frame.seq > self.sent_frame and len(self.in_flight) < MAX_IN_FLIGHT:
+        if frame is not None and frame.seq > self.sent_frame and self.room():
             self.sent_frame = frame.seq
             msg = frame.encoded.get(self.encoding)
             if msg is None:
@@ -143,9 +146,11 @@ class Page:
             self.in_flight.pop(cmd["seq"], None)
             if "latency_ms" in cmd:
                 self.latency_ms = cmd["latency_ms"]
+        elif cmd["cmd"] == "visible":
+            self.visible = cmd["visible"]
         else:
             self.encoding = cmd["encoding"]
-        # a freed slot may let the next frame go: wake this page's sender
+        # a freed slot (or a page shown again) may let the next frame go: wake the senders
         asyncio.get_running_loop().create_task(self._notify())
 
     async def _notify(self) -> None:

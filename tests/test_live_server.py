@@ -249,6 +249,24 @@ def test_with_no_page_connected_the_server_prepares_nothing(monkeypatch):
     assert asked == []
 
 
+def test_a_hidden_tab_is_sent_status_but_no_frames_until_it_is_shown_again():
+    view = RunView(total=3)
+    with TestClient(build_app(view, max_fps=50, paced=True)) as client, \
+            client.websocket_connect("/ws?encoding=raw") as ws:
+        ws.receive_json()
+        ws.send_text(json.dumps({"cmd": "visible", "visible": False}))
+        next_json(ws, "status")  # the status the page gets on connecting
+        view.on_frame("pair", None, run_frame(8, 8, value=5), "")
+        view.on_progress(1, 3, "b")
+        got = []
+        while not got or got[-1]["type"] != "status" or got[-1]["run"]["done"] != 1:
+            msg = ws.receive()
+            got.append({"type": "frame"} if msg.get("bytes") else json.loads(msg["text"]))
+        assert {"type": "frame"} not in got
+        ws.send_text(json.dumps({"cmd": "visible", "visible": True}))
+        assert next_frame(ws)[1][0, 0] == 5
+
+
 def test_a_host_other_than_localhost_warns_that_anyone_there_can_drive_the_rig():
     assert host_warning("127.0.0.1") is None
     assert "anyone" in host_warning("0.0.0.0")

@@ -125,10 +125,15 @@ def test_a_valid_exposure_command_parses_to_a_float():
     ('{"cmd": "exposure", "exposure_us": 100, "gain": 2}', "unknown field 'gain'"),
     ('{"cmd": "average", "frames": 2.5}', "whole number"),
     ('{"cmd": "slm", "pattern": "zebra"}', "must be one of"),
+    ('{"cmd": "visible", "visible": 0}', "true or false"),
 ])
 def test_malformed_commands_are_refused_with_a_reason(text, says):
     with pytest.raises(CommandError, match=says):
         parse_command(text)
+
+
+def test_a_tab_says_whether_it_is_visible_with_a_boolean():
+    assert parse_command('{"cmd": "visible", "visible": false}') == {"cmd": "visible", "visible": False}
 
 
 def test_binary_messages_are_not_commands():

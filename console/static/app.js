@@ -298,6 +298,7 @@ function connect() {
     speckle.open = true;
     document.body.className = document.body.className.replace(/\b(connecting|closed)\b/g, "") + " open";
     $("conn").textContent = "connected";
+    if (document.hidden) send({cmd: "visible", visible: false});
   };
   ws.onmessage = onMessage;
   ws.onclose = () => {
@@ -327,6 +328,8 @@ $("set-diffuser").onclick = () => send({cmd: "diffuser", name: $("diffuser").val
 $("set-distance").onclick = () => send({cmd: "distance", distance_mm: num("distance")});
 $("snapshot").onclick = () => send(speckle.lastSeq === null ? {cmd: "snapshot"} : {cmd: "snapshot", seq: speckle.lastSeq});
 $("encoding").onchange = () => send({cmd: "encoding", encoding: $("encoding").value});
+// A tab in the background is sent no frames (the server, and the rig under `live`, rest for it).
+document.addEventListener("visibilitychange", () => send({cmd: "visible", visible: !document.hidden}));
 $("hist-log").onchange = () => { if (speckle.stats) drawHistogram(speckle.stats.histogram); };
 
 connect();

@@ -177,6 +177,7 @@ def end_to_end(folder: str) -> str:
         f"exposure probes, darks, references); the engine's own share: {engine_ms:.1f} ms per frame"])
 
 
+EMBEDDED_FACES = 100  # faces source "embedded": scikit-image's lfw_subset
 VIEW_PROTOCOL = """
 name = "view overhead"
 [faces]
@@ -193,13 +194,20 @@ roi_px = [800, 800]
 exposure_us = 3000
 [[blocks]]
 diffuser = "1500"
-distances_mm = [0]
+distances_mm = {distances}
 [dark]
 frames = 0
 [stability]
 reference_every = 10
 on_drift = "log"
 """
+
+
+def view_protocol(pairs: int) -> str:
+    """The --view comparison's protocol: about ``pairs`` pairs of the embedded faces (100 at most),
+    at as many camera distances as that takes."""
+    blocks = -(-pairs // EMBEDDED_FACES)
+    return VIEW_PROTOCOL.format(count=-(-pairs // blocks), distances=[20 * i for i in range(blocks)])
 
 
 def _run_rate(out: Path) -> tuple[float, float]:
@@ -255,9 +263,9 @@ def view_overhead(folder: str, pairs: int, repeats: int) -> str:
     if why:
         return f"skipped: {why}"
     proto = Path(folder) / "view.toml"
-    proto.write_text(VIEW_PROTOCOL.format(count=pairs))
+    proto.write_text(view_protocol(pairs))
     warm = Path(folder) / "warm.toml"  # one short run first: the sim's compiled kernels, file caches
-    warm.write_text(VIEW_PROTOCOL.format(count=5))
+    warm.write_text(view_protocol(5))
     subprocess.run([sys.executable, "-m", "speckle_lab.cli", "acquire", str(warm), "--out",
                     str(Path(folder) / "warm.h5"), "--unattended", "--no-progress"], capture_output=True)
     import resource

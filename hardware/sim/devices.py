@@ -152,8 +152,9 @@ class SimCamera:
     def __init__(self, bench: SimBench):
         cam = bench.config.camera
         self._bench = bench
-        self.sensor = Sensor(bench.sim.sensor, cam.color_mode, tuple(cam.sensor_px), bench.sim.noise)
-        self.roi: tuple[int, int] = tuple(min(800, s) for s in cam.sensor_px)
+        sensor_px = (int(cam.sensor_px[0]), int(cam.sensor_px[1]))
+        self.sensor = Sensor(bench.sim.sensor, cam.color_mode, sensor_px, bench.sim.noise)
+        self.roi: tuple[int, int] = (min(800, sensor_px[0]), min(800, sensor_px[1]))
         self.exposure_us = 1000.0
         self._auto_keys = 0
         self._frames = 0
@@ -174,7 +175,7 @@ class SimCamera:
         step = spec.exposure_step_us
         applied = round(float(exposure_us) / step) * step
         applied = min(max(applied, spec.exposure_min_us), spec.exposure_max_us)
-        self.roi, self.exposure_us = roi, float(applied)
+        self.roi, self.exposure_us = (roi[0], roi[1]), float(applied)
         return self.exposure_us
 
     def _irradiance(self, now_s: float) -> np.ndarray:
@@ -203,18 +204,19 @@ class SimCamera:
         if key is None:
             key = ("auto", self._auto_keys)
             self._auto_keys += 1
-        key = _plain(key)
+        plain_key = _plain(key)
         b.captures += 1
-        dark = bool(key) and key[0] == "dark"  # the simulated rig blocks the laser itself
+        # the simulated rig blocks the laser itself
+        dark = isinstance(plain_key, tuple) and bool(plain_key) and plain_key[0] == "dark"
         # The frame integrates from now for the exposure; a settling SLM is taken at mid-exposure.
         start = b.clock.monotonic()
         irr = None if dark else self._irradiance(start + 0.5e-6 * self.exposure_us)
         b.clock.advance(1e-6 * self.exposure_us * int(average))
-        identity = (b.sim.seed, b.diffuser, _plain(float(b.distance_mm)), key)
+        identity = (b.sim.seed, b.diffuser, _plain(float(b.distance_mm)), plain_key)
         frames, clipped = [], 0.0
         for i in range(int(average)):
             # the sub-frame's noise key: a hash of its identity (hardware/sim/kernels.py)
-            noise_key = frame_key(seed_sequence("frame", identity, i).generate_state(2))
+            noise_key = int(frame_key(seed_sequence("frame", identity, i).generate_state(2)))
             image, red_clipped = self.sensor.expose(irr, self.exposure_us, self.roi,
                                                     noise_key if b.sim.noise else None)
             frames.append(image)
@@ -227,7 +229,7 @@ class SimCamera:
         return Frame(image=image, exposure_us=self.exposure_us, timestamp_s=time.time(),
                      frame_index=self._frames, device_timestamp_s=b.clock.monotonic() - self._t0,
                      saturated_fraction=clipped,
-                     meta={"key": key, "diffuser": b.diffuser, "distance_mm": b.distance_mm,
+                     meta={"key": plain_key, "diffuser": b.diffuser, "distance_mm": b.distance_mm,
                            "settings": self.settings})
 
     @property

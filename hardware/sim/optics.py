@@ -72,7 +72,10 @@ NO_DRIFT = Drift()
 
 def centred(outer: Px2, inner: Px2) -> tuple[slice, slice]:
     """Slices of a centred (inner) block in an (outer) array; the optical axis is at n//2."""
-    return tuple(slice(o // 2 - i // 2, o // 2 - i // 2 + i) for o, i in zip(outer, inner, strict=True))
+    def axis(o: int, i: int) -> slice:
+        return slice(o // 2 - i // 2, o // 2 - i // 2 + i)
+
+    return axis(outer[0], inner[0]), axis(outer[1], inner[1])
 
 
 class GridPlan:
@@ -83,7 +86,7 @@ class GridPlan:
         self.window = centred(shape, geo.window)
         self.roi = centred(shape, roi)
         canvas = (geo.window[0] + 2 * SCREEN_MARGIN, geo.window[1] + 2 * SCREEN_MARGIN)
-        self.canvas_shape = tuple(min(c, s) for c, s in zip(canvas, shape, strict=True))
+        self.canvas_shape: Px2 = (min(canvas[0], shape[0]), min(canvas[1], shape[1]))
         self.canvas = centred(shape, self.canvas_shape)
         self.canvas_crop = centred(canvas, self.canvas_shape)  # crop of the full screen canvas
         fy = sfft.fftfreq(shape[0], d=geo.dx_diffuser_um)[:, None]
@@ -126,7 +129,7 @@ class OpticalModel:
         self.lut_field = np.exp(1j * lut.phase_rad).astype(np.complex64)
         self.lut_phase = np.asarray(lut.phase_rad, dtype=np.float32)
         self._plans: dict[tuple[Px2, Px2], GridPlan] = {}
-        self._screens: dict[tuple[str, bool], np.ndarray] = {}
+        self._screens: dict[str, np.ndarray] = {}
         self._screen_fields: dict[str, np.ndarray] = {}
         self._transfer: dict[tuple[Px2, float], np.ndarray] = {}
         self._pruned: dict[tuple, PrunedPlan] = {}
@@ -138,11 +141,11 @@ class OpticalModel:
     def plan(self, roi: Px2, shape: Px2 | None = None) -> GridPlan:
         """The grid plan for ``roi``: on the rig's one grid (``Geometry.grid_shape``) unless
         ``shape`` names another (the convergence tests compare grids)."""
-        roi = tuple(int(r) for r in roi)
-        shape = self.geo.grid_shape(roi) if shape is None else tuple(int(n) for n in shape)
-        if (shape, roi) not in self._plans:
-            self._plans[(shape, roi)] = GridPlan(self.geo, shape, roi)
-        return self._plans[(shape, roi)]
+        roi = (int(roi[0]), int(roi[1]))
+        grid: Px2 = self.geo.grid_shape(roi) if shape is None else (int(shape[0]), int(shape[1]))
+        if (grid, roi) not in self._plans:
+            self._plans[(grid, roi)] = GridPlan(self.geo, grid, roi)
+        return self._plans[(grid, roi)]
 
     def screen_phase(self, diffuser: str) -> np.ndarray:
         """The diffuser's phase on the fixed canvas (window + margin), float32 radians.
@@ -206,9 +209,9 @@ class OpticalModel:
         first, last = slab[:, :1], slab[:, -1:]
         line = first + (last - first) * (np.arange(n, dtype=np.float32) / np.float32(n - 1))
         nu = sfft.rfftfreq(n)
-        spec = sfft.rfft(slab - line, axis=1, workers=WORKERS)
+        spec = np.asarray(sfft.rfft(slab - line, axis=1, workers=WORKERS))
         spec *= np.exp(2j * np.pi * nu * frac).astype(np.complex64)
-        moved = sfft.irfft(spec, n=n, axis=1, workers=WORKERS)
+        moved = np.asarray(sfft.irfft(spec, n=n, axis=1, workers=WORKERS))
         moved += line + (last - first) * np.float32(frac / (n - 1))
         return moved[:, SLIDE_PAD:SLIDE_PAD + width]
 
@@ -284,17 +287,17 @@ class OpticalModel:
             np.multiply(slm_field, screen[self.window_in_screen], out=buf[plan.window])
             return buf
         buf[plan.window] = slm_field
-        spec = sfft.fft2(buf, workers=WORKERS, overwrite_x=True)  # step 2: the relay pupil
+        spec = np.asarray(sfft.fft2(buf, workers=WORKERS, overwrite_x=True))  # step 2: the relay pupil
         spec *= plan.relay_mask
-        buf = sfft.ifft2(spec, workers=WORKERS, overwrite_x=True)
+        buf = np.asarray(sfft.ifft2(spec, workers=WORKERS, overwrite_x=True))
         buf[plan.canvas] *= screen[plan.canvas_crop]  # step 3 (clear glass beyond the canvas)
         return buf
 
     def camera_field(self, diffuser_field: np.ndarray, distance_mm: float, plan: GridPlan) -> np.ndarray:
         """Step 4: lens to z = 0, iris, propagation by z, folded into FFT 3 and 4 (full grid)."""
-        spec = sfft.fft2(diffuser_field, workers=WORKERS, overwrite_x=True)
+        spec = np.asarray(sfft.fft2(diffuser_field, workers=WORKERS, overwrite_x=True))
         spec *= self.transfer(plan, distance_mm)
-        return sfft.ifft2(spec, workers=WORKERS, overwrite_x=True)
+        return np.asarray(sfft.ifft2(spec, workers=WORKERS, overwrite_x=True))
 
     def pruned(self, plan: GridPlan, distance_mm: float) -> PrunedPlan:
         key = (plan.shape, tuple((r.start, r.stop) for r in plan.roi), round(float(distance_mm), 9))

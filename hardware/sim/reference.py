@@ -106,12 +106,13 @@ def window_field(lut: np.ndarray, gray: np.ndarray, screen: np.ndarray, out: np.
     """out = lut[gray] × screen (complex64), as (ac − bd) + i(ad + bc) in float32: numba's complex
     product (numpy's own may fuse a multiply-add, one rounding fewer)."""
     f = np.take(lut, gray)
-    a, b, c, d = f.real, f.imag, screen.real, screen.imag
-    out.real = a * c - b * d
-    out.imag = a * d + b * c
+    a, b, c, d = np.real(f), np.imag(f), np.real(screen), np.imag(screen)
+    np.real(out)[...] = a * c - b * d  # views into out
+    np.imag(out)[...] = a * d + b * c
 
 
 def intensity(field: np.ndarray, out: np.ndarray) -> None:
     """out = re·re + im·im (float32)."""
-    np.multiply(field.real, field.real, out=out)
-    out += field.imag * field.imag
+    re, im = np.real(field), np.imag(field)
+    np.multiply(re, re, out=out)
+    out += im * im

@@ -20,6 +20,14 @@ fi
 if "$py" -m pip show --quiet pylablib >/dev/null 2>&1; then
     echo "setup: replacing pylablib with pylablib-lightweight"
     "$py" -m pip uninstall --quiet --yes pylablib
+    # pip leaves what only full pylablib asked for (PyQt5 ~200 MB, pyqtgraph, rpyc): drop each one
+    # that no other installed package requires.
+    leftovers=$("$py" "$(dirname "$0")/gui_leftovers.py")
+    if [ -n "$leftovers" ]; then
+        echo "setup: removing what only full pylablib needed: $leftovers"
+        # shellcheck disable=SC2086  # one word per package
+        "$py" -m pip uninstall --quiet --yes $leftovers
+    fi
     if "$py" -m pip show --quiet pylablib-lightweight >/dev/null 2>&1; then  # its files went too
         "$py" -m pip install --quiet --force-reinstall --no-deps pylablib-lightweight
     fi

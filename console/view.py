@@ -31,7 +31,7 @@ STABILITY_POINTS = 5000  # the reference correlations kept for the plot (a page 
 # or in the browser's, is taken from a CPU-bound run (bench/bench_acquire.py --only-view). The page
 # is updated once per 1/VIEW_MAX_FPS s (frame, statistics, status, pattern and plot together) with
 # the frame binned to at most VIEW_DISPLAY_PX a side (the page scales it up).
-VIEW_MAX_FPS = 2.0
+VIEW_MAX_FPS = 1.0
 VIEW_DISPLAY_PX = 400
 VIEW_NICE = 10  # the view's threads yield the CPU to the run's
 LINGER_S = 1.0 / VIEW_MAX_FPS + 0.5  # after the run, pages still connected get the final status

@@ -15,7 +15,8 @@ def calibrate() -> None:
 @calibrate.command()
 @click.option("--rig", "rig_path", default=None, help=RIG_HELP)
 @click.option("--out", "out", required=True, help="the LUT file to write (CSV gray,phase_rad), e.g. lut.csv")
-@click.option("--step", default=1, show_default=True, help="measure every STEP-th gray level")
+@click.option("--step", default=2, show_default=True,
+              help="measure every STEP-th gray level (two frames each: 0|g|0 and ref|g|ref)")
 @click.option("--wait-ms", default=500.0, show_default=True,
               help="wait after each pattern (at least the rig's settle_ms)")
 @click.option("--average", default=1, show_default=True, help="frames averaged per gray level")
@@ -51,7 +52,8 @@ def settle(rig_path, out, report, min_ms, max_ms, n_delays, hold_ms, average, sh
 @click.option("--out", "out", required=True, help="the simulated-rig TOML file to write, e.g. my-sim.toml")
 @click.option("--report", default=None, help="report PNG (default: OUT with .report.png)")
 @click.option("--objects", "max_objects", default=8, show_default=True, help="objects used per block")
-@click.option("--iterations", default=8, show_default=True, help="rounds of simulate-and-update")
+@click.option("--iterations", default=8, show_default=True,
+              help="at most this many rounds of simulate-and-update (it stops when the fit settles)")
 @click.option("--progress/--no-progress", "show_progress", default=True, help="show a progress bar")
 def twin(run, out, report, max_objects, iterations, show_progress) -> int:
     """Fit the simulated rig to RUN's speckle statistics; write it as a rig file; compare them."""

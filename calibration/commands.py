@@ -11,6 +11,7 @@ import numpy as np
 
 from calibration import common
 from calibration.phase import (
+    band_pattern,
     edge_ratios,
     fit_phase,
     lut_csv_text,
@@ -23,31 +24,40 @@ from speckle_core.errors import UserError
 COARSE_STEP = 8  # the first pass, which finds the quadrature reference
 
 
-def sweep(bench: common.Bench, grays: list[int], wait_s: float, average: int, advance,
-          quadrature_gray: int | None) -> tuple[list[np.ndarray], list[int]]:
-    """The edge ratios r(g) over ``grays`` (calibration.phase, eqs. 1 and 2) and the edge columns."""
+def sweep(bench: common.Bench, patterns, wait_s: float, average: int, advance, tag: str,
+          edges: int) -> tuple[np.ndarray, list[int]]:
+    """The edge ratio r(g) over ``patterns`` ((gray, pattern) pairs; calibration.phase, eq. 1 or 2)
+    and the edge columns."""
     window = bench.window
     bench.show(np.zeros(window, np.uint8), wait_s)
-    tag = "coarse" if quadrature_gray is None else "fine"
     flat = row_profile(bench.capture(("calibrate-phase", tag, "flat"), average))
     profiles = []
-    for g in grays:
-        bench.show(step_pattern(window, g, quadrature_gray), wait_s)
+    for g, pattern in patterns:
+        bench.show(pattern, wait_s)
         profiles.append(row_profile(bench.capture(("calibrate-phase", tag, int(g)), average)))
         advance(1)
-    return edge_ratios(np.array(profiles), flat, 1 if quadrature_gray is None else 2)
+    return edge_ratios(np.array(profiles), flat, edges)
 
 
 def measure_phase(bench: common.Bench, step: int, wait_s: float, average: int, advance):
-    """Two passes: a coarse one (0 | g) finds the gray of phase π/2; the fine one (0 | g | π/2)
-    measures both edges. Returns the fit and the edge columns."""
+    """A coarse pass (0 | g, halves) finds the gray of phase π/2, g_q; the fine pass measures every
+    ``step``-th gray twice: 0 | g | 0 (eq. 1) and g_q | g | g_q (eq. 2). Returns the fit, the edge
+    columns and the number of frames."""
+    window = bench.window
     coarse = sorted(set(range(0, 256, COARSE_STEP)) | {255})
-    (r,), _ = sweep(bench, coarse, wait_s, average, advance, None)
+    r, _ = sweep(bench, [(g, step_pattern(window, g)) for g in coarse], wait_s, average, advance, "coarse", 1)
     first = fit_phase(np.array(coarse), r)
     g_q = int(np.clip(np.argmin(np.abs(first.phase_rad - np.pi / 2)), 8, 247))
-    grays = sorted(set(range(0, 256, step)) | {255})
-    (r1, r2), cols = sweep(bench, grays, wait_s, average, advance, g_q)
-    return fit_phase(np.array(grays), r1, r2, g_q), cols, len(coarse) + len(grays)
+    grays = fine_grays(step)
+    r1, cols = sweep(bench, [(g, band_pattern(window, 0, g)) for g in grays], wait_s, average, advance,
+                     "fine", 2)
+    r2, _ = sweep(bench, [(g, band_pattern(window, g_q, g)) for g in grays], wait_s, average, advance,
+                  f"fine-{g_q}", 2)
+    return fit_phase(np.array(grays), r1, r2, g_q), cols, len(coarse) + 2 * len(grays)
+
+
+def fine_grays(step: int) -> list[int]:
+    return sorted(set(range(0, 256, step)) | {255})
 
 
 def phase_command(rig_path: str | None, out: str, step: int, wait_ms: float, average: int,
@@ -68,7 +78,7 @@ def phase_command(rig_path: str | None, out: str, step: int, wait_ms: float, ave
     try:
         wait_s = max(wait_ms, rig_file.config.slm.settle_ms) / 1000.0
         bench = common.set_up_bench(rig, rig_path, wait_s)
-        n_frames = len(set(range(0, 256, COARSE_STEP)) | {255}) + len(set(range(0, 256, step)) | {255})
+        n_frames = len(set(range(0, 256, COARSE_STEP)) | {255}) + 2 * len(fine_grays(step))
         click.echo(f"calibrate phase: {common.rig_label(rig_path)}, empty slot, 0 mm, exposure "
                    f"{bench.exposure_us / 1000:g} ms, {n_frames} patterns, wait {wait_s * 1000:g} ms each",
                    err=True)
@@ -269,9 +279,10 @@ def twin_command(run_path: str, out: str, report: str | None, max_objects: int, 
                f"({', '.join(sorted({b.diffuser for b in run.blocks}))} at "
                f"{', '.join(f'{z:g}' for z in sorted({b.distance_mm for b in run.blocks}))} mm), "
                f"up to {max_objects} objects each; {iterations} rounds on the simulated rig", err=True)
-    with common.progress(show_progress, 2 * iterations * len(run.blocks), "simulating the twin") as advance:
+    rounds = (iterations - 1 + twin.FINAL_SCREENS) * twin.REALISATIONS * len(run.blocks)  # at most
+    with common.progress(show_progress, rounds, "simulating the twin") as advance:
         params, measured, simulated, rig_dict = twin.fit_twin(run, iterations, twin.twin_seed(run), advance)
-    problems = twin_report.mismatches(measured, simulated)
+    problems = twin_report.mismatches(measured, simulated, params.grain_ratio)
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     header = [f"speckle-lab calibrate twin, {stamp}, from {run_path}",
               "the simulated rig whose speckle statistics match that run (docs/calibration.md)"]

@@ -30,11 +30,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from calibration.common import EMPTY_SLOT
+from calibration.twin_model import W_MAX_UM, W_MIN_UM, corr_length_for, scattered_through_iris
 from calibration.twin_stats import Block, RunStats, average_stats, run_stats
 from speckle_core.errors import UserError
 
 ALPHA_MIN = 0.01  # below this the unscattered share is lost in the speckle: σh is not identifiable
-ALPHA_WEAK = 0.35  # above this the scattered light through the iris is small: w is loosely determined
+REALISATIONS = 2  # twin screens averaged per round (the last round: FINAL_SCREENS × as many)
+FINAL_SCREENS = 3
+CONVERGED = 0.02  # the rounds stop when no parameter moves by more than this share
+W_SPREAD_LIMIT = 0.10  # 1 σ share beyond which a correlation length is loose (twice it: not identifiable)
+H_SPREAD_LIMIT = 0.075  # 1 σ share beyond which an rms height is called uncertain
 MIN_DISTANCES = 2
 
 
@@ -128,8 +133,17 @@ class Params:
     read_noise_e: float
     black_level_adu: int
     sigma_phi: dict[str, float]  # rms phase of each diffuser's screen (rad)
-    theta0: dict[str, float]  # rms scattering angle per axis (rad)
+    corr_um: dict[str, float]  # each diffuser's correlation length w (µm)
     notes: list[str] = field(default_factory=list)
+    # per diffuser, the relative spread (1 σ) of (rms height, correlation length) that one screen's
+    # realisation gives: the run is one realisation (module doc, "How sure")
+    spread: dict[str, tuple[float, float]] = field(default_factory=dict)
+    grain_ratio: float = math.nan  # the twin's grain over the run's, weighted as the NA update weighs it
+
+    def theta0(self, d: str, dn: float, lam_um: float) -> float:
+        """The geometric rms scattering angle per axis, √2·(n − 1)·σh/w (hardware/sim/diffuser.py)."""
+        h = self.sigma_phi[d] * lam_um / (2.0 * math.pi * dn)
+        return math.sqrt(2.0) * dn * h / self.corr_um[d]
 
 
 def _optics(sim) -> tuple[float, float]:
@@ -147,26 +161,32 @@ def prior_params(run: RunData) -> Params:
     specs = {d: default.diffusers.get(d, default.diffusers["600"]) for d in names}
     lam, dn = _optics(sim)
     sensor = default.sensor
-    # σφ = 2π(n−1)σh/λ and θ0 = √2·(n−1)·σh/w: the thin-screen relations of docs/simulation.md
+    # σφ = 2π(n−1)σh/λ: the thin-screen relation of docs/simulation.md
     return Params(default.imaging_na, sensor.flux_e_per_us, sensor.read_noise_e, sensor.black_level_adu,
                   {d: 2.0 * math.pi * dn * s.rms_height_um / lam for d, s in specs.items()},
-                  {d: math.sqrt(2.0) * dn * s.rms_height_um / s.corr_length_um for d, s in specs.items()})
+                  {d: float(s.corr_length_um) for d, s in specs.items()})
 
 
 def diffuser_specs(run: RunData, p: Params) -> dict[str, dict[str, float]]:
-    """σφ, θ0 → rms height and correlation length (hardware/sim/diffuser.py's relations inverted)."""
+    """σφ → rms height (hardware/sim/diffuser.py's relation inverted), with the correlation length."""
     lam, dn = _optics(run.rig.sim)
     out = {}
     for d, s_phi in p.sigma_phi.items():
         h = s_phi * lam / (2.0 * math.pi * dn)
-        w = math.sqrt(2.0) * dn * h / max(p.theta0[d], 1e-9)
-        out[d] = {"rms_height_um": round(h, 5), "corr_length_um": round(min(max(w, 0.05), 500.0), 4)}
+        w = p.corr_um[d]
+        out[d] = {"rms_height_um": round(h, 5), "corr_length_um": round(min(max(w, W_MIN_UM), W_MAX_UM), 4)}
     return out
 
 
 def sim_table(run: RunData, p: Params, seed: int) -> dict:
-    """The fitted [sim] table: the run's (or default) constants with the fitted ones in place."""
+    """The fitted [sim] table: the run's (or default) constants with the fitted ones in place.
+
+    The SLM's glass is the default one (``[sim.slm]`` left out: the rig's LUT is exact, no
+    settling): the run showed its objects at its LUT's π level, i.e. at phase π on a calibrated
+    rig, and the twin shows them at phase π; a simulated run's hidden SLM curve must not carry
+    over (it would put the twin's gray 128 at another phase)."""
     sim = run.rig.sim.model_dump(mode="json")
+    sim.pop("slm", None)
     sim["seed"] = seed
     sim["noise"] = True
     sim["imaging_na"] = round(p.na, 7)
@@ -247,10 +267,10 @@ def _mean(stats: RunStats, diffuser: str, attr: str) -> float:
 
 
 def _scattered(stats: RunStats, diffuser: str) -> float:
-    """The scattered light the iris passes, as a share of the empty slot's: T − α, T the diffuser's
-    level over the empty slot's at the same distance (averaged over distances). T − α = (1 − α)·S
-    with S ≈ NA²/(2θ0²) for θ0 ≫ NA: it sets θ0. Means are precise where the regression's
-    intercept β is not, so this, not β, drives θ0."""
+    """g, the scattered light the iris passes as a share of the empty slot's: T − α, T the diffuser's
+    level over the empty slot's at the same distance (averaged over distances), α the regression's
+    unscattered share. It is eq. (7) of calibration/twin_model.py and sets the correlation length.
+    Means are precise where the regression's intercept β is not, so this, not β, is used."""
     if stats.empty is None:
         return math.nan
     empty = {z: s.level for (d, z), s in stats.blocks.items() if d == stats.empty and s.level > 0}
@@ -261,63 +281,129 @@ def _scattered(stats: RunStats, diffuser: str) -> float:
     return float(np.mean(ratios)) - max(alpha, 0.0)
 
 
-def _effective_angle(scattered: float, alpha: float, na: float) -> float:
-    """θ0 from the scattered light the iris passes, (1 − α)·S, with S = 1 − exp(−NA²/(2θ0²)) (the
-    share of a Gaussian angular spectrum within the iris); nan when it does not say."""
-    if not (math.isfinite(scattered) and math.isfinite(alpha)):
-        return math.nan
-    share = scattered / max(1.0 - min(max(alpha, 0.0), 0.99), 1e-3)
-    if not 0 < share < 0.999:
-        return math.nan
-    return na / math.sqrt(-2.0 * math.log(1.0 - share))
-
-
 def initial_guess(run: RunData, measured: RunStats, p: Params) -> None:
-    """The analytic start: the grain → NA, α → σφ, T − α → θ0 (module doc).
+    """The analytic start: the grain → NA, α → σφ (eq. 5), g → w (eq. 7).
 
     The grain's half width at half maximum is 0.2572·λ/NA_c for a circular pupil ([2J1(v)/v]² = ½
     at v = 1.6163; Goodman §4.4), NA_c = NA/M2 the camera-side aperture."""
     sim, cam = run.rig.sim, run.rig.camera
+    lam, _ = _optics(sim)
     grain = measured.grain_px()
     if math.isfinite(grain) and grain > 0:
         m2 = cam.pixel_um / (sim.slm_pixel_um * sim.relay_f2_mm / sim.relay_f1_mm)
-        p.na = float(np.clip(0.2572 * sim.wavelength_nm / 1000.0 / (grain * cam.pixel_um) * m2, 1e-4, 0.03))
+        p.na = float(np.clip(0.2572 * lam / (grain * cam.pixel_um) * m2, 1e-4, 0.03))
     for d in p.sigma_phi:
         alpha = _mean(measured, d, "alpha")
         if math.isfinite(alpha) and alpha >= ALPHA_MIN:
             p.sigma_phi[d] = math.sqrt(-math.log(min(alpha, 0.999)))
-        theta = _effective_angle(_scattered(measured, d), alpha, p.na)
-        if math.isfinite(theta):
-            p.theta0[d] = theta
+        w = corr_length_for(_scattered(measured, d), p.sigma_phi[d], p.na, lam)
+        if math.isfinite(w):
+            p.corr_um[d] = w
 
 
-def update(run: RunData, measured: RunStats, simulated: RunStats, p: Params, dark_run, dark_sim) -> None:
-    """One step of the module doc's updates, each clipped to a factor of 2 (10 for the flux)."""
-    g_run, g_sim = measured.grain_px(), simulated.grain_px()
-    if math.isfinite(g_run) and math.isfinite(g_sim) and g_run > 0:
-        p.na *= float(np.clip(g_sim / g_run, 0.5, 2.0))
+def _new_sigma_phi(s_phi: float, a_run: float, a_sim: float) -> float:
+    """σφ² ← σφ² + ln(α_sim/α_run), since α = exp(−σφ²) (eq. 5); unchanged when α says nothing."""
+    if a_run >= ALPHA_MIN and a_sim > 1e-4:
+        return math.sqrt(max(s_phi ** 2 + math.log(a_sim / a_run), 1e-4))
+    return s_phi
+
+
+def _new_corr(w: float, g_run: float, g_sim: float, before: tuple[float, float], after: tuple[float, float],
+              lam: float) -> float:
+    """w from g: eq. (7) inverted at the new (σφ, NA) for g_run divided by the simulation's bias, the
+    ratio of the simulated g to eq. (7)'s at the parameters it was simulated with; unchanged when g
+    is too small to say (noise)."""
+    g_model = scattered_through_iris(before[0], w, before[1], lam)
+    if not (g_run > 0 and g_sim > 0 and g_model > 0):
+        return w
+    bias = float(np.clip(g_sim / g_model, 0.25, 4.0))
+    new = corr_length_for(g_run / bias, after[0], after[1], lam)
+    return float(np.clip(new, 0.5 * w, 2.0 * w)) if math.isfinite(new) else w
+
+
+def update(run: RunData, measured: RunStats, each: list[RunStats], p: Params, dark_run, dark_sim) -> float:
+    """One step of the module doc's updates, each clipped to a factor of 2 (10 for the flux); returns
+    the largest relative change of the NA, a σφ or a w (the fit stops when it is small). ``each``
+    holds the round's twin statistics, one per simulated screen."""
+    simulated = average_stats(each)
+    lam, _ = _optics(run.rig.sim)
+    na_before = p.na
+    factor = _na_factor(measured, each)
+    if math.isfinite(factor):
+        p.na *= float(np.clip(factor, 0.5, 2.0))
+    _update_flux(measured, simulated, p)
+    change = abs(p.na / na_before - 1.0)
+    for d in p.sigma_phi:
+        s_before, w_before = p.sigma_phi[d], p.corr_um[d]
+        p.sigma_phi[d] = _new_sigma_phi(s_before, _mean(measured, d, "alpha"), _mean(simulated, d, "alpha"))
+        p.corr_um[d] = _new_corr(w_before, _scattered(measured, d), _scattered(simulated, d),
+                                 (s_before, na_before), (p.sigma_phi[d], p.na), lam)
+        change = max(change, abs(p.sigma_phi[d] / s_before - 1.0), abs(p.corr_um[d] / w_before - 1.0))
+    _update_dark(run, p, dark_run, dark_sim)
+    return change
+
+
+def _na_factor(measured: RunStats, each: list[RunStats]) -> float:
+    """NA_new / NA: the grain is λ/(2·NA), so the twin's grain over the run's, per diffuser at the
+    nearest distance, combined in logs with weights 1/variance between the twin's screens (a weakly
+    scattering diffuser's frame is mostly the object's band-limited image: its grain hardly moves
+    with the screen, a fully developed speckle's does). The variance is floored at (1 %)²."""
+    z0 = min(measured.distances)
+    num = den = 0.0
+    for d in measured.diffusers:
+        g_run = measured.blocks[(d, z0)].grain_px
+        sims = np.array([s.blocks[(d, z0)].grain_px for s in each])
+        if not (math.isfinite(g_run) and g_run > 0 and np.all(np.isfinite(sims)) and np.all(sims > 0)):
+            continue
+        var = float(np.var(np.log(sims), ddof=1)) if len(sims) > 1 else 0.0
+        weight = 1.0 / max(var, 1e-4)
+        num += weight * math.log(float(np.mean(sims)) / g_run)
+        den += weight
+    return math.exp(num / den) if den > 0 else math.nan
+
+
+def _update_flux(measured: RunStats, simulated: RunStats, p: Params) -> None:
     empty = measured.empty
     if empty is not None:
         l_run, l_sim = _mean(measured, empty, "level"), _mean(simulated, empty, "level")
-    else:  # no empty slot: scale the flux so the diffusers' levels match (degenerate with θ0)
+    else:  # no empty slot: scale the flux so the diffusers' levels match (degenerate with w)
         l_run = float(np.mean([_mean(measured, d, "level") for d in measured.diffusers]))
         l_sim = float(np.mean([_mean(simulated, d, "level") for d in measured.diffusers]))
     if l_run > 0 and l_sim > 0:
         p.flux *= float(np.clip(l_run / l_sim, 0.1, 10.0))
-    for d in p.sigma_phi:
-        a_run, a_sim = _mean(measured, d, "alpha"), _mean(simulated, d, "alpha")
-        if a_run >= ALPHA_MIN and a_sim > 1e-4:
-            p.sigma_phi[d] = math.sqrt(max(p.sigma_phi[d] ** 2 + math.log(a_sim / a_run), 1e-4))
-        t_run = _effective_angle(_scattered(measured, d), a_run, p.na)
-        t_sim = _effective_angle(_scattered(simulated, d), a_sim, p.na)
-        if t_run > 0 and t_sim > 0:
-            p.theta0[d] *= float(np.clip(t_run / t_sim, 0.5, 2.0))
+
+
+def _update_dark(run: RunData, p: Params, dark_run, dark_sim) -> None:
     (m_run, s_run), (m_sim, s_sim) = dark_run, dark_sim
     if math.isfinite(s_run) and s_sim > 0 and s_run > 0.35:  # above the 8-bit step's own noise
         p.read_noise_e *= float(np.clip(s_run / s_sim, 0.5, 2.0))
-    if math.isfinite(m_run):
+    if math.isfinite(m_run) and math.isfinite(m_sim):
         bits = run.rig.sim.sensor.adc_bits
         p.black_level_adu = int(np.clip(round(p.black_level_adu + (m_run - m_sim) * 2 ** (bits - 8)), 0, 255))
+
+
+def realisation_spread(run: RunData, p: Params, each: list[RunStats]) -> dict[str, tuple[float, float]]:
+    """Per diffuser, the relative spread (1 σ) of (rms height, w) between the twin's screens: each
+    realisation's statistics inverted as if it were the run (eqs. 5 and 7, at the fit's bias). The run
+    is one realisation of its diffuser, so this is how far its own screen can pull the fit."""
+    lam, _ = _optics(run.rig.sim)
+    mean = average_stats(each)
+    out = {}
+    for d in p.sigma_phi:
+        a_mean, g_mean = _mean(mean, d, "alpha"), _scattered(mean, d)
+        g_model = scattered_through_iris(p.sigma_phi[d], p.corr_um[d], p.na, lam)
+        hs, ws = [], []
+        for s in each:
+            s_phi = _new_sigma_phi(p.sigma_phi[d], _mean(s, d, "alpha"), a_mean)
+            g = _scattered(s, d)
+            w = corr_length_for(g / g_mean * g_model, s_phi, p.na, lam) if g > 0 and g_mean > 0 else math.nan
+            hs.append(s_phi)
+            ws.append(w if math.isfinite(w) else (W_MAX_UM if g >= g_mean else W_MIN_UM))
+        if len(each) < 2:
+            out[d] = (math.nan, math.nan)
+            continue
+        out[d] = (float(np.std(hs, ddof=1) / p.sigma_phi[d]), float(np.std(ws, ddof=1) / p.corr_um[d]))
+    return out
 
 
 def notes_for(run: RunData, measured: RunStats, p: Params) -> list[str]:
@@ -327,15 +413,7 @@ def notes_for(run: RunData, measured: RunStats, p: Params) -> list[str]:
         out.append("the run has no frames through the empty slot: the diffusers' rms heights and "
                    "correlation lengths keep their priors, and the flux only matches the diffusers' levels")
     for d in p.sigma_phi:
-        a = _mean(measured, d, "alpha")
-        if run.empty is not None and a > ALPHA_WEAK:
-            out.append(f"diffuser {d} scatters weakly (unscattered share {a:.2f}): little scattered light "
-                       "passes the iris, so its correlation length is loosely determined (up to ±30 % in "
-                       "simulated tests)")
-        if run.empty is not None and not (a >= ALPHA_MIN):
-            out.append(f"diffuser {d}: the speckle is fully developed (unscattered share {max(a, 0):.3f} < "
-                       f"{ALPHA_MIN}): its rms height cannot be measured and keeps its prior; only the "
-                       "scattering angle, hence height/correlation length, is fitted")
+        out += _diffuser_notes(run, measured, p, d)
     if not (math.isfinite(run.dark_std) and run.dark_std > 0.35):
         out.append("the dark frames' noise is below the 8-bit step: read noise keeps its prior")
     if min(len(b.objects) for b in run.blocks) < 3:
@@ -343,28 +421,65 @@ def notes_for(run: RunData, measured: RunStats, p: Params) -> list[str]:
     return out
 
 
-def fit_twin(run: RunData, iterations: int, seed: int, advance=None, realisations: int = 2):
+def _diffuser_notes(run: RunData, measured: RunStats, p: Params, d: str) -> list[str]:
+    if run.empty is None:
+        return []
+    out = []
+    a = _mean(measured, d, "alpha")
+    if not (a >= ALPHA_MIN):
+        out.append(f"diffuser {d}: the speckle is fully developed (unscattered share {max(a, 0):.3f} < "
+                   f"{ALPHA_MIN}): its rms height cannot be measured and keeps its prior; only the "
+                   "scattering angle, hence height/correlation length, is fitted")
+    if not _scattered(measured, d) > 0:
+        out.append(f"diffuser {d}: no scattered light measured through the iris (its level is no more than "
+                   "its unscattered share): the correlation length is not identifiable from this run "
+                   "and keeps its prior")
+        return out
+    h_rel, w_rel = p.spread.get(d, (math.nan, math.nan))
+    if math.isfinite(w_rel) and w_rel > 2 * W_SPREAD_LIMIT:
+        out.append(f"diffuser {d}: the correlation length is NOT identifiable from this run: one screen's "
+                   f"realisation moves it by ±{w_rel:.0%} (1 σ); the value written is a guess. Capture more "
+                   "of the diffuser (a larger camera ROI), or use a wider iris")
+    elif math.isfinite(w_rel) and w_rel > W_SPREAD_LIMIT:
+        out.append(f"diffuser {d}: the correlation length is loosely determined: ±{w_rel:.0%} (1 σ, one "
+                   "screen's realisation)")
+    if a >= ALPHA_MIN and math.isfinite(h_rel) and h_rel > H_SPREAD_LIMIT:
+        out.append(f"diffuser {d}: the rms height is uncertain by ±{h_rel:.0%} (1 σ, one screen's "
+                   "realisation)")
+    return out
+
+
+def _simulate_round(run: RunData, p: Params, seed: int, realisations: int, advance):
+    """The twin's statistics averaged over ``realisations`` screens (seeds seed, seed + 1, …: the same
+    every round, so the rounds differ only by the parameters), each realisation's, and the darks."""
+    each, dark_sim = [], (math.nan, math.nan)
+    for k in range(realisations):  # the dark frames do not depend on the screens: once a round
+        blocks, dm, ds = simulate(run, twin_rig_dict(run, p, seed + k), advance, darks=k == 0)
+        each.append(run_stats(blocks, run.empty))
+        if k == 0:
+            dark_sim = (dm, ds)
+    return average_stats(each), each, dark_sim
+
+
+def fit_twin(run: RunData, iterations: int, seed: int, advance=None, realisations: int = REALISATIONS):
     """(params, measured stats, twin stats, twin rig dict).
 
     Each round simulates ``realisations`` twins with different seeds (different diffuser screens)
     and averages their statistics, so that the twin's own screen does not pull the fit; the run's
-    screen is one realisation, as a real diffuser is."""
+    screen is one realisation, as a real diffuser is. The rounds stop early once no parameter moves
+    by more than ``CONVERGED``; the last round simulates FINAL_SCREENS × as many screens, for the
+    statistics shown and for each diffuser's realisation spread (``Params.spread``)."""
     measured = run_stats(run.blocks, run.empty)
     p = prior_params(run)
     initial_guess(run, measured, p)
-    simulated = None
-    for it in range(iterations):
-        stats = []
-        for k in range(realisations):  # the dark frames do not depend on the screens: once a round
-            blocks, dm, ds = simulate(run, twin_rig_dict(run, p, seed + k), advance, darks=k == 0)
-            stats.append(run_stats(blocks, run.empty))
-            if k == 0:
-                dark_sim = (dm, ds)
-        simulated = average_stats(stats)
-        if it < iterations - 1:
-            update(run, measured, simulated, p, (run.dark_mean, run.dark_std), dark_sim)
+    for _ in range(iterations - 1):
+        _, each, dark_sim = _simulate_round(run, p, seed, realisations, advance)
+        if update(run, measured, each, p, (run.dark_mean, run.dark_std), dark_sim) < CONVERGED:
+            break
+    simulated, each, _ = _simulate_round(run, p, seed, FINAL_SCREENS * realisations, advance)
+    p.spread = realisation_spread(run, p, each)
+    p.grain_ratio = _na_factor(measured, each)
     p.notes = notes_for(run, measured, p)
-    assert simulated is not None, "at least one round"
     return p, measured, simulated, twin_rig_dict(run, p, seed)
 
 

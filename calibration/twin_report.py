@@ -21,13 +21,16 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / abs(b) if b else math.inf
 
 
-def mismatches(measured: RunStats, twin: RunStats) -> list[str]:
-    """Plain reasons the twin does not match the run (empty: it does)."""
+def mismatches(measured: RunStats, twin: RunStats, grain_ratio: float = math.nan) -> list[str]:
+    """Plain reasons the twin does not match the run (empty: it does). ``grain_ratio``: the twin's
+    grain over the run's as the fit weighs the diffusers (calibration.twin.Params.grain_ratio); without
+    it, the median grains are compared."""
     out = []
     g_m, g_t = measured.grain_px(), twin.grain_px()
-    if math.isfinite(g_m) and _rel(g_t, g_m) > GRAIN_TOL:
-        out.append(f"the twin's speckle grain ({g_t:.2f} px) differs from the run's ({g_m:.2f} px) by more "
-                   f"than {GRAIN_TOL:.0%}")
+    off = abs(grain_ratio - 1.0) if math.isfinite(grain_ratio) else _rel(g_t, g_m)
+    if math.isfinite(off) and off > GRAIN_TOL:
+        out.append(f"the twin's speckle grain differs from the run's by {off:.0%} (more than "
+                   f"{GRAIN_TOL:.0%}; median over the diffusers {g_t:.2f} px against {g_m:.2f} px)")
     empty = measured.empty
     if empty is not None:
         lm = np.mean([s.level for (d, _), s in measured.blocks.items() if d == empty])
@@ -40,14 +43,30 @@ def mismatches(measured: RunStats, twin: RunStats) -> list[str]:
     return out
 
 
+def _tol(tol: float, t, name: str, rel: bool = False) -> float:
+    """The tolerance on a statistic: ``tol``, or 3 σ of its spread between the twin's screens where
+    that is larger (the run is one screen: a difference within it is chance, not a wrong fit)."""
+    sd = t.spread.get(name, math.nan) if t.spread else math.nan
+    if rel and math.isfinite(sd):
+        sd /= max(abs(getattr(t, name)), 1e-12)
+    return max(tol, 3.0 * sd) if math.isfinite(sd) else tol
+
+
 def _block_mismatches(d, z, s, t, empty, z0) -> list[str]:
     out = []
-    if d != empty and z == z0 and s.alpha >= ALPHA_MIN and _rel(t.alpha, s.alpha) > ALPHA_TOL:
+    if (d != empty and z == z0 and s.alpha >= ALPHA_MIN
+            and _rel(t.alpha, s.alpha) > _tol(ALPHA_TOL, t, "alpha", rel=True)):
         out.append(f"diffuser {d}: unscattered share {t.alpha:.3f} against the run's {s.alpha:.3f}")
-    if abs(t.contrast - s.contrast) > CONTRAST_TOL:
-        out.append(f"diffuser {d} at {z:g} mm: contrast {t.contrast:.2f} against the run's "
-                   f"{s.contrast:.2f}")
-    if math.isfinite(s.decorrelation) and abs(t.decorrelation - s.decorrelation) > DECORRELATION_TOL:
+    if abs(t.contrast - s.contrast) > _tol(CONTRAST_TOL, t, "contrast"):
+        if d == empty:
+            out.append(f"the empty slot at {z:g} mm: contrast {t.contrast:.2f} against the run's "
+                       f"{s.contrast:.2f}: the twin does not reproduce the objects' own image (was the "
+                       "SLM settled, slm.settle_ms? is the π level right, lut_file?)")
+        else:
+            out.append(f"diffuser {d} at {z:g} mm: contrast {t.contrast:.2f} against the run's "
+                       f"{s.contrast:.2f}")
+    if (math.isfinite(s.decorrelation)
+            and abs(t.decorrelation - s.decorrelation) > _tol(DECORRELATION_TOL, t, "decorrelation")):
         out.append(f"diffuser {d} at {z:g} mm: correlation with the nearest distance "
                    f"{t.decorrelation:.2f} against the run's {s.decorrelation:.2f} (is the stage's zero_mm "
                    "right?)")
@@ -74,14 +93,22 @@ def side_by_side(measured: RunStats, twin: RunStats) -> list[str]:
 
 
 def parameter_lines(run, p) -> list[str]:
+    from calibration.twin import _optics
+
+    lam, dn = _optics(run.rig.sim)
     out = [f"imaging_na = {p.na:.5f}", f"flux_e_per_us = {p.flux:.4g}",
            f"read_noise_e = {p.read_noise_e:.3g}, black_level_adu = {p.black_level_adu}"]
     for d, spec in sorted(diffuser_specs(run, p).items()):
         u = math.exp(-p.sigma_phi[d] ** 2)  # the unscattered share, eq. (5)
-        out.append(f"diffuser {d}: rms_height_um = {spec['rms_height_um']:.4f}, corr_length_um = "
-                   f"{spec['corr_length_um']:.3f} (σφ {p.sigma_phi[d]:.2f} rad, "
-                   f"θ0 {1000 * p.theta0[d]:.1f} mrad, unscattered {u:.3f})")
+        h_rel, w_rel = p.spread.get(d, (math.nan, math.nan))
+        out.append(f"diffuser {d}: rms_height_um = {spec['rms_height_um']:.4f}{_pm(h_rel)}, corr_length_um = "
+                   f"{spec['corr_length_um']:.3f}{_pm(w_rel)} (σφ {p.sigma_phi[d]:.2f} rad, "
+                   f"θ0 {1000 * p.theta0(d, dn, lam):.1f} mrad, unscattered {u:.3f})")
     return out
+
+
+def _pm(rel: float) -> str:
+    return f" ± {rel:.0%}" if math.isfinite(rel) else ""
 
 
 def write_report_png(measured: RunStats, twin: RunStats, path, title: str, status: str) -> None:

@@ -21,6 +21,7 @@ level is in counts per µs. For each block (one diffuser at one distance), over 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -50,6 +51,7 @@ class BlockStats:
     beta_share: float = math.nan  # β / (mean level of the empty-slot frames)
     corr_empty: float = math.nan
     decorrelation: float = math.nan  # correlation with the frame at the smallest distance
+    spread: dict[str, float] = field(default_factory=dict)  # a twin's: each statistic's std between screens
 
 
 @dataclass
@@ -75,6 +77,21 @@ class RunStats:
         return float(np.median(vals)) if vals else math.nan
 
 
+@functools.lru_cache(maxsize=8)
+def _rings(h: int, w: int, lag: int):
+    """(FFT shape, ring index of each kept shift, the kept-shift mask, overlap counts, ring sizes) for
+    (h, w) frames: the same for every frame of a ROI, so computed once."""
+    import scipy.fft as sfft
+
+    shape = (sfft.next_fast_len(h + lag + 1), sfft.next_fast_len(w + lag + 1))  # no wrap-around up to lag
+    yy, xx = np.indices(shape)
+    rbin = np.rint(np.hypot(np.minimum(yy, shape[0] - yy), np.minimum(xx, shape[1] - xx))).astype(int)
+    mask = rbin <= lag
+    overlap = sfft.irfft2(np.abs(sfft.rfft2(np.ones((h, w)), s=shape)) ** 2, s=shape)[mask]
+    counts = np.bincount(rbin[mask], minlength=lag + 1)
+    return shape, rbin[mask], mask, np.maximum(overlap, 1.0), np.maximum(counts, 1)
+
+
 def radial_autocov(frames: list[np.ndarray], max_lag: int = MAX_LAG) -> np.ndarray:
     """The mean over ``frames`` of the radially averaged autocovariance, lags 0..max_lag (pixels).
 
@@ -85,17 +102,12 @@ def radial_autocov(frames: list[np.ndarray], max_lag: int = MAX_LAG) -> np.ndarr
 
     h, w = frames[0].shape
     lag = min(max_lag, h // 3, w // 3)
-    shape = (sfft.next_fast_len(h + lag + 1), sfft.next_fast_len(w + lag + 1))  # no wrap-around up to lag
-    yy, xx = np.indices(shape)
-    rbin = np.rint(np.hypot(np.minimum(yy, shape[0] - yy), np.minimum(xx, shape[1] - xx))).astype(int)
-    mask = rbin <= lag
-    overlap = sfft.irfft2(np.abs(sfft.rfft2(np.ones((h, w)), s=shape)) ** 2, s=shape)[mask]
-    counts = np.bincount(rbin[mask], minlength=lag + 1)
+    shape, rbin, mask, overlap, counts = _rings(h, w, lag)
     acc = np.zeros(lag + 1)
     for f in frames:
         x = f - f.mean()
-        ac = sfft.irfft2(np.abs(sfft.rfft2(x, s=shape)) ** 2, s=shape)[mask] / np.maximum(overlap, 1.0)
-        acc += np.bincount(rbin[mask], weights=ac, minlength=lag + 1) / np.maximum(counts, 1)
+        ac = sfft.irfft2(np.abs(sfft.rfft2(x, s=shape)) ** 2, s=shape)[mask] / overlap
+        acc += np.bincount(rbin, weights=ac, minlength=lag + 1) / counts
     return acc / len(frames)
 
 
@@ -175,17 +187,20 @@ def run_stats(blocks: list[Block], empty: str | None) -> RunStats:
 
 
 def average_stats(many: list[RunStats]) -> RunStats:
-    """The mean of several realisations' statistics (the twin's, over diffuser screens)."""
+    """The mean of several realisations' statistics (the twin's, over diffuser screens), with each
+    statistic's spread between them (``BlockStats.spread``)."""
     if len(many) == 1:
         return many[0]
     out = RunStats(empty=many[0].empty)
     for key in many[0].blocks:
         items = [m.blocks[key] for m in many]
-        fields = {}
+        fields, spread = {}, {}
         for name in ("level", "contrast", "grain_px", "alpha", "beta_share", "corr_empty", "decorrelation",
                      "sxy", "sxx"):
             vals = [getattr(s, name) for s in items]
-            fields[name] = float(np.mean(vals)) if all(math.isfinite(v) for v in vals) else math.nan
+            ok = all(math.isfinite(v) for v in vals)
+            fields[name] = float(np.mean(vals)) if ok else math.nan
+            spread[name] = float(np.std(vals, ddof=1)) if ok else math.nan
         fields["autocov"] = np.mean([s.autocov for s in items], axis=0)
-        out.blocks[key] = BlockStats(**fields)
+        out.blocks[key] = BlockStats(**fields, spread=spread)
     return out

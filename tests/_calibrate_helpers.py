@@ -49,15 +49,7 @@ target_px = [{window}, {window}]
 [camera]
 roi_px = [{window}, {window}]
 exposure_us = "auto"
-[[blocks]]
-diffuser = "empty"
-distances_mm = {distances}
-[[blocks]]
-diffuser = "A"
-distances_mm = {distances}
-[[blocks]]
-diffuser = "B"
-distances_mm = {distances}
+{blocks}
 [dark]
 frames = 2
 [stability]
@@ -66,20 +58,22 @@ threshold = 0.5
 """
 
 
-def write_twin_case(folder: Path, *, na: float, a: tuple[float, float], b: tuple[float, float], seed: int = 0,
-                    window: int = 96, count: int = 6, distances: str = "[0, 20, 40]") -> tuple[Path, Path]:
-    """(protocol, rig) for a run through the empty slot and two diffusers A and B, whose hidden
-    (rms height µm, correlation length µm) are ``a`` and ``b``."""
+def write_twin_case(folder: Path, *, na: float, diffusers: dict[str, tuple[float, float]], seed: int = 0,
+                    window: int = 128, count: int = 3, distances: str = "[0, 20]",
+                    travel_mm: tuple[float, float] = (0.0, 25.0)) -> tuple[Path, Path]:
+    """(protocol, rig) for a run through the empty slot and the ``diffusers``, each given as its hidden
+    (rms height µm, correlation length µm). The stage's travel sets the simulated rig's FFT grid (the
+    light's spread at the farthest reach), so a short travel keeps the test fast."""
+    names = list(diffusers)
+    slots = "{ " + ", ".join(f'{i} = "{n}"' for i, n in enumerate([*names, "empty"], start=1)) + " }"
     rig = folder / "hidden-rig.toml"
-    base = RIG.format(window=window, na=na, flux=50.0, seed=seed, slots='{ 1 = "A", 2 = "B", 3 = "empty" }',
-                      stroke="full-wave", slm="")
-    rig.write_text(base + f"""[sim.diffusers.A]
-rms_height_um = {a[0]}
-corr_length_um = {a[1]}
-[sim.diffusers.B]
-rms_height_um = {b[0]}
-corr_length_um = {b[1]}
-""")
+    base = RIG.format(window=window, na=na, flux=50.0, seed=seed, slots=slots, stroke="full-wave", slm="")
+    stage = '[stage]\nkind = "sim"\n'
+    base = base.replace(stage, f"{stage}travel_mm = {list(travel_mm)}\n")
+    tables = "".join(f"[sim.diffusers.{n}]\nrms_height_um = {h}\ncorr_length_um = {w}\n"
+                     for n, (h, w) in diffusers.items())
+    rig.write_text(base + tables)
+    blocks = "".join(f'[[blocks]]\ndiffuser = "{n}"\ndistances_mm = {distances}\n' for n in ["empty", *names])
     protocol = folder / "twin-small.toml"
-    protocol.write_text(TWIN_PROTOCOL.format(count=count, window=window, distances=distances))
+    protocol.write_text(TWIN_PROTOCOL.format(count=count, window=window, blocks=blocks))
     return protocol, rig

@@ -144,3 +144,15 @@ def test_a_compare_folder_from_before_the_clock_option_counts_as_wall_clock(comp
     run_compare(compared["run"], parse_models(MODELS), out, compared["settings"], progress=False,
                 log=logs.append)
     assert any("reusing it" in line for line in logs)
+
+
+def test_cpu_clock_makes_openmp_threads_wait_passively_before_torch_starts():
+    import subprocess
+    import sys
+
+    code = ("import os, sys; os.environ.pop('OMP_WAIT_POLICY', None); import speckle_lab.cli; "
+            "from reconstruction.compare_cli import _passive_openmp; "
+            "assert 'torch' not in sys.modules, 'the CLI imported torch before the command ran'; "
+            "_passive_openmp(); print(os.environ['OMP_WAIT_POLICY'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"

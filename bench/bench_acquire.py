@@ -239,12 +239,16 @@ def _browser_cpu_s() -> float:
 def _watch(page, proc, port: int) -> int:
     """Opens the view page in the tab ``page`` (opened before the run: a user's browser is already
     running) while the run ``proc`` goes on; the frames the page drew, at the end."""
-    while proc.poll() is None:
+    import socket
+
+    while proc.poll() is None:  # wait for the port here: a browser tab refused fails to an error page
         try:
-            page.goto(f"http://127.0.0.1:{port}/", timeout=2000)
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
             break
-        except Exception:  # noqa: BLE001 - not listening yet
+        except OSError:  # not listening yet
             time.sleep(0.05)
+    if proc.poll() is None:
+        page.goto(f"http://127.0.0.1:{port}/", timeout=30_000)
     proc.wait()
     return page.evaluate("window.speckle ? window.speckle.framesDrawn : 0")
 

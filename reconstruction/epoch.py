@@ -45,6 +45,14 @@ def _sum_dtype(device):
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
 
 
+def _count(n: int, device):
+    """``n`` as a float32 scalar made on ``device`` by a fill: no host-to-device copy, which on CUDA
+    (pageable memory, blocking) would wait for the stream, i.e. sync once per step."""
+    import torch
+
+    return torch.full((), float(n), dtype=torch.float32, device=device)
+
+
 def evaluate_sums(model, cache, positions, cfg: TrainConfig, device, dist: Dist):
     """Device tensor [loss sum, SSIM sum, n] over ``positions`` (this process's shard); no host sync."""
     import torch
@@ -64,7 +72,7 @@ def evaluate_sums(model, cache, positions, cfg: TrainConfig, device, dist: Dist)
                 logits = model.forward_logits(x)
             sums += torch.stack([compute_loss(logits, y, cfg.loss).detach() * len(x),
                                  ssim_torch(logits.float().sigmoid(), y).sum(),
-                                 torch.tensor(float(len(x)), device=device)]).to(sums.dtype)
+                                 _count(len(x), device)]).to(sums.dtype)
     model.train(was_training)
     return sums
 
@@ -141,7 +149,7 @@ def run_epoch(t: Trainer, epoch: int, stop, progress: bool) -> EpochSums:
             loss, ssim_sum, n = train_step(t, batches[i])
             finite = torch.isfinite(loss)
             first_bad = torch.where((first_bad < 0) & ~finite, epoch * len(batches) + i + 1, first_bad)
-            sums[:4] += torch.stack([loss * n, ssim_sum, torch.tensor(float(n), device=dev),
+            sums[:4] += torch.stack([loss * n, ssim_sum, _count(n, dev),
                                      (~finite).to(loss.dtype)]).to(sums.dtype)
             done = i + 1
             bar.advance()

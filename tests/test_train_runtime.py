@@ -119,3 +119,63 @@ def test_autocast_is_a_no_op_on_cpu():
     with runtime.autocast(torch.device("cpu")):
         y = torch.ones(2, 2) @ torch.ones(2, 2)
     assert y.dtype == torch.float32
+
+
+def test_no_host_to_device_tensor_is_made_per_step(run, tmp_path, monkeypatch):
+    """torch.tensor(value, device=cuda) copies from pageable host memory and waits for the stream: a
+    sync per step. The step's counts are made on the device instead (a fill)."""
+    made = {"n": 0}
+    original = torch.tensor
+
+    def spy(*a, **k):
+        if sys._getframe(1).f_code.co_filename.replace("\\", "/").endswith("/reconstruction/epoch.py"):
+            made["n"] += 1
+        return original(*a, **k)
+
+    monkeypatch.setattr(torch, "tensor", spy)
+    train_tiny(run, tmp_path / "big", batch_size=16)
+    few = made["n"]
+    made["n"] = 0
+    train_tiny(run, tmp_path / "small", batch_size=1)
+    assert made["n"] == few
+
+
+def test_on_cuda_a_model_gets_cudnn_benchmark_and_channels_last(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: seen.update(device=d))
+
+    class FakeModel:
+        def to(self, device, memory_format=None):
+            seen.update(format=memory_format)
+            return self
+
+    cuda = types.SimpleNamespace(type="cuda")
+    runtime.prepare_model(FakeModel(), cuda)
+    assert torch.backends.cudnn.benchmark is True
+    assert seen == {"device": cuda, "format": torch.channels_last}
+
+
+def test_rank_0_builds_the_cache_before_the_process_group_starts(run, tmp_path, monkeypatch):
+    """Building a paper-size cache takes long minutes; the other ranks must not wait on a collective
+    with the default timeout meanwhile."""
+    import reconstruction.data as data
+    from reconstruction.train import TrainConfig, build
+
+    order = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_init(name):
+        order.append("process group")
+        raise Stop
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr(data, "prepare_cache", lambda *a, **k: order.append("cache"))
+    monkeypatch.setattr(runtime, "init_dist", fake_init)
+    with pytest.raises(Stop):
+        build(TrainConfig(run=str(run), out_dir=str(tmp_path / "o"), device="cpu"), None)
+    assert order == ["cache", "process group"]

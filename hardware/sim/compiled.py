@@ -1,6 +1,7 @@
 """The simulated rig's per-pixel kernels, compiled by numba (hardware/sim/kernels.py runs them).
 
-Every kernel is ``@njit(nogil=True, cache=True)`` without ``fastmath``: no reassociation and no
+Every kernel is ``@njit(nogil=True, cache=True, error_model="numpy")`` (a division by zero gives
+inf, as in numpy, with no test for it in the loop) without ``fastmath``: no reassociation and no
 fused multiply-add, so a pixel's value is one fixed sequence of IEEE operations, whatever the
 thread count, and the same as numpy's in hardware/sim/reference.py (tests/test_sim_kernels.py
 compares them byte for byte). Each takes its rows r0..r1 last, for ``kernels.run_bands``.
@@ -28,7 +29,7 @@ from hardware.sim.kernels import (
 )
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _splitmix64(key, index):  # pragma: no cover - compiled
     z = key + (np.uint64(index) + np.uint64(1)) * GOLDEN
     z = (z ^ (z >> S30)) * MIX1
@@ -36,7 +37,7 @@ def _splitmix64(key, index):  # pragma: no cover - compiled
     return z ^ (z >> S31)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _normal(h, table, tail):  # pragma: no cover - compiled
     """A standard normal from the top 32 bits of ``h`` (see the module doc)."""
     i = np.int64(h >> S48)
@@ -47,7 +48,7 @@ def _normal(h, table, tail):  # pragma: no cover - compiled
     return table[i]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _poisson(lam, u, inv_k):  # pragma: no cover - compiled
     """Poisson(λ) by inversion of its CDF at the uniform ``u`` (exact up to float64 rounding)."""
     p = math.exp(-lam)
@@ -60,7 +61,7 @@ def _poisson(lam, u, inv_k):  # pragma: no cover - compiled
     return k
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _normal_electrons(lam, read_noise, h, table, tail):  # pragma: no cover - compiled
     """λ electrons (float32) with shot and read noise as one skew-corrected normal (see below)."""
     z = _normal(h, table, tail)
@@ -71,7 +72,7 @@ def _normal_electrons(lam, read_noise, h, table, tail):  # pragma: no cover - co
     return lam + (np.float32(math.sqrt(v)) * z + b * (z * z - np.float32(1.0))) * (np.float32(1.0) - a2)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _electrons(lam, read_noise, exact_below, key, index, table, tail, inv_k):  # pragma: no cover
     """One pixel's electrons (float32) for a mean of λ electrons (float32), shot and read noise.
 
@@ -89,7 +90,7 @@ def _electrons(lam, read_noise, exact_below, key, index, table, tail, inv_k):  #
     return _normal_electrons(lam, read_noise, h, table, tail)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _codes_rows(irr, lit, site_scale, dark, noise, exact, read_noise, exact_below, key, to_adu, black,
                 adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1):  # pragma: no cover
     """Rows r0..r1 of the ADC codes (float32, into ``codes``); returns how many red sites clipped.
@@ -120,7 +121,7 @@ def _codes_rows(irr, lit, site_scale, dark, noise, exact, read_noise, exact_belo
     return clipped
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def sensor_band(irr, lit, site_scale, dark, noise, read_noise, exact_below, key, to_adu, black,
                  adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1):  # pragma: no cover
     """``_codes_rows`` without the exact Poisson branch (``exact_below`` ≤ 0: the normal path only)."""
@@ -128,7 +129,7 @@ def sensor_band(irr, lit, site_scale, dark, noise, read_noise, exact_below, key,
                        black, adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def sensor_band_exact(irr, lit, site_scale, dark, noise, read_noise, exact_below, key, to_adu, black,
                        adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1):  # pragma: no cover
     """``_codes_rows`` with the exact Poisson branch below ``exact_below``."""
@@ -136,7 +137,7 @@ def sensor_band_exact(irr, lit, site_scale, dark, noise, read_noise, exact_below
                        black, adc_max, red_r, red_c, table, tail, inv_k, codes, r0, r1)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def electrons_flat(lam, read_noise, exact_below, key, table, tail, inv_k):  # pragma: no cover
     """``_electrons`` for each λ of a 1-D array, pixel index = array index (the sampler's tests)."""
     out = np.empty(lam.shape[0], np.float32)
@@ -145,7 +146,7 @@ def electrons_flat(lam, read_noise, exact_below, key, table, tail, inv_k):  # pr
     return out
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _mirror(i, n):  # pragma: no cover - compiled
     """numpy's "reflect" padding by one sample: −1 → 1, n → n − 2 (a 1-long axis stays at 0)."""
     if i < 0:
@@ -155,7 +156,7 @@ def _mirror(i, n):  # pragma: no cover - compiled
     return i
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _grey(codes, weights, scale, r, c, up, dn, lf, rt):  # pragma: no cover - compiled
     """Y/full scale at (r, c), clipped to 0..1: the stencil of ``grey_band``."""
     pr, pc = r & 1, c & 1
@@ -166,7 +167,7 @@ def _grey(codes, weights, scale, r, c, up, dn, lf, rt):  # pragma: no cover - co
     return min(max(y * scale, np.float32(0.0)), np.float32(1.0))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def grey_band(codes, weights, scale, gamma, out, r0, r1):  # pragma: no cover - compiled
     """Rows r0..r1 of the 8-bit grey image: bilinear demosaic and Y = wR·R + wG·G + wB·B folded
     into one stencil per colour site, Y = a·centre + b·(left + right) + c·(up + down) + d·(the 4
@@ -189,7 +190,7 @@ def grey_band(codes, weights, scale, gamma, out, r0, r1):  # pragma: no cover - 
                 out[r, c] = np.uint8(y ** inv_gamma * top)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def window_field_band(lut, gray, screen, out, r0, r1):  # pragma: no cover - compiled
     """out = LUT[gray] × screen over rows r0..r1 (complex64): the SLM field behind the diffuser."""
     for r in range(r0, r1):
@@ -197,7 +198,7 @@ def window_field_band(lut, gray, screen, out, r0, r1):  # pragma: no cover - com
             out[r, c] = lut[gray[r, c]] * screen[r, c]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def intensity_band(field, out, r0, r1):  # pragma: no cover - compiled
     """out = re² + im² over rows r0..r1 (float32)."""
     for r in range(r0, r1):

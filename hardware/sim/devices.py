@@ -160,6 +160,8 @@ class SimCamera:
         self._frames = 0
         self._t0 = bench.clock.monotonic()
         self._cache: tuple[tuple, np.ndarray] | None = None
+        self._irr = [np.empty((0, 0), np.float32), np.empty((0, 0), np.float32)]  # see _irradiance
+        self._spare = 0
 
     def configure(self, roi_px: tuple[int, int], exposure_us: float) -> float:
         sensor = tuple(self._bench.config.camera.sensor_px)
@@ -185,7 +187,14 @@ class SimCamera:
         state = (b.slm_version, b.diffuser, b.distance_mm, self.roi, drift)
         if not settling and self._cache is not None and self._cache[0] == state:
             return self._cache[1]
-        irr = b.optics.irradiance(b.slm_field(now_s), b.diffuser, b.distance_mm, self.roi, drift=drift)
+        # two arrays in turn: the one the cache holds is never the one being computed into, and
+        # no new 2.5 MB array (page faults) per frame
+        held = self._cache[1] if self._cache is not None else None
+        self._spare = 1 if held is self._irr[0] else 0
+        if self._irr[self._spare].shape != self.roi:
+            self._irr[self._spare] = np.empty(self.roi, np.float32)
+        irr = b.optics.irradiance(b.slm_field(now_s), b.diffuser, b.distance_mm, self.roi, drift=drift,
+                                  out=self._irr[self._spare])
         if not settling:
             self._cache = (state, irr)
         return irr

@@ -357,11 +357,12 @@ class OpticalModel:
 
     def irradiance(self, slm_field: np.ndarray, diffuser: str, distance_mm: float, roi: Px2 | None,
                    drift: Drift = NO_DRIFT, grid_roi: Px2 | None = None,
-                   grid: Px2 | None = None) -> np.ndarray:
+                   grid: Px2 | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """The noiseless camera irradiance over ``roi`` (float32), or over the whole grid if None.
 
         ``grid_roi`` picks the grid when ``roi`` is None (default: the window); ``grid`` forces a
-        grid shape (default: the rig's one grid for the ROI).
+        grid shape (default: the rig's one grid for the ROI); ``out`` (float32, the ROI's shape)
+        receives it instead of a new array.
         """
         if roi is not None:
             field = self._roi_field(slm_field, diffuser, distance_mm, roi, drift, grid)
@@ -369,7 +370,7 @@ class OpticalModel:
             plan = self.plan(grid_roi or self.geo.window, grid)
             field = self.camera_field(self.diffuser_field(slm_field, diffuser, plan, drift),
                                       distance_mm, plan)
-        return kernels.intensity(field)  # |E|² = re·re + im·im in float32, one compiled pass
+        return kernels.intensity(field, out)  # |E|² = re·re + im·im in float32, one compiled pass
 
     def light_share(self, diffuser: str, distance_mm: float, roi: Px2,
                     gray: np.ndarray | None = None) -> float:

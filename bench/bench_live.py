@@ -108,7 +108,8 @@ def watch(url: str, seconds: float, encoding: str, counter=lambda: 0) -> dict:
         if page.input_value("#encoding") != encoding:
             page.select_option("#encoding", encoding)
             time.sleep(1.0)
-        page.evaluate("window.speckle.latenciesMs = []; window.speckle.paintLatenciesMs = [];")
+        page.evaluate("window.speckle.latenciesMs = []; window.speckle.paintLatenciesMs = []; "
+                      "window.speckle.measurePaint = true;")
         n0, c0, t0 = page.evaluate("window.speckle.framesDrawn"), counter(), time.monotonic()
         cpu0 = cpu_seconds()
         time.sleep(seconds)

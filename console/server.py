@@ -89,7 +89,9 @@ class Page:
             await self._send_due()
 
     async def _send_due(self) -> None:
+        """The frame first (the page decodes it while the rest arrives, and draws all at once)."""
         p = self.pump
+        await self._send_frame()
         if p.status is not None and p.status[0] != self.sent_status:
             self.sent_status = p.status[0]
             async with self.send_lock:
@@ -100,7 +102,9 @@ class Page:
                 await self.ws.send_bytes(p.slm[1])
         if p.stability_total > self.sent_points:
             await self._send_points()
-        frame = p.frame
+
+    async def _send_frame(self) -> None:
+        frame = self.pump.frame
         if frame is not None and frame.seq > self.sent_frame and self.room():
             self.sent_frame = frame.seq
             msg = frame.encoded.get(self.encoding)

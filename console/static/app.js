@@ -10,6 +10,7 @@ const ENCODINGS = ["raw", "jpeg", "png"];
 // What tests and bench/bench_live.py read from the page.
 const speckle = {
   framesDrawn: 0, lastSeq: null, lastTimeS: null, latenciesMs: [], paintLatenciesMs: [], drawMs: [], fps: 0,
+  measurePaint: false,
   errors: [], readonly: null, status: null, stats: null, open: false,
 };
 window.speckle = speckle;
@@ -48,32 +49,84 @@ function grayToImageData(ctx, gray, w, h, reuse) {
   return img;
 }
 
-async function drawImage(canvas, ctx, h, payload, reuse) {
+// Everything the page shows is redrawn in one animation frame (render): the frame, the SLM pattern,
+// the figures, the run's status and plot. Messages only store what came; a burst of them (the run
+// view sends frame, figures, status, pattern and points together) costs the browser one style,
+// layout and paint pass, not one per message.
+const pending = {frame: null, slm: null, status: null, stats: false, stability: false};
+let renderQueued = false, decoding = 0;  // while a frame decodes, what came with it waits for it
+function schedule() {
+  if (!renderQueued) {
+    renderQueued = true;
+    requestAnimationFrame(render);
+  }
+}
+
+function render() {
+  renderQueued = false;
+  if (decoding) return;  // the decode schedules the render when it ends
+  const frame = pending.frame, slm = pending.slm, st = pending.status;
+  pending.frame = pending.slm = pending.status = null;
+  if (frame) drawFrame(frame);
+  if (slm) drawGray(slmCanvas, slmCtx, slm.h, slm.payload, null);
+  if (st) applyStatus(st);
+  if (pending.stats) showStatsThrottled();
+  if (pending.stability) {
+    pending.stability = false;
+    drawStability();
+  }
+}
+
+function fitCanvas(canvas, h) {
   if (canvas.width !== h.width || canvas.height !== h.height) {
     canvas.width = h.width; canvas.height = h.height;
   }
-  if (h.encoding === "raw") {
-    const img = grayToImageData(ctx, payload, h.width, h.height, reuse);
-    ctx.putImageData(img, 0, 0);
-    return img;
-  }
-  const bitmap = await createImageBitmap(new Blob([payload], {type: "image/" + h.encoding}));
-  ctx.drawImage(bitmap, 0, 0);
-  bitmap.close();
-  return reuse;
+}
+
+function drawGray(canvas, ctx, h, payload, reuse) {
+  fitCanvas(canvas, h);
+  const img = grayToImageData(ctx, payload, h.width, h.height, reuse);
+  ctx.putImageData(img, 0, 0);
+  return img;
 }
 
 async function onFrame(buf) {
   const h = header(buf);
   const payload = new Uint8Array(buf, HEADER_BYTES);
   const t0 = performance.now();
-  try {
-    imageData = await drawImage(frameCanvas, frameCtx, h, payload, imageData);
-  } catch (e) {
-    send({cmd: "ack", seq: h.seq});  // a frame that cannot be drawn still frees its slot
-    throw e;
+  let bitmap = null;
+  if (h.encoding !== "raw") {
+    decoding += 1;
+    try {
+      bitmap = await createImageBitmap(new Blob([payload], {type: "image/" + h.encoding}));
+    } catch (e) {
+      send({cmd: "ack", seq: h.seq});  // a frame that cannot be drawn still frees its slot
+      throw e;
+    } finally {
+      decoding -= 1;
+      schedule();
+    }
   }
-  speckle.drawMs.push(performance.now() - t0);
+  if (pending.frame) dropFrame(pending.frame);
+  pending.frame = {h, payload, bitmap, decodeMs: performance.now() - t0};
+  schedule();
+}
+
+function dropFrame(f) {  // replaced before it was drawn: its slot is freed all the same
+  if (f.bitmap) f.bitmap.close();
+  send({cmd: "ack", seq: f.h.seq});
+}
+
+function drawFrame(f) {
+  const h = f.h, t0 = performance.now();
+  if (f.bitmap) {
+    fitCanvas(frameCanvas, h);
+    frameCtx.drawImage(f.bitmap, 0, 0);
+    f.bitmap.close();
+  } else {
+    imageData = drawGray(frameCanvas, frameCtx, h, f.payload, imageData);
+  }
+  speckle.drawMs.push(f.decodeMs + performance.now() - t0);
   if (speckle.drawMs.length > 2000) speckle.drawMs.splice(0, 1000);
   const latency = nowMs() - h.timeS * 1000;
   send({cmd: "ack", seq: h.seq, latency_ms: Math.round(latency * 100) / 100});
@@ -83,11 +136,14 @@ async function onFrame(buf) {
   speckle.lastTimeS = h.timeS;
   speckle.latenciesMs.push(latency);
   if (speckle.latenciesMs.length > 2000) speckle.latenciesMs.splice(0, 1000);
-  // on screen: the next animation frame after the canvas was updated
-  requestAnimationFrame(() => {
-    speckle.paintLatenciesMs.push(nowMs() - h.timeS * 1000);
-    if (speckle.paintLatenciesMs.length > 2000) speckle.paintLatenciesMs.splice(0, 1000);
-  });
+  // on screen: the next animation frame after the canvas was updated (bench/bench_live.py turns this
+  // on: it costs the browser a frame more per frame drawn)
+  if (speckle.measurePaint) {
+    requestAnimationFrame(() => {
+      speckle.paintLatenciesMs.push(nowMs() - h.timeS * 1000);
+      if (speckle.paintLatenciesMs.length > 2000) speckle.paintLatenciesMs.splice(0, 1000);
+    });
+  }
   const t = performance.now();
   drawTimes.push(t);
   while (drawTimes.length && t - drawTimes[0] > 2000) drawTimes.shift();
@@ -99,9 +155,9 @@ async function onFrame(buf) {
 }
 
 const slmCanvas = $("slm"), slmCtx = slmCanvas.getContext("2d");
-async function onSlm(buf) {
-  const h = header(buf);
-  await drawImage(slmCanvas, slmCtx, h, new Uint8Array(buf, HEADER_BYTES), null);
+function onSlm(buf) {
+  pending.slm = {h: header(buf), payload: new Uint8Array(buf, HEADER_BYTES)};
+  schedule();
 }
 
 // -- JSON messages ------------------------------------------------------------------------------
@@ -116,9 +172,18 @@ const STATS_HZ = 4;
 let statsShownAt = 0, statsTimer = null;
 function onStats(s) {
   speckle.stats = s;
+  pending.stats = true;
+  schedule();
+}
+
+function showStatsThrottled() {
   const wait = statsShownAt + 1000 / STATS_HZ - performance.now();
-  if (wait <= 0) showStats(s);
-  else if (statsTimer === null) statsTimer = setTimeout(() => { statsTimer = null; showStats(speckle.stats); }, wait);
+  if (wait <= 0) {
+    pending.stats = false;
+    showStats(speckle.stats);
+  } else if (statsTimer === null) {
+    statsTimer = setTimeout(() => { statsTimer = null; schedule(); }, wait);
+  }
 }
 
 function showStats(s) {
@@ -161,6 +226,11 @@ function setIfIdle(id, value) {
 
 function onStatus(st) {
   speckle.status = st;
+  pending.status = st;
+  schedule();
+}
+
+function applyStatus(st) {
   setText("rig-name", st.rig ? `rig: ${st.rig}` : "");
   if (st.mode === "view") return onRunStatus(st);
   const cam = st.camera;
@@ -226,7 +296,8 @@ function onStabilityPoints(m) {
     if (!pts.length || p[0] > pts[pts.length - 1][0]) pts.push(p);
   }
   if (pts.length > STABILITY_POINTS) pts.splice(0, pts.length - STABILITY_POINTS);
-  drawStability();
+  pending.stability = true;
+  schedule();
 }
 
 function drawStability() {

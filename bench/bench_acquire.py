@@ -305,17 +305,27 @@ def view_overhead(folder: str, pairs: int, repeats: int) -> str:
                 rates[kind].append(_run_rate(out))
                 if kind == "view" and not drawn[-1]:
                     return "skipped: the page never attached to the run"
+    return _view_report(rates, cpu, browser_cpu, drawn)
+
+
+def _view_report(rates: dict, cpu: dict, browser_cpu: list[float], drawn: list[int]) -> str:
     plain = np.median([r[0] for r in rates["plain"]])
     view = np.median([r[0] for r in rates["view"]])
     plain_s = np.median([r[1] for r in rates["plain"]])
     view_s = np.median([r[1] for r in rates["view"]])
+    # each view run against the plain run just before it (the load drifts less within a pair)
+    paired = [100 * (1 - v[0] / p[0]) for p, v in zip(rates["plain"], rates["view"], strict=True)]
+    paired_s = [100 * (1 - v[1] / p[1]) for p, v in zip(rates["plain"], rates["view"], strict=True)]
     return "\n".join([
         f"without --view: {plain:.2f} pairs/s (capture phase), {plain_s:.2f} pairs/s steady; runs "
-        + ", ".join(f"{r[0]:.2f}" for r in rates["plain"]),
+        + ", ".join(f"{r[0]:.2f}/{r[1]:.2f}" for r in rates["plain"]),
         f"  with --view and one chromium page attached: {view:.2f} pairs/s, {view_s:.2f} steady; runs "
-        + ", ".join(f"{r[0]:.2f}" for r in rates["view"]) + f"; frames drawn by the page: {drawn}",
+        + ", ".join(f"{r[0]:.2f}/{r[1]:.2f}" for r in rates["view"]) + f"; frames drawn by the page: {drawn}",
         f"  lost to the view: {100 * (1 - view / plain):.1f} % (capture phase), "
         f"{100 * (1 - view_s / plain_s):.1f} % (steady); target < 5 %",
+        "  run by run (each view run against the plain run before it): capture phase "
+        + ", ".join(f"{x:.1f}" for x in paired) + f" % (median {np.median(paired):.1f}); steady "
+        + ", ".join(f"{x:.1f}" for x in paired_s) + f" % (median {np.median(paired_s):.1f})",
         f"  CPU of the acquire process (all threads, whole run incl. start-up and layout): "
         f"{np.median(cpu['plain']):.2f} s without, {np.median(cpu['view']):.2f} s with the view; "
         f"the browser (loading the page included): {np.median(browser_cpu):.2f} s per view run"])

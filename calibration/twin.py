@@ -4,22 +4,24 @@ The fit is simulation-based: the run's statistics (calibration.twin_stats) are m
 simulated rig is then run on the same objects, diffusers, distances and exposures, its statistics
 measured the same way, and each parameter is updated from the statistic it drives, until they agree:
 
-- imaging NA ← NA × grain_sim / grain_run (the grain is λ/(2·NA) at the camera: Goodman §4.4);
+- imaging NA ← NA × grain_sim / grain_run (the grain is λ/(2·NA) at the camera: Goodman §4.4),
+  per diffuser at the nearest distance, combined with weights 1/variance between the twin's screens;
 - flux ← flux × level_run / level_sim of the empty-slot frames (all of the light, no diffuser);
 - per diffuser, σφ² ← σφ² + ln(α_sim / α_run), since α = exp(−σφ²) (eq. 5), then the rms height
   σh = σφ·λ / (2π(n − 1));
-- per diffuser, θ0 ← θ0 × √((T − α)_sim / (T − α)_run), T the diffuser's level over the empty
-  slot's: T − α = (1 − α)·S is the scattered light the iris passes, S ≈ NA²/(2θ0²) for θ0 ≫ NA;
-  then the correlation length w = √2·(n − 1)·σh / θ0 (hardware/sim/diffuser.py);
+- per diffuser, the correlation length w from g = T − α, T the diffuser's level over the empty
+  slot's: g is the scattered light the iris passes, eq. (7) of calibration/twin_model.py; w solves
+  eq. (7) at the new σφ and NA for g_run / (g_sim / g_eq7), the simulation's bias divided out;
 - read noise ← read noise × σ_dark,run / σ_dark,sim, black level ← black level + the difference of
   the dark means (ADC counts), from the run's mean dark frames.
 
-The analytic forms start the iteration (the grain → NA; α → σφ; T − α → θ0 through
-S = 1 − exp(−NA²/(2θ0²)), which the θ0 update also uses);
-the simulation then corrects for what they leave out (the object's own light, the iris's soft edge,
-the Bayer pipeline). The twin uses another seed than the run's rig, so it matches statistics, not
-the same diffuser screens. Where a statistic does not constrain a parameter, the parameter keeps its
-prior (the run's rig file) and the report says so.
+The analytic forms start the iteration (the grain → NA; α → σφ; g → w by eq. 7); the simulation
+then corrects for what they leave out (the object's own light, the iris's soft edge, the screen's
+sampling, the window, the Bayer pipeline). The twin uses other seeds than the run's rig, so it
+matches statistics, not the same diffuser screens. How sure: the run is one screen per diffuser,
+so the last round's twin screens are each inverted as if they were the run, and the spread of the
+results is each parameter's (``realisation_spread``). Where a statistic does not constrain a
+parameter, the parameter keeps its prior and the report says so.
 """
 
 from __future__ import annotations

@@ -111,8 +111,32 @@ def _pm(rel: float) -> str:
     return f" ± {rel:.0%}" if math.isfinite(rel) else ""
 
 
+def _plot_fitted_statistics(axis, measured: RunStats, twin: RunStats) -> None:
+    """Per diffuser, the two statistics that set its rms height and correlation length: the
+    unscattered share α (eq. 5) and the scattered light through the iris g = T − α (eq. 7); run
+    against twin, the twin's α with ± 1 σ between its screens."""
+    from calibration.twin import _mean, _scattered
+
+    names = measured.diffusers
+    x = np.arange(len(names))
+    z0 = min(measured.distances)
+    a_run = [_mean(measured, d, "alpha") for d in names]
+    a_twin = [_mean(twin, d, "alpha") for d in names]
+    a_sd = [twin.blocks[(d, z0)].spread.get("alpha", math.nan) for d in names]
+    axis.plot(x - 0.1, a_run, "o", color="C0", label="α, run")
+    axis.errorbar(x + 0.1, a_twin, yerr=a_sd, fmt="x", color="C0", capsize=3, label="α, twin (± 1 σ)")
+    axis.plot(x - 0.1, [_scattered(measured, d) for d in names], "s", color="C3", label="g = T − α, run")
+    axis.plot(x + 0.1, [_scattered(twin, d) for d in names], "+", ms=9, color="C3", label="g, twin")
+    axis.set_xticks(x, names)
+    axis.set_xlabel("diffuser")
+    axis.set_ylabel("share of the empty slot's light")
+    axis.set_title("unscattered α (sets σh) and scattered through the iris g (sets w)", fontsize=9)
+    axis.legend(fontsize=7)
+
+
 def write_report_png(measured: RunStats, twin: RunStats, path, title: str, status: str) -> None:
-    """Decorrelation and contrast against distance, the autocovariance, and the residuals."""
+    """Decorrelation and contrast against distance, the autocovariance, the residuals, and the
+    statistics that set each diffuser's parameters."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,7 +144,10 @@ def write_report_png(measured: RunStats, twin: RunStats, path, title: str, statu
 
     from speckle_core.fileio import atomic_path
 
-    fig, ax = plt.subplots(2, 2, figsize=(10, 7.5))
+    fig = plt.figure(figsize=(14, 7.5))
+    grid = fig.add_gridspec(2, 3)
+    ax = np.array([[fig.add_subplot(grid[r, c]) for c in range(2)] for r in range(2)])
+    _plot_fitted_statistics(fig.add_subplot(grid[:, 2]), measured, twin)
     zs = measured.distances
     names = sorted({d for d, _ in measured.blocks})
     for i, d in enumerate(names):

@@ -33,20 +33,19 @@ def hidden(h: float, w: float) -> tuple[float, float]:
     return round(h, 4), round(w, 3)
 
 
-# Three diffusers per run: weak (unscattered share 0.28-0.45), medium (0.07-0.24) and strong (0.02-0.05),
-# through a 128 × 128 window at 0 and 40 mm; the NA and the seed (the hidden screens) vary too.
+# Two diffusers per run, a weak one (unscattered share 0.45-0.20) and a strong one (0.15-0.03), through a
+# 160 × 160 window at 0 and 40 mm; the NA and the seed (the hidden screens) vary too.
 @pytest.mark.slow
 @settings(max_examples=3, deadline=None, derandomize=True,  # the same draws on every run: ~15 s each
           phases=[Phase.explicit, Phase.generate],  # no shrinking: a failing draw is shown as drawn
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(na=st.floats(0.014, 0.018), weak=st.tuples(st.floats(0.18, 0.22), st.floats(6.0, 9.0)),
-       medium=st.tuples(st.floats(0.26, 0.32), st.floats(7.0, 12.0)),
-       strong=st.tuples(st.floats(0.35, 0.38), st.floats(9.0, 14.0)), seed=st.integers(0, 100))
-def test_the_twin_recovers_the_hidden_na_heights_and_correlation_lengths(tmp_path_factory, na, weak, medium,
-                                                                          strong, seed):
+@given(na=st.floats(0.015, 0.018), weak=st.tuples(st.floats(0.18, 0.25), st.floats(6.5, 9.0)),
+       strong=st.tuples(st.floats(0.30, 0.38), st.floats(8.0, 14.0)), seed=st.integers(0, 100))
+def test_the_twin_recovers_the_hidden_na_heights_and_correlation_lengths(tmp_path_factory, na, weak, strong,
+                                                                          seed):
     folder = tmp_path_factory.mktemp("twin")
-    diffusers = {"W": hidden(*weak), "M": hidden(*medium), "S": hidden(*strong)}
-    _, code = acquire_and_fit(folder, na=round(na, 5), diffusers=diffusers, seed=seed,
+    diffusers = {"W": hidden(*weak), "S": hidden(*strong)}
+    _, code = acquire_and_fit(folder, na=round(na, 5), diffusers=diffusers, seed=seed, window=160,
                               distances="[0, 40]", travel_mm=(0.0, 40.0))
     assert code == 0
     sim = tomllib.loads((folder / "twin.toml").read_text())["sim"]

@@ -43,6 +43,8 @@ CONVERGED = 0.02  # the rounds stop when no parameter moves by more than this sh
 W_SPREAD_LIMIT = 0.10  # 1 σ share beyond which a correlation length is loose (twice it: not identifiable)
 H_SPREAD_LIMIT = 0.075  # 1 σ share beyond which an rms height is called uncertain
 MIN_DISTANCES = 2
+SATURATED_RUN = 0.01  # mean share of saturated pixels in a block's frames above which the run is refused
+WEAK_COUNTS = 8.0  # a block's 99th percentile above the dark frame (counts) below which it is refused
 
 
 @dataclass
@@ -78,6 +80,32 @@ def _groups(f, max_objects: int):
     return groups
 
 
+def _check_saturation(path: str, f, groups) -> None:
+    """Refuses (UserError) a block whose frames clip: clipped speckle has another contrast, grain
+    and mean, and no fit can tell."""
+    if "pairs/saturated_fraction" not in f:
+        return
+    sat = f["pairs/saturated_fraction"][...]
+    for (d, z), rows in sorted(groups.items()):
+        share = float(np.mean(sat[list(rows.values())]))
+        if share > SATURATED_RUN:
+            raise UserError(f"{path}: {d} at {z:g} mm: {100 * share:.1f} % of the pixels are saturated on "
+                            f"average (at most {100 * SATURATED_RUN:g} %): clipped speckle has other "
+                            "statistics; capture again with a lower exposure "
+                            "(camera.auto_exposure.target_level)")
+
+
+def _check_light(path: str, blocks: list[Block]) -> None:
+    """Refuses (UserError) a block whose light hardly rises above the dark frame: its statistics
+    would be the camera's noise, not the speckle's."""
+    for b in blocks:
+        counts = float(np.percentile(b.frames[0], 99.0)) * b.exposure_us
+        if counts < WEAK_COUNTS:
+            raise UserError(f"{path}: the light is too weak: {b.diffuser} at {b.distance_mm:g} mm reaches "
+                            f"{counts:.1f} counts above the dark frame (99th percentile; at least "
+                            f"{WEAK_COUNTS:g} needed); capture again with a longer exposure or more light")
+
+
 def load_run(path: str, max_objects: int) -> RunData:
     """The frames the fit uses, dark-subtracted and per µs; refuses runs it cannot fit (UserError)."""
     from hardware.rig import RigConfig
@@ -97,6 +125,7 @@ def load_run(path: str, max_objects: int) -> RunData:
                             f"with distance needs at least {MIN_DISTANCES} (capture protocols/twin-fit.toml)")
         if not any(d != EMPTY_SLOT for d, _ in groups):
             raise UserError(f"{path}: no frames through a diffuser: nothing to fit")
+        _check_saturation(path, f, groups)
         has_dark = "dark/frame" in f and "pairs/block" in f
         pair_block = f["pairs/block"][...] if has_dark else None
         dark_done = f["dark/done"][...] if has_dark and "dark/done" in f else None
@@ -121,6 +150,7 @@ def load_run(path: str, max_objects: int) -> RunData:
         objects = sorted({o for b in blocks for o in b.objects})
         patterns = {o: f["objects/pattern"][o] for o in objects}
         roi = tuple(speckle.shape[1:])
+    _check_light(path, blocks)
     dm = float(np.median(dark_means)) if dark_means else math.nan
     ds = float(np.median(dark_stds)) if dark_stds else math.nan
     return RunData(str(path), rig_text, rig, blocks, patterns, dm, ds, n_dark, roi)

@@ -109,6 +109,22 @@ def test_a_run_at_one_distance_is_refused_in_one_line_and_nothing_is_written(tmp
     assert not (tmp_path / "twin.toml").exists() and not (tmp_path / "twin.report.png").exists()
 
 
+@pytest.mark.parametrize("exposure_us, message", [(50000, "of the pixels are saturated"),
+                                                   (0.5, "the light is too weak")])
+def test_a_clipped_or_dark_run_is_refused_in_one_line_and_nothing_is_written(tmp_path, capsys, exposure_us,
+                                                                            message):
+    protocol, rig = write_twin_case(tmp_path, na=0.012, diffusers={"A": (0.3, 10.0)}, window=48)
+    protocol.write_text(protocol.read_text().replace('exposure_us = "auto"', f"exposure_us = {exposure_us}"))
+    assert run(["acquire", str(protocol), "--rig", str(rig), "--out", str(tmp_path / "run.h5"),
+                "--no-progress"]) == 0
+    capsys.readouterr()
+    code = run(["calibrate", "twin", str(tmp_path / "run.h5"), "--out", str(tmp_path / "twin.toml"),
+                "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "twin.toml").exists() and not (tmp_path / "twin.report.png").exists()
+
+
 def test_the_grain_of_a_circular_pupil_is_its_jinc_squared_half_width():
     r = np.arange(0, 41, dtype=float)
     na_px = 0.05  # NA / λ in cycles per pixel

@@ -3,9 +3,10 @@
 The kernels exist twice with the same arithmetic: compiled by numba (hardware/sim/compiled.py)
 and in numpy (hardware/sim/reference.py); tests/test_sim_kernels.py checks they give the same
 bytes. Frames of at least ``COMPILED_FROM_PIXELS`` run compiled, split into row bands on a small
-thread pool of this module (``run_bands``), not numba's ``parallel=True``: its default threading
-layer aborts the process when two Python threads launch kernels at once (the live console
-captures in a thread), and a pool re-made after ``fork`` keeps forked children safe. Smaller
+thread pool of this module (``run_bands``), not numba's ``parallel=True``: of its threading
+layers present here, ``workqueue`` aborts the process when two Python threads launch kernels at
+once (the live console captures in a thread) and GNU OpenMP is not fork-safe; a pool re-made
+after ``fork`` keeps forked children safe. Smaller
 frames run in numpy: numba is imported only when a large frame needs it, since importing it and
 readying its compiler costs about a second of CPU per process (docs/simulation.md, "Speed").
 

@@ -34,7 +34,9 @@ def hidden(h: float, w: float) -> tuple[float, float]:
 
 
 # Two diffusers per run, a weak one (unscattered share 0.45-0.20) and a strong one (0.15-0.03), through a
-# 160 × 160 window at 0 and 40 mm; the NA and the seed (the hidden screens) vary too.
+# 160 × 160 window at 0 and 40 mm; the NA and the seed (the hidden screens) vary too. The draws are fixed
+# for these strategies; other ranges draw other values (docs/calibration.md has the
+# error distribution over random draws: about 1 in 20 correlation lengths falls just outside 20 %).
 @pytest.mark.slow
 @settings(max_examples=3, deadline=None, derandomize=True,  # the same draws on every run: ~15 s each
           phases=[Phase.explicit, Phase.generate],  # no shrinking: a failing draw is shown as drawn

@@ -65,6 +65,8 @@ def _executor(threads: int) -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None or _pool[0] != os.getpid() or _pool[1] != threads:
+            if _pool is not None and _pool[0] == os.getpid():
+                _pool[2].shutdown(wait=False)  # another thread count: its idle threads go
             _pool = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="sim-kernel"))
         return _pool[2]
 

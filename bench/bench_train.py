@@ -33,13 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _train_step(model, device, dtype, use_scaler, batch: int, size: int):
-    """A closure running one forward + backward + Adam step on a fixed random batch."""
+def _train_step(model, device, dtype, use_scaler, batch: int, size: int, today: bool = True):
+    """A closure running one forward + backward + Adam step on a fixed random batch: today's optimizer
+    (``reconstruction.train.make_optimizer``, fused Adam) or, ``today=False``, the one before issue 18
+    (torch's default per-tensor Adam)."""
     import torch
 
-    from reconstruction.train import compute_loss
+    from reconstruction.train import compute_loss, make_optimizer
 
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5)
+    opt = (make_optimizer(model.parameters(), 1e-4, 1e-5, device) if today
+           else torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5))
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     x = torch.rand(batch, 1, size, size, device=device)
     y = (torch.rand(batch, 1, size, size, device=device) > 0.5).float()
@@ -56,11 +59,15 @@ def _train_step(model, device, dtype, use_scaler, batch: int, size: int):
     return step
 
 
-def _timed_in_turn(steps: dict, n: int, device) -> dict[str, float]:
-    """Median seconds per step of each closure, stepping them in turn (load hits all alike)."""
+def _timed_in_turn(steps: dict, n: int, device, cpu_time: bool = False) -> dict[str, float]:
+    """Median seconds per step of each closure, stepping them in turn (load hits all alike). ``cpu_time``:
+    this process's CPU seconds instead of wall time (on a CPU machine shared with other jobs; equal to
+    the wall time of an unloaded run at one thread)."""
     import statistics
 
     import torch
+
+    clock = time.process_time if cpu_time else time.perf_counter
 
     def sync():
         if device.type == "cuda":
@@ -73,14 +80,14 @@ def _timed_in_turn(steps: dict, n: int, device) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(n):
         for key, step in steps.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             step()
             sync()
-            times[key].append(time.perf_counter() - t0)
+            times[key].append(clock() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_models(models, size: int, batch: int, steps: int, device) -> None:
+def bench_models(models, size: int, batch: int, steps: int, device, cpu_time: bool = False) -> None:
     import torch
 
     from bench.legacy_models import build_legacy_model
@@ -88,9 +95,13 @@ def bench_models(models, size: int, batch: int, steps: int, device) -> None:
     from reconstruction.train import amp_settings
 
     dtype, use_scaler = amp_settings(device)
+    import os
+
+    clock = "CPU time of this process" if cpu_time else "wall time"
     print(f"## Training throughput at {size}x{size}, batch {batch}, {device}"
-          f"{f', autocast {dtype}' if dtype else ''}, {torch.get_num_threads()} threads; "
-          "before = the model before issue 18, stepped in turn with it")
+          f"{f', autocast {dtype}' if dtype else ''}, {torch.get_num_threads()} threads, {clock}; "
+          "before = the model and optimizer before issue 18, stepped in turn with today's; "
+          f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     for name in models:
         try:
             built = {}
@@ -100,8 +111,8 @@ def bench_models(models, size: int, batch: int, steps: int, device) -> None:
         except (ValueError, ImportError, ModuleNotFoundError) as e:
             print(f"- {name}: not available ({e})")
             continue
-        sec = _timed_in_turn({k: _train_step(m, device, dtype, use_scaler, batch, size)
-                              for k, m in built.items()}, steps, device)
+        sec = _timed_in_turn({k: _train_step(m, device, dtype, use_scaler, batch, size, today=k == "new")
+                              for k, m in built.items()}, steps, device, cpu_time)
         n_par = sum(p.numel() for p in built["new"].parameters()) / 1e6
         print(f"- {name} ({n_par:.2f} M parameters): {batch / sec['new']:.2f} samples/s "
               f"({sec['new'] * 1e3:.0f} ms per step of {batch}); before: {batch / sec['old']:.2f} samples/s "
@@ -229,6 +240,8 @@ def main() -> int:
     ap.add_argument("--record", default=None,
                     help="also write this run's output, machine and command line to this markdown file "
                          "(e.g. bench/RESULTS-time-to-ssim.md; `make bench` appends bench/RESULTS-*.md)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time steps by this process's CPU time (a CPU machine shared with other jobs)")
     ap.add_argument("--skip-models", action="store_true")
     ap.add_argument("--skip-loading", action="store_true")
     args = ap.parse_args()
@@ -276,7 +289,7 @@ def run_benchmarks(args) -> int:
     if not args.skip_models:
         for size in args.sizes:  # fewer steps where each costs more (~(N/64)^2), at least 3
             steps = max(3, round(args.steps * (64 / size) ** 2)) if device.type == "cpu" else args.steps
-            bench_models(args.models, size, args.batch_size, steps, device)
+            bench_models(args.models, size, args.batch_size, steps, device, args.cpu_time)
     if not args.skip_loading:
         bench_loading(args.pairs, args.size, args.batch_size)
     if args.dataset:

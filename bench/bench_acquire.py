@@ -207,7 +207,7 @@ def view_protocol(pairs: int) -> str:
     """The --view comparison's protocol: about ``pairs`` pairs of the embedded faces (100 at most),
     at as many camera distances as that takes."""
     blocks = -(-pairs // EMBEDDED_FACES)
-    return VIEW_PROTOCOL.format(count=-(-pairs // blocks), distances=[20 * i for i in range(blocks)])
+    return VIEW_PROTOCOL.format(count=-(-pairs // blocks), distances=[10 * i for i in range(blocks)])
 
 
 def _run_rate(out: Path) -> tuple[float, float]:

@@ -15,7 +15,7 @@
    Target: less than 5 % of the pairs/s lost to the view.
 
 Usage: ``python bench/bench_acquire.py [--pairs 300] [--skip-sim] [--skip-view]``, or only the
-third part: ``--only-view [--view-pairs 200] [--view-repeats 3]``.
+third part: ``--only-view [--view-pairs 400] [--view-repeats 3]``.
 """
 
 from __future__ import annotations
@@ -335,7 +335,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=300)
     ap.add_argument("--skip-sim", action="store_true")
-    ap.add_argument("--view-pairs", type=int, default=200, help="pairs per run of the --view comparison")
+    ap.add_argument("--view-pairs", type=int, default=400, help="pairs per run of the --view comparison")
     ap.add_argument("--view-repeats", type=int, default=3, help="runs of each kind, alternated")
     ap.add_argument("--skip-view", action="store_true", help="skip the --view comparison")
     ap.add_argument("--only-view", action="store_true", help="only the --view comparison")

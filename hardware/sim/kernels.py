@@ -23,6 +23,7 @@ cut at ±4.3σ) and a uniform from the low 32 bits, independent of the normal's 
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -72,14 +73,42 @@ def _executor(threads: int) -> ThreadPoolExecutor:
 
 
 def run_bands(kernel: Callable[..., object], rows: int, cols: int, *args: object) -> list:
-    """``kernel(*args, r0, r1)`` over row bands covering 0..rows; the kernels' results, in band order."""
-    bands = min(_threads, max(1, rows * cols // MIN_BAND_PIXELS), rows)
-    if bands <= 1:
+    """``kernel(*args, r0, r1)`` over row bands covering 0..rows; the kernels' results, in band order.
+
+    The calling thread takes bands too, and waits only for bands another thread has started: a
+    pool thread that cannot get the GIL soon (the run writer's HDF5 calls hold it) is never waited
+    for, its bands are taken by the caller instead.
+    """
+    threads = _threads
+    bands = min(2 * threads, max(1, rows * cols // MIN_BAND_PIXELS), rows)
+    if bands <= 1 or threads <= 1:
         return [kernel(*args, 0, rows)]
     edges = [rows * k // bands for k in range(bands + 1)]
-    pool = _executor(_threads)
-    futures = [pool.submit(kernel, *args, edges[k], edges[k + 1]) for k in range(bands)]
-    return [f.result() for f in futures]
+    results: list = [None] * bands
+    errors: list[BaseException] = []
+    done = [threading.Event() for _ in range(bands)]
+    claim = itertools.count()  # next() on it is atomic under the GIL
+
+    def work() -> None:
+        for k in iter(claim.__next__, None):
+            if k >= bands:
+                return
+            try:
+                results[k] = kernel(*args, edges[k], edges[k + 1])
+            except BaseException as e:  # re-raised by the caller
+                errors.append(e)
+            finally:
+                done[k].set()
+
+    pool = _executor(threads)
+    for _ in range(threads - 1):
+        pool.submit(work)
+    work()
+    for event in done:
+        event.wait()
+    if errors:
+        raise errors[0]
+    return results
 
 
 # -- the public entry points ----------------------------------------------------------------------------

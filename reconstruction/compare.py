@@ -305,6 +305,17 @@ def _finite(metric: str, values: np.ndarray) -> np.ndarray:
     return np.minimum(values, 100.0) if metric == "psnr" else values
 
 
+def person_codes(index) -> np.ndarray:
+    """An integer per object, the same for every object of one person: the bootstrap's clusters.
+
+    A face's mirrored and shifted variants (``faces.variants``) and an LFW person's several photos are
+    not independent examples, so they are resampled together (``reconstruction.data.object_persons``).
+    """
+    from reconstruction.data import object_persons
+
+    return np.unique(object_persons(index), return_inverse=True)[1].reshape(-1)
+
+
 def build_table(index, per_model: dict[str, dict], n_boot: int) -> dict:
     """Every cell (mean, interval, n) of every model, and every paired difference between models."""
     from itertools import combinations
@@ -313,13 +324,14 @@ def build_table(index, per_model: dict[str, dict], n_boot: int) -> dict:
 
     labels = list(per_model)
     first = per_model[labels[0]]
+    persons = person_codes(index)
     cells, diffs = {}, {}
     for group in first:
         pos = first[group]["positions"]
         for other in labels[1:]:
             if not np.array_equal(per_model[other][group]["positions"], pos):
                 raise UserError(f"compare: {other} was scored on other pairs of {group!r} than {labels[0]}")
-        faces = first[group]["object_index"]
+        faces = persons[first[group]["object_index"]]
         for cell, mask in _cells(index, group, pos):
             for m in ALL_METRICS:
                 vals = {label: _finite(m, per_model[label][group][m][mask]) for label in labels}

@@ -156,3 +156,14 @@ def test_cpu_clock_makes_openmp_threads_wait_passively_before_torch_starts():
             "_passive_openmp(); print(os.environ['OMP_WAIT_POLICY'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "PASSIVE"
+
+
+def test_a_faces_variants_are_one_cluster_in_the_bootstrap():
+    from types import SimpleNamespace
+
+    from reconstruction.compare import person_codes
+
+    names = np.array(["Ann_Lee_0001", "Ann_Lee_0001~mirror", "Ann_Lee_0002~shift+64+0", "Bo_Wu_0001"])
+    index = SimpleNamespace(object_name=names, n_objects=len(names))
+    codes = person_codes(index)
+    assert codes[0] == codes[1] == codes[2] != codes[3]

@@ -236,8 +236,9 @@ def train_one(run, out: Path, spec: ModelSpec, s: CompareSettings, seed: int, pr
         train(cfg, resume=state is not None, progress=progress, log=lambda m: log(f"  {m}"),
               stop_when=over_budget)
     finally:
-        done["trained_s"] += clock() - t0
-        done["budget_spent"] = bool(budget is not None and clock() - t0 > budget)
+        spent = clock() - t0
+        done["trained_s"] += spent
+        done["budget_spent"] = bool(budget is not None and spent > budget)
         _write_plan(folder, done)
     return done
 

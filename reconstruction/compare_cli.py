@@ -43,9 +43,8 @@ def _seeds(text: str) -> tuple[int, ...]:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def compare(run: str, models: str, out_dir: str, epochs: int | None, budget_minutes: float | None, clock: str,
-            seeds: str,
-            image_size: int, batch_size: int, lr: float, loss: str, eval_max: int, n_boot: int, device: str,
-            quiet: bool) -> None:
+            seeds: str, image_size: int, batch_size: int, lr: float, loss: str, eval_max: int, n_boot: int,
+            device: str, quiet: bool) -> None:
     """Train models on RUN.h5 under the same budget and seeds, then compare them with 95 % intervals."""
     if clock == "cpu":
         _passive_openmp()
@@ -74,4 +73,3 @@ def _passive_openmp() -> None:
     if "torch" in sys.modules:
         return
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-

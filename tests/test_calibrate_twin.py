@@ -98,15 +98,20 @@ def test_the_correlation_length_is_found_again_from_its_scattered_share():
     assert math.isnan(corr_length_for(1.0 - math.exp(-1.1**2) + 0.01, 1.1, 0.015, 0.6328))  # > all scattered
 
 
-def test_a_run_at_one_distance_is_refused_in_one_line_and_nothing_is_written(tmp_path, capsys):
-    protocol, rig = write_twin_case(tmp_path, na=0.012, diffusers={"A": (0.3, 10.0)}, window=48,
-                                    distances="[0]")
+def _acquire_then_fit_twin(tmp_path, capsys, protocol, rig) -> tuple[int, list[str]]:
+    """Captures the run, then runs ``calibrate twin`` on it: (exit code, its stderr lines)."""
     assert run(["acquire", str(protocol), "--rig", str(rig), "--out", str(tmp_path / "run.h5"),
                 "--no-progress"]) == 0
     capsys.readouterr()
     code = run(["calibrate", "twin", str(tmp_path / "run.h5"), "--out", str(tmp_path / "twin.toml"),
                 "--no-progress"])
-    err = capsys.readouterr().err.strip().splitlines()
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_a_run_at_one_distance_is_refused_in_one_line_and_nothing_is_written(tmp_path, capsys):
+    protocol, rig = write_twin_case(tmp_path, na=0.012, diffusers={"A": (0.3, 10.0)}, window=48,
+                                    distances="[0]")
+    code, err = _acquire_then_fit_twin(tmp_path, capsys, protocol, rig)
     assert code == 2 and len(err) == 1 and "too few distances" in err[0]
     assert not (tmp_path / "twin.toml").exists() and not (tmp_path / "twin.report.png").exists()
 
@@ -117,12 +122,7 @@ def test_a_clipped_or_dark_run_is_refused_in_one_line_and_nothing_is_written(tmp
                                                                             message):
     protocol, rig = write_twin_case(tmp_path, na=0.012, diffusers={"A": (0.3, 10.0)}, window=48)
     protocol.write_text(protocol.read_text().replace('exposure_us = "auto"', f"exposure_us = {exposure_us}"))
-    assert run(["acquire", str(protocol), "--rig", str(rig), "--out", str(tmp_path / "run.h5"),
-                "--no-progress"]) == 0
-    capsys.readouterr()
-    code = run(["calibrate", "twin", str(tmp_path / "run.h5"), "--out", str(tmp_path / "twin.toml"),
-                "--no-progress"])
-    err = capsys.readouterr().err.strip().splitlines()
+    code, err = _acquire_then_fit_twin(tmp_path, capsys, protocol, rig)
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "twin.toml").exists() and not (tmp_path / "twin.report.png").exists()
 

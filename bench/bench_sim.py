@@ -107,15 +107,30 @@ def module_at(rev: str, path: str, name: str, tmp: Path):
 
 
 def before_parts(rev: str, rig, tmp: Path):
-    """(OpticalModel, Sensor) built from hardware/sim/optics.py and sensor.py at ``rev``."""
+    """(OpticalModel, Sensor) built from hardware/sim/optics.py and sensor.py at ``rev``; where
+    ``rev`` has the counter-based kernels (hardware/sim/kernels.py, compiled.py), its sensor runs
+    ``rev``'s kernels too, so a change to a compiled kernel is timed against the kernel it replaces."""
     optics_mod = module_at(rev, "hardware/sim/optics.py", "_before_optics", tmp)
     sensor_mod = module_at(rev, "hardware/sim/sensor.py", "_before_sensor", tmp)
+    if hasattr(sensor_mod, "kernels"):
+        old_kernels = module_at(rev, "hardware/sim/kernels.py", "_before_kernels", tmp)
+        old_compiled = module_at(rev, "hardware/sim/compiled.py", "_before_compiled", tmp)
+        old_kernels._compiled = lambda shape: (
+            None if int(np.prod(shape)) < old_kernels.COMPILED_FROM_PIXELS else old_compiled)
+        sensor_mod.kernels = old_kernels
     now = rig.camera._bench.optics
     optics = optics_mod.OpticalModel(now.sim, now.geo, _PhaseTable(now.lut_phase), now.seed)
     optics.lut_field, optics.lut_phase = now.lut_field, now.lut_phase  # the very same LUT
     s = rig.camera.sensor
     sensor = sensor_mod.Sensor(s.spec, s.color_mode, s.sensor_px, s.noise)
     return optics, sensor
+
+
+def same_frame(sensor_a, sensor_b, irr: np.ndarray) -> bool:
+    """Whether two sensors give the same noisy 8-bit bytes for one irradiance and noise key."""
+    a = sensor_a.expose(irr, 2000.0, irr.shape, 12345)[0]
+    b = sensor_b.expose(irr, 2000.0, irr.shape, 12345)[0]
+    return a.tobytes() == b.tobytes()
 
 
 class _PhaseTable:
@@ -169,10 +184,10 @@ def main() -> int:
           f"scipy.fft workers={WORKERS}; frame 800×800, window {window}"
           + (f"; before = hardware/sim at {args.before}" if before else "")
           + ("; times: process CPU time" if args.cpu_time else "; times: wall clock"))
-    extra = " before ms/frame | before / floor | same irradiance |" if before else ""
+    extra = " before ms/frame | before / floor | same irradiance | same noisy frame |" if before else ""
     print("| diffuser, distance | grid | ms/frame (show + capture) | frames/s | FFT floor: pruned pair ms "
           "| frame / floor | two full 2-D FFTs ms |" + extra)
-    print("|---|---|---|---|---|---|---|" + ("---|---|---|" if before else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|---|---|---|" if before else ""))
     first_ms = None
     for diffuser, distance in (("220", 0.0), ("220", 20.0), ("220", 40.0), ("1500", 40.0)):
         rig.changer.select(diffuser)
@@ -187,16 +202,18 @@ def main() -> int:
             rig.camera.capture(1000.0, key=("pair", diffuser, distance, i % 3, 0))
 
         def frame_before(diffuser=diffuser, distance=distance, counter=counter):
-            # what SimCamera.capture did at REV: irradiance, expected electrons, a seeded
-            # generator for the noise, read-out
+            # what SimCamera.capture did at REV: irradiance, then the sensor (a 64-bit noise key
+            # for the counter-based sensor; else expected electrons and a seeded generator)
             i = counter[0] = counter[0] + 1
             rig.slm.show_gray(patterns[i % len(patterns)])
             old_optics, old_sensor = before
             irr = old_optics.irradiance(old_optics.slm_field(bench.gray), diffuser, distance, (800, 800))
-            lam = old_sensor.mean_electrons(irr, 2000.0, (800, 800))
+            if hasattr(old_sensor, "expose"):
+                old_sensor.expose(irr, 2000.0, (800, 800), 1000 + i)
+                return
             identity = (bench.sim.seed, diffuser, float(distance), ("pair", diffuser, distance, i % 3, 0))
             rng = np.random.Generator(np.random.SFC64(seed_sequence("frame", identity, 0)))
-            old_sensor.read_out(lam, rng, (800, 800))
+            old_sensor.read_out(old_sensor.mean_electrons(irr, 2000.0, (800, 800)), rng, (800, 800))
 
         if first_ms is None:
             t0 = time.perf_counter()
@@ -215,7 +232,11 @@ def main() -> int:
                f"| {1e3 / ms:.0f} | {floor:.1f} | {ms / floor:.2f} | {full_ms:.1f} |")
         if before:
             same = same_irradiance(optics, before[0], patterns[1], diffuser, distance)
-            row += f" {old_ms:.1f} | {old_ms / floor:.2f} | {'yes' if same else 'NO'} |"
+            irr = optics.irradiance(optics.slm_field(patterns[1]), diffuser, distance, (800, 800))
+            noisy = "yes" if same_frame(sensor, before[1], irr) else "NO"
+            if not hasattr(before[1], "expose"):
+                noisy = "n/a"  # the generator-based sensor draws other noise
+            row += f" {old_ms:.1f} | {old_ms / floor:.2f} | {'yes' if same else 'NO'} | {noisy} |"
         print(row)
     print(f"\nfirst frame of the run (loads the numba kernels): {first_ms:.0f} ms")
 

@@ -351,7 +351,7 @@ class OpticalModel:
         x[:, pr.cols] = b
         y = np.asarray(sfft.ifft(x, axis=1, workers=WORKERS, overwrite_x=True))[:, plan.roi[1]]
         z = self._work("z", (n0, y.shape[1]))
-        z.fill(0)  # the last frame's inverse FFT ran in place
+        kernels.clear(z)  # the last frame's inverse FFT ran in place
         z[pr.rows] = y
         return np.asarray(sfft.ifft(z, axis=0, workers=WORKERS, overwrite_x=True))[plan.roi[0]]
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 
 from calibration import common
 from calibration.phase import (
+    PhaseFit,
     band_pattern,
     edge_ratios,
     fit_phase,
@@ -21,11 +24,17 @@ from calibration.phase import (
 )
 from speckle_core.errors import UserError
 
+if TYPE_CHECKING:
+    from calibration.settle import DirectionFit
+    from hardware.lut import PhaseLUT
+
+Advance = Callable[[int], None]  # moves a progress bar on by n steps (common.progress)
+
 COARSE_STEP = 8  # the first pass, which finds the quadrature reference
 
 
-def sweep(bench: common.Bench, patterns, wait_s: float, average: int, advance, tag: str,
-          edges: int) -> tuple[np.ndarray, list[int]]:
+def sweep(bench: common.Bench, patterns: Iterable[tuple[int, np.ndarray]], wait_s: float, average: int,
+          advance: Advance, tag: str, edges: int) -> tuple[np.ndarray, list[int]]:
     """The edge ratio r(g) over ``patterns`` ((gray, pattern) pairs; calibration.phase, eq. 1 or 2)
     and the edge columns."""
     window = bench.window
@@ -39,7 +48,8 @@ def sweep(bench: common.Bench, patterns, wait_s: float, average: int, advance, t
     return edge_ratios(np.array(profiles), flat, edges)
 
 
-def measure_phase(bench: common.Bench, step: int, wait_s: float, average: int, advance):
+def measure_phase(bench: common.Bench, step: int, wait_s: float, average: int,
+                  advance: Advance) -> tuple[PhaseFit, list[int], int]:
     """A coarse pass (0 | g, halves) finds the gray of phase π/2, g_q; the fine pass measures every
     ``step``-th gray twice: 0 | g | 0 (eq. 1) and g_q | g | g_q (eq. 2). Returns the fit, the edge
     columns and the number of frames."""
@@ -100,7 +110,7 @@ def phase_command(rig_path: str | None, out: str, step: int, wait_ms: float, ave
     return 0
 
 
-def _print_phase(fit, out_path: Path, report_file: Path) -> None:
+def _print_phase(fit: PhaseFit, out_path: Path, report_file: Path) -> None:
     click.echo(f"π gray level: {common.fmt_pm(fit.pi_gray, fit.pi_gray_err)} "
                f"(edge visibility b = {fit.b:.3f}, rms residual {fit.residual_rms:.4f})")
     click.echo("gray → phase (rad): " + ", ".join(f"{g}: {fit.phase_rad[g]:.3f}"
@@ -142,7 +152,7 @@ class _Dip:
 class _SettleRun:
     """Frames for the settle calibration on an opened bench (calibration.settle, eqs. 3 and 4)."""
 
-    def __init__(self, bench: common.Bench, lut, hold_s: float, average: int, advance):
+    def __init__(self, bench: common.Bench, lut: PhaseLUT, hold_s: float, average: int, advance: Advance):
         self.bench, self.hold_s, self.average, self.advance = bench, hold_s, average, advance
         window = bench.window
         zeros = np.zeros(window, np.uint8)
@@ -153,14 +163,14 @@ class _SettleRun:
         self.low = step_pattern(window, lut.gray_for_phase(np.pi / 4))
         self.high = step_pattern(window, lut.gray_for_phase(3 * np.pi / 4))
 
-    def frame(self, pattern, wait_s, *key):
+    def frame(self, pattern: np.ndarray, wait_s: float, *key: object) -> np.ndarray:
         self.bench.show(pattern, wait_s)
         return self.bench.capture(("calibrate-settle", *key), self.average)
 
-    def phase_step(self, image) -> float:
+    def phase_step(self, image: np.ndarray) -> float:
         return 2.0 * math.asin(math.sqrt(min(max(self.dip.sin2(image), 0.0), 1.0)))
 
-    def direction(self, name: str, delays: np.ndarray, refine: int):
+    def direction(self, name: str, delays: np.ndarray, refine: int) -> DirectionFit:
         from calibration.settle import fit_direction
 
         start, end = (self.low, self.high) if name == "rise" else (self.high, self.low)
@@ -193,8 +203,8 @@ class _SettleRun:
         return fit
 
 
-def measure_settle(bench: common.Bench, lut, delays: np.ndarray, hold_s: float, average: int, advance,
-                   refine: int = 0):
+def measure_settle(bench: common.Bench, lut: PhaseLUT, delays: np.ndarray, hold_s: float, average: int,
+                   advance: Advance, refine: int = 0) -> list[DirectionFit]:
     """The rise and fall fits. ``delays`` is the first pass; ``refine`` more delays then go where
     the first fit puts the 1 % time (0.3 to 2.5 times it), where the settle time is decided."""
     run = _SettleRun(bench, lut, hold_s, average, advance)

@@ -26,7 +26,8 @@ MAX_EXPOSURE_US = 1_000_000.0  # longest exposure a calibration will use (1 s)
 
 
 if TYPE_CHECKING:
-    from hardware.rig import Rig
+    from hardware.interfaces import Camera
+    from hardware.rig import Rig, RigFile
 
 
 @dataclass
@@ -62,7 +63,7 @@ def rig_label(rig_path: str | None) -> str:
     return rig_path or "the default simulated rig"
 
 
-def require_empty_slot(rig_file, rig_path: str | None) -> None:
+def require_empty_slot(rig_file: RigFile, rig_path: str | None) -> None:
     """Refuses (one line, exit 2) a rig without an empty slot, before any device opens."""
     slots = rig_file.config.changer.slots
     if EMPTY_SLOT not in slots.values():
@@ -71,7 +72,7 @@ def require_empty_slot(rig_file, rig_path: str | None) -> None:
                         f"and name it, e.g. slots = {{ ..., 5 = \"{EMPTY_SLOT}\" }}")
 
 
-def open_rig(rig_path: str | None):
+def open_rig(rig_path: str | None) -> tuple[RigFile, Rig]:
     """(rig file, opened rig); a manual changer asks at the console (no terminal: refused)."""
     import sys
 
@@ -84,19 +85,19 @@ def open_rig(rig_path: str | None):
     return rig_file, build_rig(rig_file, operator)
 
 
-def calibration_roi(rig) -> tuple[int, int]:
+def calibration_roi(rig: Rig) -> tuple[int, int]:
     """The camera ROI: the SLM window's size, within the sensor (the relays image it 1:1)."""
     (wr, wc), (sr, sc) = rig.slm.window_shape, rig.config.camera.sensor_px
     return int(min(wr, sr)), int(min(wc, sc))
 
 
-def camera_top(camera) -> float:
+def camera_top(camera: Camera) -> float:
     """The output value where the camera stops being linear: its ``saturation_level`` where it has
     one (a colour sensor's red channel clips below the 8-bit maximum), else ``max_value``."""
     return float(getattr(camera, "saturation_level", None) or camera.max_value)
 
 
-def _flat_stat(rig, roi, exposure_us: float, key: tuple) -> tuple[float, float, float]:
+def _flat_stat(rig: Rig, roi: tuple[int, int], exposure_us: float, key: tuple) -> tuple[float, float, float]:
     """(exposure applied, the frame's 99th percentile, the share of saturated pixels)."""
     applied = float(rig.camera.configure(roi, exposure_us))
     frame = rig.camera.capture(rig.config.camera.timeout_ms, 1, key=key)
@@ -106,7 +107,7 @@ def _flat_stat(rig, roi, exposure_us: float, key: tuple) -> tuple[float, float, 
     return applied, float(np.percentile(img, 99.0)), sat
 
 
-def set_up_bench(rig, rig_path: str | None, wait_s: float, target_fraction: float = 0.5) -> Bench:
+def set_up_bench(rig: Rig, rig_path: str | None, wait_s: float, target_fraction: float = 0.5) -> Bench:
     """Empty slot in, camera at 0 mm, a flat pattern; checks the light and picks the exposure.
 
     Refuses (UserError, exit 2) when the camera saturates at its shortest exposure, or when the light

@@ -31,15 +31,21 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-from scipy.optimize import least_squares
+from scipy.optimize import OptimizeResult, least_squares
 
 KNOTS = 20  # segments of the monotone phase curve over 0..255 (20 + 1 hats). On noiseless synthetic
 #            edges of the sim's curves (π at 95–235, γ 0.8–2, saturation 0–1.5) the π level is then
 #            within 0.08 gray levels; 12 PCHIP segments had left up to 0.4, and 9 on a wrong branch.
 EDGE_HALF_WIDTH = 1  # columns either side of the edge averaged into r(g)
+
+# scipy leaves least_squares unannotated, so pyright takes the type of ``jac`` from its default
+# ("2-point", a str); scipy's documented signature also takes the Jacobian as a callable, as here.
+_least_squares: Callable[..., OptimizeResult] = least_squares
 
 
 @dataclass
@@ -227,16 +233,16 @@ def fit_phase(g: np.ndarray, r: np.ndarray, r2: np.ndarray | None = None,
     hi = np.r_[np.inf, 2.0, np.inf, 2.0, np.full(KNOTS + 1, 10.0)]
     model = _Model(g, g_q)
 
-    def resid(p):
+    def resid(p: np.ndarray) -> np.ndarray:
         return model(p) - data
 
-    best = None
+    best: OptimizeResult | None = None
     for g_pi in _pi_candidates(g, r1_arr):  # eq. (1) is periodic: start on each branch it allows
         for shift in (0.0, -0.7, 0.5):  # other starts guard against the mirror solution 2π − φ
             start = _initial(g, r1_arr, r2_arr, g_pi)
             start[4:] += shift
-            sol = least_squares(resid, np.clip(start, lo + 1e-9, hi - 1e-9), jac=model.jac, bounds=(lo, hi),
-                                x_scale="jac")
+            sol = _least_squares(resid, np.clip(start, lo + 1e-9, hi - 1e-9), jac=model.jac, bounds=(lo, hi),
+                                 x_scale="jac")
             if best is None or sol.cost < best.cost:
                 best = sol
     assert best is not None
@@ -260,7 +266,8 @@ def fit_phase(g: np.ndarray, r: np.ndarray, r2: np.ndarray | None = None,
     return fit
 
 
-def _pi_level(p, free, phase, jac, sigma2) -> tuple[float, float]:
+def _pi_level(p: np.ndarray, free: np.ndarray, phase: np.ndarray, jac: np.ndarray,
+              sigma2: float) -> tuple[float, float]:
     if phase[-1] < math.pi:
         return float("nan"), float("nan")
     g_pi = float(np.interp(math.pi, phase, np.arange(256.0)))
@@ -303,7 +310,7 @@ def lut_csv_text(fit: PhaseFit, header: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report_png(fit: PhaseFit, path, title: str) -> None:
+def write_report_png(fit: PhaseFit, path: str | Path, title: str) -> None:
     """Data and fitted r(g), the phase curve with the π level, and the residuals."""
     import matplotlib
 

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
-from scipy.optimize import brentq, least_squares
+from scipy.optimize import OptimizeResult, brentq, least_squares
 
 RESIDUAL = 0.01  # the settle criterion: 1 % of the step left
 
@@ -73,7 +74,7 @@ def phase_steps(r: np.ndarray, a: float, b: float) -> np.ndarray:
 _SCALE_BOUNDS = ([-0.2, 0.8], [0.2, 1.2])
 
 
-def _fit_one(t: np.ndarray, e: np.ndarray):
+def _fit_one(t: np.ndarray, e: np.ndarray) -> OptimizeResult:
     """Eq. (4) with one exponential: params (c, s, t0, τ)."""
     i = int(np.argmax(e < math.exp(-1)))
     tau0 = max(float(t[i]) if i > 0 else float(t[-1]) / 5, 1e-3)
@@ -82,7 +83,7 @@ def _fit_one(t: np.ndarray, e: np.ndarray):
                          bounds=(lo + [0.0, 1e-4], hi + [t[-1], 1e6]), x_scale="jac")
 
 
-def _fit_two(t: np.ndarray, e: np.ndarray, one) -> object:
+def _fit_two(t: np.ndarray, e: np.ndarray, one: OptimizeResult) -> OptimizeResult:
     """Eq. (4) with two exponentials: params (c, s, t0, τ1, τ2/τ1, w)."""
     c, s, t0, tau = one.x
     lo, hi = _SCALE_BOUNDS
@@ -94,6 +95,7 @@ def _fit_two(t: np.ndarray, e: np.ndarray, one) -> object:
             bounds=(lo + [0.0, 1e-4, 1.05, 0.0], hi + [t[-1], 1e6, 1e3, 0.95]), x_scale="jac")
         if best is None or sol.cost < best.cost:
             best = sol
+    assert best is not None  # the loop above runs three starts
     return best
 
 
@@ -123,11 +125,15 @@ def fit_direction(name: str, t_ms: np.ndarray, e: np.ndarray) -> DirectionFit:
 
 
 def _one_percent(t0: float, taus: tuple[float, ...], w: float) -> float:
-    def g(t):
+    def g(t: float) -> float:
         return float(_shape(np.array([t]), t0, taus, w)[0]) - RESIDUAL
 
     hi = t0 + max(taus) * 50
-    return float(brentq(g, t0, hi)) if g(t0) > 0 > g(hi) else float("nan")
+    if not g(t0) > 0 > g(hi):
+        return float("nan")
+    root = brentq(g, t0, hi)
+    assert isinstance(root, float)  # without full_output, brentq returns the root alone
+    return root
 
 
 def _judge(fit: DirectionFit) -> list[str]:
@@ -147,7 +153,7 @@ def _judge(fit: DirectionFit) -> list[str]:
     return out
 
 
-def write_report_png(fits: list[DirectionFit], settle_ms: float, path, title: str) -> None:
+def write_report_png(fits: list[DirectionFit], settle_ms: float, path: str | Path, title: str) -> None:
     """e(t) for each direction, with the fit, the 1 % line and the residuals."""
     import matplotlib
 

@@ -27,7 +27,9 @@ parameter, the parameter keeps its prior and the report says so.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +37,14 @@ from calibration.common import EMPTY_SLOT
 from calibration.twin_model import W_MAX_UM, W_MIN_UM, corr_length_for, scattered_through_iris
 from calibration.twin_stats import Block, RunStats, average_stats, run_stats
 from speckle_core.errors import UserError
+
+if TYPE_CHECKING:
+    import h5py
+
+    from hardware.rig import RigConfig
+
+Advance = Callable[[int], None]  # moves a progress bar on by n steps (calibration.common.progress)
+DarkStats = tuple[float, float]  # (mean, std × √n) of a mean dark frame, counts
 
 ALPHA_MIN = 0.01  # below this the unscattered share is lost in the speckle: σh is not identifiable
 REALISATIONS = 2  # twin screens averaged per round (the last round: FINAL_SCREENS × as many)
@@ -51,7 +61,7 @@ WEAK_COUNTS = 8.0  # a block's 99th percentile above the dark frame (counts) bel
 class RunData:
     path: str
     rig_text: str
-    rig: object  # hardware.rig.RigConfig
+    rig: RigConfig
     blocks: list[Block]
     patterns: dict[int, np.ndarray]
     dark_mean: float  # counts, the mean over the blocks' mean dark frames
@@ -64,14 +74,14 @@ class RunData:
         return EMPTY_SLOT if any(b.diffuser == EMPTY_SLOT for b in self.blocks) else None
 
 
-def _groups(f, max_objects: int):
+def _groups(f: h5py.File, max_objects: int) -> dict[tuple[str, float], dict[int, int]]:
     """(diffuser, distance) → up to ``max_objects`` done rows, one per object (first repeat)."""
-    from speckle_core.runfile import read_strings
+    from speckle_core.runfile import dataset, read_array, read_strings
 
-    done = f["pairs/done"][...]
-    diff = read_strings(f["pairs/diffuser"])
-    dist = f["pairs/distance_mm"][...]
-    obj = f["pairs/object_index"][...]
+    done = read_array(f, "pairs/done")
+    diff = read_strings(dataset(f, "pairs/diffuser"))
+    dist = read_array(f, "pairs/distance_mm")
+    obj = read_array(f, "pairs/object_index")
     groups: dict[tuple[str, float], dict[int, int]] = {}
     for row in np.flatnonzero(done):
         g = groups.setdefault((diff[row], round(float(dist[row]), 6)), {})
@@ -80,12 +90,14 @@ def _groups(f, max_objects: int):
     return groups
 
 
-def _check_saturation(path: str, f, groups) -> None:
+def _check_saturation(path: str, f: h5py.File, groups: dict[tuple[str, float], dict[int, int]]) -> None:
     """Refuses (UserError) a block whose frames clip: clipped speckle has another contrast, grain
     and mean, and no fit can tell."""
+    from speckle_core.runfile import read_array
+
     if "pairs/saturated_fraction" not in f:
         return
-    sat = f["pairs/saturated_fraction"][...]
+    sat = read_array(f, "pairs/saturated_fraction")
     for (d, z), rows in sorted(groups.items()):
         share = float(np.mean(sat[list(rows.values())]))
         if share > SATURATED_RUN:
@@ -110,7 +122,7 @@ def load_run(path: str, max_objects: int) -> RunData:
     """The frames the fit uses, dark-subtracted and per µs; refuses runs it cannot fit (UserError)."""
     from hardware.rig import RigConfig
     from speckle_core.config import parse_toml_model
-    from speckle_core.runfile import open_run
+    from speckle_core.runfile import dataset, open_run, read_array
 
     with open_run(path) as f:
         rig_text = f.attrs["rig"]
@@ -127,18 +139,18 @@ def load_run(path: str, max_objects: int) -> RunData:
             raise UserError(f"{path}: no frames through a diffuser: nothing to fit")
         _check_saturation(path, f, groups)
         has_dark = "dark/frame" in f and "pairs/block" in f
-        pair_block = f["pairs/block"][...] if has_dark else None
-        dark_done = f["dark/done"][...] if has_dark and "dark/done" in f else None
+        pair_block = read_array(f, "pairs/block") if has_dark else None
+        dark_done = read_array(f, "dark/done") if has_dark and "dark/done" in f else None
         n_dark = int(f["dark"].attrs.get("n_frames", 0)) if has_dark else 0
         blocks, dark_means, dark_stds, used = [], [], [], set()
-        speckle, exposure = f["pairs/speckle"], f["pairs/exposure_us"]
+        speckle, exposure = dataset(f, "pairs/speckle"), read_array(f, "pairs/exposure_us")
         for (d, z), rows in sorted(groups.items()):
             frames = []
             for row in rows.values():
-                img = speckle[row].astype(np.float32)
+                img = np.asarray(speckle[row]).astype(np.float32)
                 b = int(pair_block[row]) if pair_block is not None else -1
                 if b >= 0 and n_dark > 0 and (dark_done is None or dark_done[b]):
-                    dark = f["dark/frame"][b].astype(np.float32)
+                    dark = np.asarray(dataset(f, "dark/frame")[b]).astype(np.float32)
                     if b not in used:
                         used.add(b)
                         dark_means.append(float(dark.mean()))
@@ -148,8 +160,9 @@ def load_run(path: str, max_objects: int) -> RunData:
             exposure_us = float(np.median([exposure[r] for r in rows.values()]))
             blocks.append(Block(d, z, exposure_us, list(rows), frames))
         objects = sorted({o for b in blocks for o in b.objects})
-        patterns = {o: f["objects/pattern"][o] for o in objects}
-        roi = tuple(speckle.shape[1:])
+        pattern = dataset(f, "objects/pattern")
+        patterns = {o: np.asarray(pattern[o]) for o in objects}
+        roi = (int(speckle.shape[1]), int(speckle.shape[2]))
     _check_light(path, blocks)
     dm = float(np.median(dark_means)) if dark_means else math.nan
     ds = float(np.median(dark_stds)) if dark_stds else math.nan
@@ -255,7 +268,7 @@ def twin_rig_dict(run: RunData, p: Params, seed: int) -> dict:
 
 # -- the simulated twin -----------------------------------------------------------------------------
 
-def simulate(run: RunData, rig_dict: dict, advance=None,
+def simulate(run: RunData, rig_dict: dict, advance: Advance | None = None,
              darks: bool = True) -> tuple[list[Block], float, float]:
     """The run's blocks captured on the twin: (blocks, dark mean, dark std × √n) as load_run gives.
     Without ``darks``, one dark frame's mean stands for the dark frame (nan dark statistics)."""
@@ -353,7 +366,8 @@ def _new_corr(w: float, g_run: float, g_sim: float, before: tuple[float, float],
     return float(np.clip(new, 0.5 * w, 2.0 * w)) if math.isfinite(new) else w
 
 
-def update(run: RunData, measured: RunStats, each: list[RunStats], p: Params, dark_run, dark_sim) -> float:
+def update(run: RunData, measured: RunStats, each: list[RunStats], p: Params, dark_run: DarkStats,
+           dark_sim: DarkStats) -> float:
     """One step of the module doc's updates, each clipped to a factor of 2 (10 for the flux); returns
     the largest relative change of the NA, a σφ or a w (the fit stops when it is small). ``each``
     holds the round's twin statistics, one per simulated screen."""
@@ -405,7 +419,7 @@ def _update_flux(measured: RunStats, simulated: RunStats, p: Params) -> None:
         p.flux *= float(np.clip(l_run / l_sim, 0.1, 10.0))
 
 
-def _update_dark(run: RunData, p: Params, dark_run, dark_sim) -> None:
+def _update_dark(run: RunData, p: Params, dark_run: DarkStats, dark_sim: DarkStats) -> None:
     (m_run, s_run), (m_sim, s_sim) = dark_run, dark_sim
     if math.isfinite(s_run) and s_sim > 0 and s_run > 0.35:  # above the 8-bit step's own noise
         p.read_noise_e *= float(np.clip(s_run / s_sim, 0.5, 2.0))
@@ -481,7 +495,8 @@ def _diffuser_notes(run: RunData, measured: RunStats, p: Params, d: str) -> list
     return out
 
 
-def _simulate_round(run: RunData, p: Params, seed: int, realisations: int, advance):
+def _simulate_round(run: RunData, p: Params, seed: int, realisations: int,
+                    advance: Advance | None) -> tuple[RunStats, list[RunStats], DarkStats]:
     """The twin's statistics averaged over ``realisations`` screens (seeds seed, seed + 1, …: the same
     every round, so the rounds differ only by the parameters), each realisation's, and the darks."""
     each, dark_sim = [], (math.nan, math.nan)
@@ -493,7 +508,8 @@ def _simulate_round(run: RunData, p: Params, seed: int, realisations: int, advan
     return average_stats(each), each, dark_sim
 
 
-def fit_twin(run: RunData, iterations: int, seed: int, advance=None, realisations: int = REALISATIONS):
+def fit_twin(run: RunData, iterations: int, seed: int, advance: Advance | None = None,
+             realisations: int = REALISATIONS) -> tuple[Params, RunStats, RunStats, dict]:
     """(params, measured stats, twin stats, twin rig dict).
 
     Each round simulates ``realisations`` twins with different seeds (different diffuser screens)

@@ -65,4 +65,6 @@ def corr_length_for(g: float, sigma_phi: float, na: float, wavelength_um: float)
     lo, hi = math.log(W_MIN_UM), math.log(W_MAX_UM)
     if not (math.isfinite(g) and f(lo) < 0 < f(hi)):
         return math.nan
-    return math.exp(brentq(f, lo, hi, xtol=1e-6))
+    log_w = brentq(f, lo, hi, xtol=1e-6)
+    assert isinstance(log_w, float)  # without full_output, brentq returns the root alone
+    return math.exp(log_w)

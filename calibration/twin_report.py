@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
-from calibration.twin import ALPHA_MIN, diffuser_specs
-from calibration.twin_stats import RunStats
+from calibration.twin import ALPHA_MIN, Params, RunData, diffuser_specs
+from calibration.twin_stats import BlockStats, RunStats
 
 # How close the twin's statistics must come to the run's for the fit to count as trusted.
 GRAIN_TOL = 0.05  # relative
@@ -33,8 +34,8 @@ def mismatches(measured: RunStats, twin: RunStats, grain_ratio: float = math.nan
                    f"{GRAIN_TOL:.0%}; median over the diffusers {g_t:.2f} px against {g_m:.2f} px)")
     empty = measured.empty
     if empty is not None:
-        lm = np.mean([s.level for (d, _), s in measured.blocks.items() if d == empty])
-        lt = np.mean([s.level for (d, _), s in twin.blocks.items() if d == empty])
+        lm = float(np.mean([s.level for (d, _), s in measured.blocks.items() if d == empty]))
+        lt = float(np.mean([s.level for (d, _), s in twin.blocks.items() if d == empty]))
         if _rel(lt, lm) > LEVEL_TOL:
             out.append(f"the empty slot's level differs by {_rel(lt, lm):.0%}: check the run's exposures "
                        "and dark frames")
@@ -43,7 +44,7 @@ def mismatches(measured: RunStats, twin: RunStats, grain_ratio: float = math.nan
     return out
 
 
-def _tol(tol: float, t, name: str, rel: bool = False) -> float:
+def _tol(tol: float, t: BlockStats, name: str, rel: bool = False) -> float:
     """The tolerance on a statistic: ``tol``, or 3 σ of its spread between the twin's screens where
     that is larger (the run is one screen: a difference within it is chance, not a wrong fit)."""
     sd = t.spread.get(name, math.nan) if t.spread else math.nan
@@ -52,7 +53,8 @@ def _tol(tol: float, t, name: str, rel: bool = False) -> float:
     return max(tol, 3.0 * sd) if math.isfinite(sd) else tol
 
 
-def _block_mismatches(d, z, s, t, empty, z0) -> list[str]:
+def _block_mismatches(d: str, z: float, s: BlockStats, t: BlockStats, empty: str | None,
+                      z0: float) -> list[str]:
     out = []
     if (d != empty and z == z0 and s.alpha >= ALPHA_MIN
             and _rel(t.alpha, s.alpha) > _tol(ALPHA_TOL, t, "alpha", rel=True)):
@@ -92,7 +94,7 @@ def side_by_side(measured: RunStats, twin: RunStats) -> list[str]:
     return [f"{a:<{width}}  {b:>10}  {c:>10}" for a, b, c in rows]
 
 
-def parameter_lines(run, p) -> list[str]:
+def parameter_lines(run: RunData, p: Params) -> list[str]:
     from calibration.twin import _optics
 
     lam, dn = _optics(run.rig.sim)
@@ -134,7 +136,7 @@ def _plot_fitted_statistics(axis, measured: RunStats, twin: RunStats) -> None:
     axis.legend(fontsize=7)
 
 
-def write_report_png(measured: RunStats, twin: RunStats, path, title: str, status: str) -> None:
+def write_report_png(measured: RunStats, twin: RunStats, path: str | Path, title: str, status: str) -> None:
     """Decorrelation and contrast against distance, the autocovariance, the residuals, and the
     statistics that set each diffuser's parameters."""
     import matplotlib

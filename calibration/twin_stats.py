@@ -77,17 +77,32 @@ class RunStats:
         return float(np.median(vals)) if vals else math.nan
 
 
+def _fast_len(n: int) -> int:
+    """scipy.fft's next fast FFT length at or above ``n``."""
+    import scipy.fft as sfft
+
+    fast = sfft.next_fast_len(n)
+    if fast is None:  # scipy's stub allows it; a positive target always has a fast length
+        raise ValueError(f"no FFT length for {n} points")
+    return fast
+
+
+# (FFT shape, ring index of each kept shift, the kept-shift mask, overlap counts, ring sizes)
+_Rings = tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
 @functools.lru_cache(maxsize=8)
-def _rings(h: int, w: int, lag: int):
+def _rings(h: int, w: int, lag: int) -> _Rings:
     """(FFT shape, ring index of each kept shift, the kept-shift mask, overlap counts, ring sizes) for
     (h, w) frames: the same for every frame of a ROI, so computed once."""
     import scipy.fft as sfft
 
-    shape = (sfft.next_fast_len(h + lag + 1), sfft.next_fast_len(w + lag + 1))  # no wrap-around up to lag
+    shape = (_fast_len(h + lag + 1), _fast_len(w + lag + 1))  # no wrap-around up to lag
     yy, xx = np.indices(shape)
     rbin = np.rint(np.hypot(np.minimum(yy, shape[0] - yy), np.minimum(xx, shape[1] - xx))).astype(int)
     mask = rbin <= lag
-    overlap = sfft.irfft2(np.abs(sfft.rfft2(np.ones((h, w)), s=shape)) ** 2, s=shape)[mask]
+    spectrum = np.asarray(sfft.rfft2(np.ones((h, w)), s=shape))  # scipy.fft's stubs: a tuple
+    overlap = np.asarray(sfft.irfft2(np.abs(spectrum) ** 2, s=shape))[mask]
     counts = np.bincount(rbin[mask], minlength=lag + 1)
     return shape, rbin[mask], mask, np.maximum(overlap, 1.0), np.maximum(counts, 1)
 
@@ -106,7 +121,8 @@ def radial_autocov(frames: list[np.ndarray], max_lag: int = MAX_LAG) -> np.ndarr
     acc = np.zeros(lag + 1)
     for f in frames:
         x = f - f.mean()
-        ac = sfft.irfft2(np.abs(sfft.rfft2(x, s=shape)) ** 2, s=shape)[mask] / overlap
+        spectrum = np.asarray(sfft.rfft2(x, s=shape))  # scipy.fft's stubs: a tuple
+        ac = np.asarray(sfft.irfft2(np.abs(spectrum) ** 2, s=shape))[mask] / overlap
         acc += np.bincount(rbin, weights=ac, minlength=lag + 1) / counts
     return acc / len(frames)
 

@@ -118,6 +118,20 @@ def _check_light(path: str, blocks: list[Block]) -> None:
                             f"{WEAK_COUNTS:g} needed); capture again with a longer exposure or more light")
 
 
+def _check_geometry(path: str, rig: RigConfig, pattern_px: tuple[int, int], roi: tuple[int, int]) -> None:
+    """Refuses (UserError) a run the twin cannot replay on its own rig: patterns that are not the
+    rig's SLM window (the twin shows them as they were shown), frames larger than its sensor."""
+    window = (int(rig.slm.window_px[0]), int(rig.slm.window_px[1]))
+    if pattern_px != window:
+        raise UserError(f"{path}: /objects/pattern is {pattern_px[0]}x{pattern_px[1]} px but the run's rig "
+                        f"has slm.window_px = [{window[0]}, {window[1]}]: the twin cannot show these "
+                        "patterns (was the run's rig attribute edited?)")
+    sensor = (int(rig.camera.sensor_px[0]), int(rig.camera.sensor_px[1]))
+    if roi[0] > sensor[0] or roi[1] > sensor[1]:
+        raise UserError(f"{path}: frames of {roi[0]}x{roi[1]} px are larger than the run's rig camera "
+                        f"(camera.sensor_px = [{sensor[0]}, {sensor[1]}])")
+
+
 def load_run(path: str, max_objects: int) -> RunData:
     """The frames the fit uses, dark-subtracted and per µs; refuses runs it cannot fit (UserError)."""
     from hardware.rig import RigConfig
@@ -163,6 +177,8 @@ def load_run(path: str, max_objects: int) -> RunData:
         pattern = dataset(f, "objects/pattern")
         patterns = {o: np.asarray(pattern[o]) for o in objects}
         roi = (int(speckle.shape[1]), int(speckle.shape[2]))
+        pattern_px = (int(pattern.shape[1]), int(pattern.shape[2]))
+    _check_geometry(path, rig, pattern_px, roi)
     _check_light(path, blocks)
     dm = float(np.median(dark_means)) if dark_means else math.nan
     ds = float(np.median(dark_stds)) if dark_stds else math.nan

@@ -144,3 +144,21 @@ def test_the_regression_on_the_empty_slot_finds_the_unscattered_share():
     stats = run_stats(blocks, "empty")
     assert stats.blocks[("A", 0.0)].alpha == pytest.approx(0.35, abs=0.02)
     assert stats.blocks[("A", 0.0)].beta_share == pytest.approx(0.2, abs=0.03)
+
+
+def test_a_run_whose_patterns_are_not_its_rigs_window_is_refused_in_one_line(tmp_path, capsys):
+    import h5py
+
+    protocol, rig = write_twin_case(tmp_path, na=0.012, diffusers={"A": (0.3, 10.0)}, window=48)
+    assert run(["acquire", str(protocol), "--rig", str(rig), "--out", str(tmp_path / "run.h5"),
+                "--no-progress"]) == 0
+    with h5py.File(tmp_path / "run.h5", "r+") as f:  # a rig attribute that no longer matches the patterns
+        text = f.attrs["rig"]
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        f.attrs["rig"] = text.replace("window_px = [48, 48]", "window_px = [64, 64]")
+    capsys.readouterr()
+    code = run(["calibrate", "twin", str(tmp_path / "run.h5"), "--out", str(tmp_path / "twin.toml"),
+                "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "slm.window_px = [64, 64]" in err[0] and "48x48" in err[0], err
+    assert not (tmp_path / "twin.toml").exists()

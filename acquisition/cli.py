@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import click
 
+from speckle_core.errors import UserError
+
 RIG_HELP = "rig TOML file (default: the simulated rig)"
 
 
@@ -41,13 +43,16 @@ def acquire(protocol: str, out_path: str, rig_path: str | None, resume: bool, un
 @click.command()
 @click.argument("run")
 @click.option("--sheet", "sheet_path", default=None, help="contact-sheet PNG (default: RUN.contact.png)")
-@click.option("--protocol", "show", flag_value="protocol", default=None,
+@click.option("--protocol", "show_protocol", is_flag=True,
               help="print only the protocol file the run was started with (> p.toml gets it back)")
-@click.option("--rig", "show", flag_value="rig", help="print only the rig file the run was started with")
+@click.option("--rig", "show_rig", is_flag=True, help="print only the rig file the run was started with")
 @click.option("--common-scale", is_flag=True,
               help="contact sheet: one intensity scale for every frame (default: each its own)")
-def inspect(run: str, sheet_path: str | None, show: str | None, common_scale: bool) -> int:
+def inspect(run: str, sheet_path: str | None, show_protocol: bool, show_rig: bool, common_scale: bool) -> int:
     """Summarise a dataset (counts, exposure, saturation, stability) and write its contact sheet."""
     from acquisition.inspect import inspect_command
 
+    if show_protocol and show_rig:  # each prints one file: both would silently drop one (> p.toml)
+        raise UserError("inspect: give one of --protocol and --rig, not both (each prints one file)")
+    show = "protocol" if show_protocol else "rig" if show_rig else None
     return inspect_command(run, sheet_path, show, common_scale)

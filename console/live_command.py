@@ -4,8 +4,10 @@ then open the rig, serve the page until Ctrl-C, and close the rig."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from console.server import bind, build_app, host_warning, serve, url_of
+from speckle_core.errors import UserError
 
 
 def live_command(rig_path: str | None, port: int, host: str, protocol_path: str | None,
@@ -17,6 +19,7 @@ def live_command(rig_path: str | None, port: int, host: str, protocol_path: str 
     load_rig(rig_path)  # a bad rig file: one line, exit 2, before anything listens or opens
     if protocol_path is not None:
         load_protocol(protocol_path)
+    check_snapshot_dir(snapshot_dir)
     sock = bind(host, port)
     try:
         warning = host_warning(host)
@@ -30,3 +33,15 @@ def live_command(rig_path: str | None, port: int, host: str, protocol_path: str 
     finally:
         sock.close()
     return 0
+
+
+def check_snapshot_dir(snapshot_dir: str) -> None:
+    """``--snapshots`` must be (or be creatable as) a folder: a file there, or under one, is refused at
+    start (one line, exit 2), not when the snapshot button is first pressed. Nothing is created yet."""
+    folder = Path(snapshot_dir)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = "is a file" if probe == folder else f"is under {probe}, a file"
+        raise UserError(f"--snapshots {folder}: {where}, expected a folder for the snapshots")

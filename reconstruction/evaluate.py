@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reconstruction.train_config import BATCH_SIZE_BOUNDS
 from speckle_core.errors import UserError
 
 METRICS = ("pcc", "ssim", "jaccard", "psnr")
@@ -146,6 +147,14 @@ def full_history(path: Path, state: dict) -> dict:
     return own
 
 
+def check_batch_size(batch_size) -> None:
+    """``--batch-size`` within train's bounds (``TrainConfig``): 0 would loop forever, a negative one
+    would score nothing and report empty metrics."""
+    lo, hi = BATCH_SIZE_BOUNDS
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not lo <= batch_size <= hi:
+        raise UserError(f"--batch-size: must be an integer {lo}..{hi} (got {batch_size!r})")
+
+
 def evaluate_checkpoint(path: str | Path, run: str | Path, device="auto", batch_size: int = 16,
                         fallback_dir: Path | None = None, n_examples: int = N_EXAMPLES,
                         per_image: bool = False) -> dict:
@@ -158,6 +167,7 @@ def evaluate_checkpoint(path: str | Path, run: str | Path, device="auto", batch_
     from reconstruction.data import prepare_cache
     from reconstruction.runtime import pick_device
 
+    check_batch_size(batch_size)
     state = load_checkpoint(path)
     dev = pick_device(device)
     model = model_from_checkpoint(state, path, device=dev, batch=batch_size).to(dev)
@@ -226,6 +236,7 @@ def evaluate_checkpoints(ckpts: dict, run: str | Path, out_dir: str | Path, devi
 
     if not ckpts:
         raise UserError("evaluate: no checkpoint given")
+    check_batch_size(batch_size)
     out = check_output_dir(out_dir, inputs=[run, *ckpts.values()], what="evaluation output folder")
     results = {name: evaluate_checkpoint(p, run, device, batch_size, fallback_dir=out)
                for name, p in ckpts.items()}

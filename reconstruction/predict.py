@@ -53,16 +53,19 @@ def _check_frame(a: np.ndarray, where: str) -> np.ndarray:
         raise UserError(f"{where}: unsupported pixel type {a.dtype}")
     if not np.isfinite(a).all():
         raise UserError(f"{where}: frame holds NaN or infinite values")
+    largest = float(np.abs(a).max()) if np.issubdtype(a.dtype, np.floating) else 0.0
+    if largest > float(np.finfo(np.float32).max):  # would be inf in the model's float32 input: a NaN map
+        raise UserError(f"{where}: frame holds values too large for float32 (largest {largest:.3g})")
     return a
 
 
 def read_frame(path: Path) -> np.ndarray:
     """One 2-D frame from a PNG, TIFF or .npy file (``speckle_core.frames.read_frame_file``: regular files
     only, bounded by the header before loading)."""
+    from speckle_core.fileio import check_regular_file
     from speckle_core.frames import read_frame_file
 
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
+    check_regular_file(path, "frame file")  # missing, a folder, a FIFO or device: each named as such
     if path.suffix.lower() not in (".npy", *IMAGE_SUFFIXES):
         raise UserError(f"{path}: unsupported input type {path.suffix or '(none)'} "
                         "(PNG, TIFF, .npy or RUN.h5:ROWS)")

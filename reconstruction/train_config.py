@@ -26,8 +26,10 @@ LR_FRACTIONS = (0.5, 0.75)  # 100/50/50 of 200 epochs (paper)
 LR_GAMMA = 0.1  # 1e-4 -> 1e-5 -> 1e-6 (paper)
 MAX_IMAGE_SIZE = 4096  # the paper works at 200; memory is checked as well before anything is allocated
 
+BATCH_SIZE_BOUNDS = (1, 65536)  # also evaluate's --batch-size (reconstruction.evaluate)
+
 # integer options: (lowest, highest)
-_INT_BOUNDS = {"epochs": (1, 1_000_000), "batch_size": (1, 65536), "image_size": (16, MAX_IMAGE_SIZE),
+_INT_BOUNDS = {"epochs": (1, 1_000_000), "batch_size": BATCH_SIZE_BOUNDS, "image_size": (16, MAX_IMAGE_SIZE),
                "seed": (0, 2**31 - 2), "eval_max": (1, 10**9), "max_pairs": (1, 10**12)}
 # float options: (lowest, highest, lowest allowed itself)
 _FLOAT_BOUNDS = {"lr": (0.0, 10.0, False), "weight_decay": (0.0, 1.0, True),

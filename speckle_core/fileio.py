@@ -182,8 +182,30 @@ def check_output_file(path: str | Path, *, inputs: Iterable[str | Path] = (), wh
                             "(choose another output)")
         if p.exists() and not stat.S_ISREG(p.stat().st_mode):
             raise UserError(f"{p}: not a regular file; refusing to write the {what} there")
+        _check_same_format(p, what)
     check_output_parent(p, what, make_parents)
     return p
+
+
+# An output whose format has a signature replaces only a file with that signature (an earlier output
+# of the same kind): notes.txt renamed sheet.png is the user's, not a contact sheet to overwrite.
+OUTPUT_SIGNATURES = {".png": (b"\x89PNG\r\n\x1a\n", "PNG image")}
+
+
+def _check_same_format(p: Path, what: str) -> None:
+    signature = OUTPUT_SIGNATURES.get(p.suffix.lower())
+    if signature is None or not p.exists() or p.stat().st_size == 0:
+        return
+    magic, name = signature
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(len(magic))
+    except OSError as e:
+        raise UserError(f"{p}: cannot check what it holds before writing the {what} "
+                        f"({describe_os_error(e)})") from None
+    if head != magic:
+        raise UserError(f"{p}: exists and is not a {name}, so not an earlier {what}; refusing to "
+                        "overwrite it (choose another output)")
 
 
 def check_output_dir(path: str | Path, *, inputs: Iterable[str | Path] = (), what: str = "output folder",

@@ -64,6 +64,13 @@ def _positive(key: str, values, count: int, kind: type) -> tuple:
     return out
 
 
+def _switch(key: str, value) -> None:
+    """An on/off hyper-parameter must be true or false: ``--model-arg attention=maybe`` would otherwise
+    build the model with attention (any non-empty string is truthy) and say nothing."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false (got {value!r})")
+
+
 class SpTUNet(ReconstructionModel):
     def __init__(self, name: str, image_size: int, base_channels: int, heads, head_dim, ffn_ratio,
                  bottleneck: bool, pos_mode: str, puff_widths=(2, 4, 4, 2), label_query: bool = False,
@@ -73,6 +80,9 @@ class SpTUNet(ReconstructionModel):
         ffn_ratio = _positive("ffn_ratio", ffn_ratio, LEVELS, float)
         puff_widths = _positive("puff_widths", puff_widths, 4, float)
         (base_channels,) = _positive("base_channels", [base_channels], 1, int)
+        for key, value in (("bottleneck", bottleneck), ("label_query", label_query), ("shortcuts", shortcuts),
+                           ("attention", attention)):
+            _switch(key, value)
         if pos_mode not in POSITION_MODES:
             raise ValueError(f"pos_mode must be one of {POSITION_MODES} (got {pos_mode!r})")
         self.config = {"name": name, "image_size": image_size, "base_channels": base_channels,

@@ -87,7 +87,8 @@ def test_inspect_overwrites_its_own_previous_sheet(run_file, tmp_path, capsys):
 def test_a_failed_sheet_write_keeps_the_old_sheet_and_no_temporary_file(run_file, tmp_path, capsys,
                                                                        monkeypatch):
     sheet = tmp_path / "sheet.png"
-    sheet.write_bytes(b"old sheet")
+    old = b"\x89PNG\r\n\x1a\n old sheet"  # an earlier sheet: a PNG, which inspect may replace
+    sheet.write_bytes(old)
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -96,7 +97,7 @@ def test_a_failed_sheet_write_keeps_the_old_sheet_and_no_temporary_file(run_file
     code = run(["inspect", str(run_file), "--sheet", str(sheet)])
     line = one_line_exit_2(code, capsys.readouterr().err, str(sheet))
     assert "disk is full" in line
-    assert sheet.read_bytes() == b"old sheet"
+    assert sheet.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.png", "x.h5"]
 
 

@@ -35,12 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
+from reconstruction.train_config import CLOCKS
 from speckle_core.errors import UserError
 
 ABLATIONS = {"no-attention": {"attention": False}}
 ALL_METRICS = ("pcc", "ssim", "jaccard", "psnr")  # compare.json holds all; compare.md PCC and SSIM
 PROBE_STEPS = 4  # timed training steps per model when planning a time budget
-CLOCKS = ("wall", "cpu")
 
 
 def budget_clock(kind: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from reconstruction.train_config import CLOCKS, LOSSES
 from speckle_core.errors import UserError
 
 
@@ -27,7 +28,7 @@ def _seeds(text: str) -> tuple[int, ...]:
 @click.option("--epochs", type=int, default=None, help="Train every model for this many epochs.")
 @click.option("--budget-minutes", type=float, default=None,
               help="Or: give every model (and seed) this many minutes of training on this machine.")
-@click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+@click.option("--clock", type=click.Choice(CLOCKS), default="wall", show_default=True,
               help="What --budget-minutes counts: elapsed time, or this process's CPU time per thread "
                    "(fair on a machine shared with other jobs).")
 @click.option("--seeds", default="0", show_default=True, help="Seeds, comma-separated; every model trains "
@@ -35,7 +36,7 @@ def _seeds(text: str) -> tuple[int, ...]:
 @click.option("--image-size", default=64, show_default=True, type=int)
 @click.option("--batch-size", default=8, show_default=True, type=int)
 @click.option("--lr", default=1e-3, show_default=True, type=float)
-@click.option("--loss", type=click.Choice(["bce", "npcc", "bce+npcc"]), default="bce+npcc", show_default=True)
+@click.option("--loss", type=click.Choice(LOSSES), default="bce+npcc", show_default=True)
 @click.option("--eval-max", default=64, show_default=True, type=int,
               help="Test/validation pairs scored after each epoch (the final evaluation scores all).")
 @click.option("--bootstrap", "n_boot", default=2000, show_default=True, type=int,

@@ -21,6 +21,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from speckle_core.errors import UserError
 
 LOSSES = ("bce", "npcc", "bce+npcc")
+CLOCKS = ("wall", "cpu")  # what a time budget counts (compare --clock): elapsed, or CPU time per thread
 WEIGHT_DECAY = 1e-5  # the paper's "L2 norm regularizer" has no stated weight; a common Adam L2 value
 LR_FRACTIONS = (0.5, 0.75)  # 100/50/50 of 200 epochs (paper)
 LR_GAMMA = 0.1  # 1e-4 -> 1e-5 -> 1e-6 (paper)

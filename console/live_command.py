@@ -8,6 +8,7 @@ from pathlib import Path
 
 from console.server import bind, build_app, host_warning, serve, url_of
 from speckle_core.errors import UserError
+from speckle_core.fileio import nearest_existing
 
 
 def live_command(rig_path: str | None, port: int, host: str, protocol_path: str | None,
@@ -39,9 +40,7 @@ def check_snapshot_dir(snapshot_dir: str) -> None:
     """``--snapshots`` must be (or be creatable as) a folder: a file there, or under one, is refused at
     start (one line, exit 2), not when the snapshot button is first pressed. Nothing is created yet."""
     folder = Path(snapshot_dir)
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = nearest_existing(folder)
     if probe.exists() and not probe.is_dir():
         where = "is a file" if probe == folder else f"is under {probe}, a file"
         raise UserError(f"--snapshots {folder}: {where}, expected a folder for the snapshots")

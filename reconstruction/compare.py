@@ -356,31 +356,20 @@ def check_inputs(run, specs: list[ModelSpec], out, settings: CompareSettings) ->
     refused option must not leave a ``compare-plan.json`` that a corrected rerun would then refuse
     ("was trained with other compare options"). Returns the output folder, created."""
     from reconstruction.runtime import pick_device
+    from reconstruction.train import build_model_or_refuse, check_model_fits
     from speckle_core.fileio import check_output_dir
     from speckle_core.runfile import open_run
 
     check_settings(settings)
-    for spec in specs:  # image size, batch size, learning rate, eval-max (TrainConfig's bounds)
-        _train_config(run, Path(out) / spec.folder, spec, settings, settings.seeds[0], settings.epochs or 1)
+    # image size, batch size, learning rate, eval-max (TrainConfig's bounds)
+    configs = {spec.label: _train_config(run, Path(out) / spec.folder, spec, settings, settings.seeds[0],
+                                         settings.epochs or 1) for spec in specs}
     device = pick_device(settings.device)
-    for spec in specs:
-        _check_model(spec, settings, device)
+    for label, cfg in configs.items():  # fits the device and builds at --image-size, as train checks
+        check_model_fits(cfg, device, f"--models {label}")
+        build_model_or_refuse(cfg, f"--models {label}")
     open_run(run).close()  # missing, a folder, not HDF5, truncated, not a run: named in one line
     return check_output_dir(out, inputs=[run], what="comparison output folder")
-
-
-def _check_model(spec: ModelSpec, s: CompareSettings, device) -> None:
-    """The model builds at ``--image-size`` (a multiple of 8) and fits the device, as ``train`` checks."""
-    from reconstruction.models import build_model
-    from reconstruction.runtime import check_model_memory
-
-    config = {**spec.model_args, "name": spec.name, "image_size": s.image_size}
-    check_model_memory(config, s.batch_size, device, training=True,
-                       where=f"--models {spec.label} --image-size {s.image_size}")
-    try:
-        build_model(spec.name, s.image_size, **spec.model_args)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"--models {spec.label}: {e}") from None
 
 
 def run_compare(run, specs: list[ModelSpec], out, settings: CompareSettings, progress: bool = True,

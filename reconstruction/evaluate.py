@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reconstruction.train_config import BATCH_SIZE_BOUNDS
+from reconstruction.train_config import check_int
 from speckle_core.errors import UserError
 
 METRICS = ("pcc", "ssim", "jaccard", "psnr")
@@ -148,11 +148,9 @@ def full_history(path: Path, state: dict) -> dict:
 
 
 def check_batch_size(batch_size) -> None:
-    """``--batch-size`` within train's bounds (``TrainConfig``): 0 would loop forever, a negative one
-    would score nothing and report empty metrics."""
-    lo, hi = BATCH_SIZE_BOUNDS
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not lo <= batch_size <= hi:
-        raise UserError(f"--batch-size: must be an integer {lo}..{hi} (got {batch_size!r})")
+    """``--batch-size`` within train's bounds: 0 would loop forever, a negative one would score nothing
+    and report empty metrics."""
+    check_int("batch_size", batch_size)
 
 
 def evaluate_checkpoint(path: str | Path, run: str | Path, device="auto", batch_size: int = 16,

@@ -251,18 +251,33 @@ def make_optimizer(params, lr: float, weight_decay: float, device):
 def _build_model(cfg: TrainConfig, device):
     import torch
 
-    from reconstruction.models import build_model
-    from reconstruction.runtime import check_model_memory, prepare_model
+    from reconstruction.runtime import prepare_model
 
-    check_model_memory({**cfg.model_args, "name": cfg.model, "image_size": cfg.image_size}, cfg.batch_size,
-                       device, training=True, where=f"--model {cfg.model} --image-size {cfg.image_size}")
+    option = f"--model {cfg.model}"
+    check_model_fits(cfg, device, option)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
+    return prepare_model(build_model_or_refuse(cfg, option), device)
+
+
+def check_model_fits(cfg: TrainConfig, device, option: str) -> None:
+    """Refuses (one line naming ``option`` and the image size) a model whose training would not fit in
+    ``device``'s memory, before anything is allocated. Also ``speckle-lab compare``'s up-front check."""
+    from reconstruction.runtime import check_model_memory
+
+    check_model_memory({**cfg.model_args, "name": cfg.model, "image_size": cfg.image_size}, cfg.batch_size,
+                       device, training=True, where=f"{option} --image-size {cfg.image_size}")
+
+
+def build_model_or_refuse(cfg: TrainConfig, option: str):
+    """``cfg``'s model; a hyper-parameter it refuses (an image size not a multiple of 8, a switch that is
+    not a boolean) is one line naming ``option``."""
+    from reconstruction.models import build_model
+
     try:
-        model = build_model(cfg.model, cfg.image_size, **cfg.model_args)
+        return build_model(cfg.model, cfg.image_size, **cfg.model_args)
     except (ValueError, TypeError) as e:
-        raise UserError(f"--model {cfg.model}: {e}") from None
-    return prepare_model(model, device)
+        raise UserError(f"{option}: {e}") from None
 
 
 def _load_state(t: Trainer, state: dict) -> None:

@@ -27,10 +27,8 @@ LR_FRACTIONS = (0.5, 0.75)  # 100/50/50 of 200 epochs (paper)
 LR_GAMMA = 0.1  # 1e-4 -> 1e-5 -> 1e-6 (paper)
 MAX_IMAGE_SIZE = 4096  # the paper works at 200; memory is checked as well before anything is allocated
 
-BATCH_SIZE_BOUNDS = (1, 65536)  # also evaluate's --batch-size (reconstruction.evaluate)
-
 # integer options: (lowest, highest)
-_INT_BOUNDS = {"epochs": (1, 1_000_000), "batch_size": BATCH_SIZE_BOUNDS, "image_size": (16, MAX_IMAGE_SIZE),
+_INT_BOUNDS = {"epochs": (1, 1_000_000), "batch_size": (1, 65536), "image_size": (16, MAX_IMAGE_SIZE),
                "seed": (0, 2**31 - 2), "eval_max": (1, 10**9), "max_pairs": (1, 10**12)}
 # float options: (lowest, highest, lowest allowed itself)
 _FLOAT_BOUNDS = {"lr": (0.0, 10.0, False), "weight_decay": (0.0, 1.0, True),
@@ -63,12 +61,11 @@ class TrainConfig:
 
     def validate(self, where: str = "") -> None:
         """Every option in range; else a one-line UserError naming it (``--lr`` or ``WHERE.lr``)."""
-        for name, (lo, hi) in _INT_BOUNDS.items():
+        for name in _INT_BOUNDS:
             value = getattr(self, name)
             if value is None and name == "max_pairs":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise UserError(f"{_label(name, where)}: must be an integer {lo}..{hi} (got {value!r})")
+            check_int(name, value, where)
         for name, (lo, hi, lo_ok) in _FLOAT_BOUNDS.items():
             value = getattr(self, name)
             if value is None and name == "clip_grad_norm":
@@ -98,6 +95,14 @@ class TrainConfig:
     def lr_at(self, epoch: int) -> float:
         """The learning rate of epoch ``epoch`` (0-based) under the paper's schedule for ``epochs``."""
         return self.lr * LR_GAMMA ** sum(epoch >= m for m in self.milestones())
+
+
+def check_int(name: str, value, where: str = "") -> None:
+    """``value`` an integer within ``name``'s bounds (``_INT_BOUNDS``); else a one-line UserError naming
+    it. Also evaluate's ``--batch-size``, which shares train's bounds."""
+    lo, hi = _INT_BOUNDS[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise UserError(f"{_label(name, where)}: must be an integer {lo}..{hi} (got {value!r})")
 
 
 def _number_in(value, lo: float, hi: float, lo_ok: bool, hi_ok: bool) -> bool:

@@ -128,15 +128,21 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` itself if it exists, else its nearest existing ancestor (the root when none does)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
 def check_output_parent(path: str | Path, what: str = "output", make_parents: bool = False) -> None:
     """The folder that will hold ``path``: not under a file, existing (or created when
     ``make_parents``), writable."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     # the nearest existing ancestor must be a folder (an --out whose parent is a file)
-    probe = parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = nearest_existing(parent)
     if probe.exists() and not probe.is_dir():
         raise UserError(f"{path}: cannot write the {what}: {probe} is a file, not a folder")
     if not parent.exists():
